@@ -1,0 +1,3 @@
+from relief_mpi.cli import main
+
+main()

@@ -1,0 +1,116 @@
+"""Options shared by train, bench and pretrain, and their mapping onto the frozen config."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from relief_mpi.config import (
+    CLOCKS,
+    DATASETS,
+    MODES,
+    STRATEGIES,
+    DataConfig,
+    DeviceConfig,
+    ModelConfig,
+    RunConfig,
+    StrategyConfig,
+)
+from relief_mpi.errors import ReliefError
+
+
+def _deadline(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    del ctx, param
+    if value in ("auto", "none"):
+        return value
+    try:
+        if float(value) <= 0:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use auto, none or a number of seconds > 0") from None
+    return value
+
+
+POS_INT = click.IntRange(min=1)
+POS_FLOAT = click.FloatRange(min=0, min_open=True)
+
+COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
+    click.option("--rounds", type=POS_INT, default=20, show_default=True, help="Federated rounds."),
+    click.option("--seed", type=int, default=0, show_default=True,
+                 help="Seed for data, partition, model init and client sampling (same seed, same numbers)."),
+    click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True,
+                 help="synthetic (built in, no download), spar (real smartwatch data), mhealth, pamap2."),
+    click.option("--data-dir", type=click.Path(file_okay=True, dir_okay=True), default=None,
+                 help="Folder (or zip) with the dataset's original files; not needed for synthetic."),
+    click.option("--modality-by", type=click.Choice(["type", "position"]), default="type", show_default=True,
+                 help="Group channels into modalities by sensor type (acc, gyro, ...) or body position."),
+    click.option("--alpha", type=POS_FLOAT, default=1.0, show_default=True,
+                 help="Dirichlet label-skew concentration across clients (smaller = more skew)."),
+    click.option("--window-s", type=POS_FLOAT, default=2.56, show_default=True, help="Window length, seconds."),
+    click.option("--strategy", type=click.Choice(STRATEGIES), default="fedavg", show_default=True,
+                 help="relief: cohort aggregation + divergence-guided elastic budgets; fedavg/fedprox: whole "
+                      "model, missing sensors zero-filled; heterofl: width-scaled sub-models per tier; "
+                      "relief-cohort / relief-random: ablations (no budgets / random blocks)."),
+    click.option("--mode", type=click.Choice(MODES), default="cnn", show_default=True,
+                 help="cnn: train all parameters; lora: frozen pretrained base, LoRA on the fusion layer."),
+    click.option("--base", type=click.Path(dir_okay=False), default=None,
+                 help="LoRA base checkpoint from `relief-mpi pretrain`; default: pretrain on the server split."),
+    click.option("--groups-per-modality", type=POS_INT, default=1, show_default=True,
+                 help="Split each modality block into G sub-blocks for finer budgets."),
+    click.option("--local-steps", type=POS_INT, default=10, show_default=True,
+                 help="Local SGD steps per round (a budget may cut them)."),
+    click.option("--batch-size", type=POS_INT, default=32, show_default=True, help="Local batch size."),
+    click.option("--lr", type=POS_FLOAT, default=0.05, show_default=True, help="Local learning rate."),
+    click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
+                 help="Local SGD momentum (reset every round)."),
+    click.option("--mu", type=click.FloatRange(min=0), default=0.01, show_default=True,
+                 help="FedProx proximal weight (fedprox only)."),
+    click.option("--deadline", default="auto", show_default=True, callback=_deadline,
+                 help="Round deadline in emulated seconds; auto = the median client's time to train all its "
+                      "blocks; none = no deadline (relief strategies only)."),
+    click.option("--beta", type=click.FloatRange(min=0), default=0.5, show_default=True,
+                 help="UCB exploration weight of the RELIEF allocator."),
+    click.option("--fleet", type=click.Path(dir_okay=False), default=None,
+                 help="Fleet file (TOML) mapping client ranks to device profiles; default: three tiers "
+                      "(high: all sensors, mid, low: accelerometer only). See `relief-mpi fleet show`."),
+    click.option("--profiles", "profiles_dir", type=click.Path(file_okay=False), default=None,
+                 help="Extra device profile folder (*.toml) on top of the shipped ones."),
+    click.option("--clock", type=click.Choice(CLOCKS), default="virtual", show_default=True,
+                 help="virtual: emulated times computed, no sleeping (fast); real: clients sleep so each "
+                      "step and transfer lasts as long as on the emulated device."),
+    click.option("--eval-every", type=POS_INT, default=1, show_default=True,
+                 help="Evaluate the global model every K rounds (and after the last)."),
+]
+
+
+def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    for opt in reversed(COMMON):
+        f = opt(f)
+    return f
+
+
+def build_config(kw: dict[str, Any]) -> RunConfig:
+    """The frozen RunConfig for the parsed options (raises ReliefError on inconsistent ones)."""
+    if kw["dataset"] != "synthetic" and kw.get("data_dir") is None:
+        raise ReliefError(f"--dataset {kw['dataset']} needs --data-dir (the folder with its original files)")
+    if kw["mode"] != "lora" and kw.get("base"):
+        raise ReliefError("--base is only used with --mode lora")
+    return RunConfig(
+        rounds=kw["rounds"], seed=kw["seed"], eval_every=kw["eval_every"],
+        checkpoint_every=kw.get("checkpoint_every", 0) or 0,
+        data=DataConfig(dataset=kw["dataset"], data_dir=kw.get("data_dir"), modality_by=kw["modality_by"],
+                        alpha=kw["alpha"], window_s=kw["window_s"]),
+        model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"]),
+        strategy=StrategyConfig(name=kw["strategy"], local_steps=kw["local_steps"], batch_size=kw["batch_size"],
+                                lr=kw["lr"], momentum=kw["momentum"], mu=kw["mu"], deadline=kw["deadline"],
+                                beta=kw["beta"]),
+        device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
+    )
+
+
+def check_strategy_names(names: list[str]) -> None:
+    bad = [n for n in names if n not in STRATEGIES]
+    if bad:
+        raise ReliefError(f"unknown strategy {bad[0]!r}; choose from {', '.join(STRATEGIES)}")

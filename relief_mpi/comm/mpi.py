@@ -1,0 +1,205 @@
+"""MPI transport: cohort communicators, nonblocking collectives, sleeping waits, no pickle.
+
+Communicators are keyed by their member set (always including the server, rank 0) and created
+with Comm.Create_group, which only the members call. Cohort communicators (server + owners of a
+block) are built once and pinned; per-round trainer communicators come from the same cache, so a
+client that did not train block b takes no part in b's Reduce and sends none of its bytes.
+Every rank receives the full allocation, so every rank replays the same cache history (creation
+order, LRU eviction): members agree on which communicators exist without any extra messages.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+from mpi4py import MPI
+
+from relief_mpi.comm import wire
+from relief_mpi.comm.transport import ClientTransport, Handshake, RoundExchange, ServerTransport
+from relief_mpi.comm.wait import wait_all
+from relief_mpi.strategy.base import RoundPlan
+
+Key = tuple[int, ...]
+_HS_FIELDS = (("version", 32), ("fingerprint", 32), ("host", 64))
+_HS_LEN = sum(n for _, n in _HS_FIELDS)
+
+
+def encode_handshake(h: Handshake) -> np.ndarray:
+    out = np.zeros(_HS_LEN, np.uint8)
+    off = 0
+    for name, n in _HS_FIELDS:
+        raw = getattr(h, name).encode("utf-8")[:n]
+        out[off:off + len(raw)] = np.frombuffer(raw, np.uint8)
+        off += n
+    return out
+
+
+def decode_handshake(buf: np.ndarray) -> Handshake:
+    vals, off = {}, 0
+    for name, n in _HS_FIELDS:
+        vals[name] = bytes(buf[off:off + n]).rstrip(b"\0").decode("utf-8", "replace")
+        off += n
+    return Handshake(**vals)
+
+
+class CommCache:
+    """Communicators by member set, with a deterministic LRU bound (MPI context ids are finite)."""
+
+    def __init__(self, world: MPI.Comm, capacity: int = 64) -> None:
+        self.world = world
+        self.rank = world.Get_rank()
+        self.capacity = capacity
+        self.comms: OrderedDict[Key, MPI.Comm | None] = OrderedDict()
+        self.pinned: set[Key] = set()
+        self.created = 0
+
+    def ensure(self, keys: list[Key], pin: bool = False) -> None:
+        """Create missing communicators in the given order; every rank must pass the same keys."""
+        for key in keys:
+            if key in self.comms:
+                self.comms.move_to_end(key)
+        for key in keys:
+            if key in self.comms:
+                continue
+            comm = None
+            if self.rank in key:
+                group = self.world.Get_group().Incl(list(key))
+                comm = self.world.Create_group(group, tag=self.created % 32768)
+                group.Free()
+            self.created += 1
+            self.comms[key] = comm
+            if pin:
+                self.pinned.add(key)
+            self._evict()
+
+    def _evict(self) -> None:
+        while len(self.comms) - len(self.pinned) > self.capacity:
+            victim = next(k for k in self.comms if k not in self.pinned)
+            comm = self.comms.pop(victim)
+            if comm is not None:
+                comm.Free()
+
+    def get(self, key: Key) -> MPI.Comm:
+        comm = self.comms[key]
+        if comm is None:
+            raise RuntimeError(f"rank {self.rank} is not in communicator {key}")
+        return comm
+
+
+def members(column: np.ndarray) -> Key | None:
+    """Server + the clients flagged in a [K] column; None if no client is flagged."""
+    clients = tuple(int(k) + 1 for k in np.flatnonzero(column))
+    return (0, *clients) if clients else None
+
+
+class _MpiBase:
+    def __init__(self, ownership: np.ndarray, sizes: tuple[int, ...], comm: MPI.Comm | None = None,
+                 cache_capacity: int = 64) -> None:
+        self.world = comm if comm is not None else MPI.COMM_WORLD
+        self.rank = self.world.Get_rank()
+        self.ownership = ownership
+        self.sizes = sizes
+        self.k, self.b = ownership.shape
+        if self.world.Get_size() != self.k + 1:
+            raise RuntimeError(f"{self.k} clients need {self.k + 1} ranks, world has {self.world.Get_size()}")
+        self.cache = CommCache(self.world, cache_capacity)
+        self.cohort_keys = [members(ownership[:, b]) for b in range(self.b)]
+
+    def _build_cohorts(self) -> None:
+        self.cache.ensure([k for k in self.cohort_keys if k is not None], pin=True)
+
+    def _trainer_keys(self, plan: RoundPlan) -> list[Key | None]:
+        keys = [members(plan.alloc[:, b]) for b in range(self.b)]
+        self.cache.ensure([k for k in keys if k is not None])
+        return keys
+
+
+class MpiServerTransport(_MpiBase, ServerTransport):
+    def start(self, base: np.ndarray, me: Handshake) -> list[Handshake]:
+        recv = np.zeros((self.k + 1, _HS_LEN), np.uint8)
+        wait_all([self.world.Igather(encode_handshake(me), recv, root=0)])
+        hands = [decode_handshake(r) for r in recv]
+        bad = [(r, h) for r, h in enumerate(hands) if (h.version, h.fingerprint) != (me.version, me.fingerprint)]
+        if bad:
+            r, h = bad[0]
+            msg = (f"rank {r} on {h.host} runs relief-mpi {h.version} with data fingerprint {h.fingerprint}, "
+                   f"rank 0 runs {me.version} with {me.fingerprint}; all ranks must run the same version on "
+                   "the same data")
+            self.fail(msg)
+            from relief_mpi.errors import ReliefError
+
+            raise ReliefError(msg)
+        status = np.array([0, base.size], np.int64)
+        wait_all([self.world.Ibcast(status, root=0)])
+        if base.size:
+            wait_all([self.world.Ibcast(np.ascontiguousarray(base, np.float32), root=0)])
+        self._build_cohorts()
+        return hands
+
+    def fail(self, message: str) -> None:
+        del message
+        wait_all([self.world.Ibcast(np.array([1, 0], np.int64), root=0)])
+
+    def run_round(self, plan: RoundPlan, blocks: list[np.ndarray]) -> RoundExchange:
+        wait_all([self.world.Ibcast(wire.plan_header(plan, self.k, self.b), root=0),
+                  self.world.Ibcast(wire.plan_body(plan), root=0)])
+        keys = self._trainer_keys(plan)
+        reqs = []
+        for b, key in enumerate(self.cohort_keys):
+            if key is not None:
+                reqs.append(self.cache.get(key).Ibcast(np.ascontiguousarray(blocks[b], np.float32), root=0))
+        recv: dict[int, np.ndarray] = {}
+        for b, key in enumerate(keys):
+            if key is not None:
+                recv[b] = wire.zero_update(self.sizes[b])
+                reqs.append(self.cache.get(key).Ireduce(MPI.IN_PLACE, recv[b], op=MPI.SUM, root=0))
+        reports = np.zeros((self.k + 1, len(wire.REPORT_FIELDS)), np.float64)
+        reqs.append(self.world.Igather(np.zeros(len(wire.REPORT_FIELDS)), reports, root=0))
+        wait_all(reqs)
+        return RoundExchange({b: wire.unpack_sums(v) for b, v in recv.items()}, reports[1:])
+
+    def stop(self) -> None:
+        wait_all([self.world.Ibcast(wire.plan_header(None, self.k, self.b), root=0)])
+
+
+class MpiClientTransport(_MpiBase, ClientTransport):
+    def start(self, me: Handshake) -> np.ndarray | None:
+        wait_all([self.world.Igather(encode_handshake(me), None, root=0)])
+        status = np.zeros(2, np.int64)
+        wait_all([self.world.Ibcast(status, root=0)])
+        if status[0] != 0:
+            return None
+        base = np.zeros(int(status[1]), np.float32)
+        if base.size:
+            wait_all([self.world.Ibcast(base, root=0)])
+        self._build_cohorts()
+        return base
+
+    def next_plan(self) -> RoundPlan | None:
+        header = np.zeros(wire.HEADER_LEN, np.int64)
+        wait_all([self.world.Ibcast(header, root=0)])
+        if header[1]:
+            return None
+        body = np.zeros((self.k, self.b + 2), np.float64)
+        wait_all([self.world.Ibcast(body, root=0)])
+        plan = wire.decode_plan(header, body)
+        self._keys = self._trainer_keys(plan)
+        return plan
+
+    def receive_blocks(self, plan: RoundPlan) -> dict[int, np.ndarray]:
+        me = self.rank - 1
+        out: dict[int, np.ndarray] = {}
+        reqs = []
+        for b, key in enumerate(self.cohort_keys):
+            if key is not None and self.ownership[me, b]:
+                out[b] = np.zeros(self.sizes[b], np.float32)
+                reqs.append(self.cache.get(key).Ibcast(out[b], root=0))
+        wait_all(reqs)
+        return out
+
+    def send(self, plan: RoundPlan, updates: dict[int, np.ndarray], report: np.ndarray) -> None:
+        reqs = [self.cache.get(self._keys[b]).Ireduce(updates[b], None, op=MPI.SUM, root=0)
+                for b in sorted(updates)]
+        reqs.append(self.world.Igather(np.ascontiguousarray(report, np.float64), None, root=0))
+        wait_all(reqs)

@@ -1,0 +1,115 @@
+"""Frozen run configuration: everything that decides a run's numbers, serialisable as JSON.
+
+The CLI builds one RunConfig, every rank builds the same one from the same argv, and the log
+stores it as JSON so a run can be compared, resumed or reproduced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+STRATEGIES = ("fedavg", "fedprox", "heterofl", "relief", "relief-cohort", "relief-random")
+DATASETS = ("synthetic", "spar", "mhealth", "pamap2")
+MODES = ("cnn", "lora")
+CLOCKS = ("virtual", "real")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    dataset: str = "synthetic"
+    data_dir: str | None = None
+    modality_by: str = "type"  # "type" or "position"
+    window_s: float = 2.56
+    overlap: float = 0.5
+    test_fraction: float = 0.2
+    alpha: float = 1.0  # Dirichlet label-skew concentration
+    server_fraction: float = 0.1  # share of training windows kept on the server (LoRA pretraining)
+    downsample: int = 1
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    mode: str = "cnn"
+    feature_dim: int = 64
+    hidden_channels: int = 32
+    fusion_dim: int = 128
+    lora_rank: int = 8
+    lora_alpha: float = 16.0
+    groups_per_modality: int = 1
+    base: str | None = None  # LoRA base checkpoint; None = pretrain on the server split at start
+    pretrain_epochs: int = 3
+
+
+@dataclass(frozen=True)
+class StrategyConfig:
+    name: str = "fedavg"
+    local_steps: int = 10
+    batch_size: int = 32
+    lr: float = 0.05
+    momentum: float = 0.0
+    mu: float = 0.01  # FedProx proximal weight
+    deadline: str = "auto"  # "auto", "none" or seconds
+    beta: float = 0.5  # UCB exploration weight
+    heterofl_widths: tuple[float, ...] = (1.0, 0.5, 0.25)  # per tier: high, mid, low
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    fleet: str | None = None  # fleet file; None = the default three-tier fleet
+    profiles_dir: str | None = None
+    clock: str = "virtual"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    rounds: int = 20
+    seed: int = 0
+    eval_every: int = 1
+    checkpoint_every: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    strategy: StrategyConfig = field(default_factory=StrategyConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
+        sub = {"data": DataConfig, "model": ModelConfig, "strategy": StrategyConfig, "device": DeviceConfig}
+        kw: dict[str, Any] = {}
+        for k, v in d.items():
+            if k in sub:
+                fields = {f.name for f in dataclasses.fields(sub[k])}
+                vals = {kk: (tuple(vv) if isinstance(vv, list) else vv) for kk, vv in v.items() if kk in fields}
+                kw[k] = sub[k](**vals)
+            elif k in {f.name for f in dataclasses.fields(cls)}:
+                kw[k] = v
+        return cls(**kw)
+
+    @classmethod
+    def from_json(cls, s: str) -> RunConfig:
+        return cls.from_dict(json.loads(s))
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Flatten a nested config dict to dotted keys (used to name differing keys)."""
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        else:
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def resolve_path(p: str | None) -> Path | None:
+    return None if p is None else Path(p).expanduser()

@@ -1,0 +1,1 @@
+"""Datasets: loaders of the original file layouts, windows, splits and federated partitions."""

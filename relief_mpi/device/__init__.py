@@ -1,0 +1,1 @@
+"""Device emulation: profiles, fleets, throttled clocks and energy."""

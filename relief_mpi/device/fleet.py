@@ -1,0 +1,133 @@
+"""Fleets: which device profile and sensor set each client rank emulates.
+
+A fleet file (TOML) lists tiers; each tier names a profile, a sensor set and which clients it
+covers: explicit `ranks`, a `hosts` glob matched against the rank's host name, or a `fraction`
+of the clients left after explicit and host matches (largest remainder, in rank order).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from relief_mpi.device.profiles import DeviceProfile
+from relief_mpi.errors import ReliefError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+DEFAULT_FLEET = Path(__file__).parent / "fleets" / "default.toml"
+
+
+@dataclass(frozen=True)
+class Tier:
+    name: str
+    profile: str
+    sensors: tuple[str, ...] | None  # None = all modalities
+    fraction: float | None = None
+    ranks: tuple[int, ...] = ()
+    hosts: str | None = None
+
+
+@dataclass(frozen=True)
+class ClientDevice:
+    client: int  # 0-based client index
+    rank: int  # MPI rank (client + 1)
+    tier: str
+    profile: DeviceProfile
+    sensors: tuple[str, ...] | None
+
+
+def load_fleet(path: str | Path | None) -> list[Tier]:
+    p = Path(path).expanduser() if path is not None else DEFAULT_FLEET
+    try:
+        d = tomllib.loads(p.read_text())
+    except OSError as e:
+        raise ReliefError(f"fleet file {p}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ReliefError(f"fleet file {p}: not valid TOML ({e})") from None
+    tiers_raw = d.get("tier")
+    if not isinstance(tiers_raw, list) or not tiers_raw:
+        raise ReliefError(f"fleet file {p}: needs at least one [[tier]] table")
+    tiers = []
+    for i, t in enumerate(tiers_raw, 1):
+        name = str(t.get("name", f"tier{i}"))
+        if "profile" not in t:
+            raise ReliefError(f"fleet file {p}: tier {name!r} has no profile")
+        sensors = t.get("sensors", "all")
+        if sensors != "all" and not (isinstance(sensors, list) and all(isinstance(s, str) for s in sensors)):
+            raise ReliefError(f"fleet file {p}: tier {name!r}: sensors must be \"all\" or a list of names")
+        ranks = t.get("ranks", [])
+        if not isinstance(ranks, list) or not all(isinstance(r, int) and r >= 1 for r in ranks):
+            raise ReliefError(f"fleet file {p}: tier {name!r}: ranks must be a list of client ranks >= 1")
+        frac = t.get("fraction")
+        if frac is not None and not (isinstance(frac, (int, float)) and 0 <= frac <= 1):
+            raise ReliefError(f"fleet file {p}: tier {name!r}: fraction must be a number in [0, 1]")
+        tiers.append(Tier(name, str(t["profile"]), None if sensors == "all" else tuple(sensors),
+                          None if frac is None else float(frac), tuple(ranks), t.get("hosts")))
+    fracs = [t.fraction for t in tiers if t.fraction is not None]
+    if fracs and not math.isclose(sum(fracs), 1.0, abs_tol=1e-6):
+        raise ReliefError(f"fleet file {p}: tier fractions sum to {sum(fracs):g}, must sum to 1")
+    return tiers
+
+
+def resolve_fleet(tiers: Sequence[Tier], n_clients: int, profiles: dict[str, DeviceProfile],
+                  hostnames: Sequence[str] | None = None) -> list[ClientDevice]:
+    """One ClientDevice per client rank 1..n_clients; clear errors where the fleet does not fit."""
+    if n_clients < 1:
+        raise ReliefError("the fleet needs at least one client rank (run with at least 2 MPI ranks)")
+    for t in tiers:
+        if t.profile not in profiles:
+            raise ReliefError(f"fleet tier {t.name!r}: unknown profile {t.profile!r} "
+                              f"(known: {', '.join(sorted(profiles))})")
+    assigned: dict[int, Tier] = {}
+    explicit = sum(len(t.ranks) for t in tiers)
+    if explicit > n_clients:
+        raise ReliefError(f"the fleet names {explicit} client ranks but only {n_clients} client ranks run "
+                          f"(-n {n_clients + 1}); launch with -n {explicit + 1} or more")
+    for t in tiers:
+        for r in t.ranks:
+            if r > n_clients:
+                raise ReliefError(f"fleet tier {t.name!r} names rank {r} but the clients are ranks 1..{n_clients}")
+            if r in assigned:
+                raise ReliefError(f"fleet: rank {r} is in both tier {assigned[r].name!r} and {t.name!r}")
+            assigned[r] = t
+    if hostnames is not None:
+        for t in tiers:
+            if t.hosts:
+                for r in range(1, n_clients + 1):
+                    if r not in assigned and fnmatch.fnmatch(hostnames[r], t.hosts):
+                        assigned[r] = t
+    rest = [r for r in range(1, n_clients + 1) if r not in assigned]
+    frac_tiers = [t for t in tiers if t.fraction is not None]
+    if rest:
+        if not frac_tiers:
+            raise ReliefError(f"fleet: client ranks {rest} match no tier (add a tier with a fraction)")
+        counts = _largest_remainder([t.fraction or 0.0 for t in frac_tiers], len(rest))
+        it = iter(rest)
+        for t, c in zip(frac_tiers, counts, strict=True):
+            for _ in range(c):
+                assigned[next(it)] = t
+    return [ClientDevice(r - 1, r, assigned[r].name, profiles[assigned[r].profile], assigned[r].sensors)
+            for r in range(1, n_clients + 1)]
+
+
+def _largest_remainder(fracs: Sequence[float], n: int) -> list[int]:
+    """Integer counts summing to n; the first tier with a positive share gets at least one."""
+    raw = [f * n for f in fracs]
+    counts = [int(math.floor(x)) for x in raw]
+    order = sorted(range(len(fracs)), key=lambda i: (-(raw[i] - counts[i]), i))
+    for i in order[: n - sum(counts)]:
+        counts[i] += 1
+    first = next((i for i, f in enumerate(fracs) if f > 0), None)
+    if first is not None and counts[first] == 0 and n > 0:
+        donor = max(range(len(counts)), key=lambda i: counts[i])
+        counts[donor] -= 1
+        counts[first] += 1
+    return counts

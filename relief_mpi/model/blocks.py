@@ -1,0 +1,138 @@
+"""The block registry: one partition of the trainable parameters into named blocks.
+
+The same partition drives aggregation (block m is averaged over its cohort), elastic training
+(only allocated blocks get gradients) and communication (a block is one contiguous float32
+buffer on the wire). Block m holds the parameters that only modality m touches; `shared` holds
+what every client trains. Parameters in no block are the frozen base (LoRA mode).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from relief_mpi.model.net import MultimodalNet
+
+SHARED = "shared"
+Index = tuple[slice, ...]
+
+
+@dataclass(frozen=True)
+class Slice:
+    param: str
+    index: Index  # applied as param[index]; () = the whole tensor
+
+
+@dataclass(frozen=True)
+class Block:
+    name: str
+    modality: int | None  # index of the modality it belongs to; None for shared
+    slices: tuple[Slice, ...]
+
+
+def _split(n: int, groups: int) -> list[slice]:
+    bounds = np.linspace(0, n, groups + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+class BlockRegistry:
+    def __init__(self, model: MultimodalNet, modality_names: tuple[str, ...], mode: str,
+                 groups_per_modality: int = 1) -> None:
+        if mode not in ("cnn", "lora"):
+            raise ValueError(f"mode must be cnn or lora, got {mode!r}")
+        if mode == "lora" and model.lora_rank == 0:
+            raise ValueError("lora mode needs a model built with lora_rank > 0")
+        d = model.feature_dim
+        g_n = groups_per_modality
+        if g_n < 1 or g_n > (model.lora_rank if mode == "lora" else d):
+            raise ValueError(f"groups per modality must be in 1..{model.lora_rank if mode == 'lora' else d}")
+        blocks: list[Block] = []
+        for m, name in enumerate(modality_names):
+            cols = slice(m * d, (m + 1) * d)
+            for g, part in enumerate(_split(model.lora_rank if mode == "lora" else d, g_n)):
+                bname = name if g_n == 1 else f"{name}/{g}"
+                if mode == "lora":
+                    sl = (Slice("lora_A", (part, cols)),)
+                else:
+                    enc = f"encoders.{m}"
+                    fcols = slice(m * d + part.start, m * d + part.stop)
+                    sl = ((Slice(f"{enc}.conv1.weight", ()), Slice(f"{enc}.conv1.bias", ())) if g == 0 else ())
+                    sl += (Slice(f"{enc}.conv2.weight", (part,)), Slice(f"{enc}.conv2.bias", (part,)),
+                           Slice("fusion.weight", (slice(None), fcols)))
+                blocks.append(Block(bname, m, sl))
+        shared = (("lora_B", "head.weight", "head.bias") if mode == "lora"
+                  else ("fusion.bias", "head.weight", "head.bias"))
+        blocks.append(Block(SHARED, None, tuple(Slice(p, ()) for p in shared)))
+        self.blocks = tuple(blocks)
+        self.names = tuple(b.name for b in blocks)
+        self.index = {b.name: i for i, b in enumerate(blocks)}
+        params = dict(model.named_parameters())
+        self.sizes = tuple(sum(params[s.param][s.index].numel() for s in b.slices) for b in blocks)
+        in_block = {s.param for b in blocks for s in b.slices}
+        self.base_params = tuple(n for n in params if n not in in_block)
+        self.mode = mode
+
+    def __len__(self) -> int:
+        return len(self.blocks)
+
+    def modality_of(self, b: int) -> int | None:
+        return self.blocks[b].modality
+
+    def get(self, model: MultimodalNet, b: int) -> np.ndarray:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            parts = [params[s.param][s.index].reshape(-1) for s in self.blocks[b].slices]
+            return torch.cat(parts).numpy().astype(np.float32, copy=True)
+
+    def set(self, model: MultimodalNet, b: int, vec: np.ndarray) -> None:
+        params = dict(model.named_parameters())
+        if vec.size != self.sizes[b]:
+            raise ValueError(f"block {self.names[b]}: expected {self.sizes[b]} values, got {vec.size}")
+        t = torch.from_numpy(np.ascontiguousarray(vec, dtype=np.float32))
+        off = 0
+        with torch.no_grad():
+            for s in self.blocks[b].slices:
+                view = params[s.param][s.index]
+                n = view.numel()
+                params[s.param][s.index] = t[off:off + n].view_as(view)
+                off += n
+
+    def get_base(self, model: MultimodalNet) -> np.ndarray:
+        params = dict(model.named_parameters())
+        if not self.base_params:
+            return np.zeros(0, np.float32)
+        with torch.no_grad():
+            return torch.cat([params[n].reshape(-1) for n in self.base_params]).numpy().astype(np.float32)
+
+    def set_base(self, model: MultimodalNet, vec: np.ndarray) -> None:
+        params = dict(model.named_parameters())
+        t = torch.from_numpy(np.ascontiguousarray(vec, dtype=np.float32))
+        off = 0
+        with torch.no_grad():
+            for n in self.base_params:
+                k = params[n].numel()
+                params[n].copy_(t[off:off + k].view_as(params[n]))
+                off += k
+        if off != vec.size:
+            raise ValueError(f"base vector has {vec.size} values, model needs {off}")
+
+    def grad_masks(self, model: MultimodalNet, trained: frozenset[int]) -> dict[str, torch.Tensor | None]:
+        """Per parameter: None = train fully, a 0/1 mask = train those entries; absent = frozen."""
+        params = dict(model.named_parameters())
+        masks: dict[str, torch.Tensor | None] = {}
+        for b in sorted(trained):
+            for s in self.blocks[b].slices:
+                if s.index == ():
+                    masks[s.param] = None
+                    continue
+                m = masks.get(s.param, torch.zeros_like(params[s.param]))
+                if m is None:
+                    continue
+                m[s.index] = 1.0
+                masks[s.param] = m
+        for name, m in list(masks.items()):
+            if m is not None and bool(m.all()):
+                masks[name] = None
+        return masks

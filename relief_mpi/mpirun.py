@@ -1,0 +1,111 @@
+"""The MPI job: every rank builds the same setup, rank 0 serves, ranks 1..N-1 are clients.
+
+Start-up problems (bad options, unreadable data, a fleet that does not fit, an existing --out)
+are found before any round: every rank reports its verdict, rank 0 prints the first problem as
+one line, and every rank exits 2. Anything raised later aborts the whole job (see cli).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from mpi4py import MPI
+
+from relief_mpi import __version__
+from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
+from relief_mpi.comm.transport import Handshake
+from relief_mpi.comm.wait import wait_all
+from relief_mpi.config import RunConfig
+from relief_mpi.errors import ReliefError
+from relief_mpi.run import Progress, serve
+from relief_mpi.setup import RunSetup, build_setup
+
+_MSG_LEN = 512
+
+
+class StartupRefused(ReliefError):
+    """Raised on every rank when any rank refused to start; `printable` only on rank 0."""
+
+    def __init__(self, message: str, printable: bool) -> None:
+        super().__init__(message)
+        self.printable = printable
+
+
+def _fixed(text: str, n: int) -> np.ndarray:
+    out = np.zeros(n, np.uint8)
+    raw = text.encode("utf-8")[:n]
+    out[:len(raw)] = np.frombuffer(raw, np.uint8)
+    return out
+
+
+def _text(buf: np.ndarray) -> str:
+    return bytes(buf).rstrip(b"\0").decode("utf-8", "replace")
+
+
+def gather_hosts(world: MPI.Comm) -> list[str]:
+    mine = _fixed(socket.gethostname(), 64)
+    allh = np.zeros((world.Get_size(), 64), np.uint8)
+    wait_all([world.Iallgather(mine, allh)])
+    return [_text(r) for r in allh]
+
+
+def agree_to_start(world: MPI.Comm, error: str | None) -> None:
+    """Every rank states its start-up verdict; if any failed, all raise StartupRefused."""
+    rank = world.Get_rank()
+    mine = _fixed(error or "", _MSG_LEN)
+    flags = np.zeros(1, np.int64)
+    allmsg = np.zeros((world.Get_size(), _MSG_LEN), np.uint8) if rank == 0 else None
+    wait_all([world.Igather(mine, allmsg, root=0)])
+    first = ""
+    if rank == 0:
+        for r, msg in enumerate(allmsg):
+            if msg.any():
+                text = _text(msg)
+                first = text if r == 0 or text.startswith("rank ") else f"rank {r}: {text}"
+                break
+        flags[0] = 1 if first else 0
+    wait_all([world.Ibcast(flags, root=0)])
+    if flags[0]:
+        raise StartupRefused(first, printable=rank == 0)
+
+
+def run_mpi(cfg: RunConfig, out_path: Callable[[], Path], progress: Progress | None,
+            fault_nan: tuple[int, int] | None = None) -> Path | None:
+    """Run the job on COMM_WORLD; returns the log path on rank 0, None on clients."""
+    world = MPI.COMM_WORLD
+    rank, size = world.Get_rank(), world.Get_size()
+    if size < 2:
+        raise ReliefError(f"relief-mpi train needs at least 2 MPI ranks (1 server + 1 or more clients), got {size}; "
+                          "run e.g. `mpirun -n 5 relief-mpi train`, or `relief-mpi train --transport inprocess`")
+    hosts = gather_hosts(world)
+    error = None
+    setup: RunSetup | None = None
+    out: Path | None = None
+    try:
+        if rank == 0:
+            out = out_path()
+        setup = build_setup(cfg, size - 1, hosts)
+    except ReliefError as e:
+        error = str(e)
+    agree_to_start(world, error)
+    assert setup is not None
+    if rank == 0:
+        assert out is not None
+        transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world)
+        serve(setup, transport, out, hosts, MPI.Get_library_version().splitlines()[0].strip(), size, progress)
+        return out
+    transport_c = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world)
+    nan_round = fault_nan[1] if fault_nan and fault_nan[0] == rank else 0
+    trainer = setup.trainer(rank - 1, nan_round)
+    base = transport_c.start(Handshake(__version__, setup.data.fingerprint, hosts[rank]))
+    if base is None:
+        raise StartupRefused("the server refused to start", printable=False)
+    trainer.set_base(base)
+    while (plan := transport_c.next_plan()) is not None:
+        blocks = transport_c.receive_blocks(plan)
+        updates, report = trainer.train(plan, blocks)
+        transport_c.send(plan, updates, report)
+    return None

@@ -1,0 +1,109 @@
+"""Run a configured job: in one process (tests, laptops) or as rank 0 / a client rank under MPI."""
+
+from __future__ import annotations
+
+import json
+import platform
+import socket
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from relief_mpi import __version__
+from relief_mpi.comm.transport import Handshake, ServerTransport
+from relief_mpi.config import RunConfig
+from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord
+from relief_mpi.model.net import MultimodalNet
+from relief_mpi.model.pretrain import load_base, pretrain
+from relief_mpi.server import Server, tier_names
+from relief_mpi.setup import RunSetup
+
+Progress = Callable[[str], None]
+
+
+def server_model(setup: RunSetup) -> tuple[MultimodalNet, np.ndarray]:
+    """The initial global model and the frozen base vector (LoRA: pretrained or loaded)."""
+    cfg = setup.config
+    model = setup.make_model()
+    if cfg.model.mode == "lora":
+        if cfg.model.base:
+            load_base(model, setup.data.spec, Path(cfg.model.base).expanduser())
+        else:
+            pretrain(model, setup.data.spec, setup.data.server_train, cfg.model.pretrain_epochs,
+                     cfg.strategy.batch_size, cfg.strategy.lr, cfg.seed)
+    return model, setup.registry.get_base(model)
+
+
+def log_attrs(setup: RunSetup, hosts: list[str], mpi_library: str, world_size: int) -> dict[str, object]:
+    names = setup.data.spec.modality_names()
+    profiles = [{
+        "client": d.client, "rank": d.rank, "tier": d.tier, "profile": d.profile.name,
+        "flops": d.profile.flops if np.isfinite(d.profile.flops) else "native",
+        "p_busy_w": d.profile.p_busy_w, "p_idle_w": d.profile.p_idle_w,
+        "uplink_mbps": d.profile.uplink_mbps, "downlink_mbps": d.profile.downlink_mbps,
+        "modalities": list(setup.data.modality_sets[d.client]),
+        "n_train": len(setup.data.clients_train[d.client]), "n_test": len(setup.data.clients_test[d.client]),
+    } for d in setup.devices]
+    return {
+        "relief_mpi_version": __version__, "config": setup.config.to_json(), "mpi_library": mpi_library,
+        "world_size": world_size, "hosts": json.dumps(hosts), "profiles": json.dumps(profiles),
+        "strategy": setup.config.strategy.name, "dataset": setup.data.spec.name,
+        "modalities": json.dumps(list(names)), "classes": json.dumps(list(setup.data.spec.classes)),
+        "rare_modality": names[setup.rare_modality] if setup.rare_modality is not None else "",
+        "data_fingerprint": setup.data.fingerprint, "block_sizes": json.dumps(list(setup.registry.sizes)),
+        "flops_per_step": json.dumps({"enc_fwd": setup.costs.enc_fwd, "enc_bwd": setup.costs.enc_bwd,
+                                      "top_fwd": setup.costs.top_fwd, "top_bwd": setup.costs.top_bwd}),
+        "torch_version": torch.__version__, "python_version": platform.python_version(),
+        "clock": setup.config.device.clock, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "energy_source": "modeled",
+    }
+
+
+def format_round(rec: RoundRecord, rounds: int) -> str:
+    r = rec.row
+    return (f"round {int(r['round']):>3}/{rounds}  acc {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}  "
+            f"rare-F1 {r['rare_f1']:.3f}  round {r['wall_time_s']:.2f} s wall, {r['virtual_time_s']:.2f} s emulated")
+
+
+def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[str], mpi_library: str,
+          world_size: int, progress: Progress | None) -> list[RoundRecord]:
+    """Rank 0's whole job: start the clients, run every round, log each one."""
+    model, base = server_model(setup)
+    me = Handshake(__version__, setup.data.fingerprint, hosts[0] if hosts else socket.gethostname())
+    handshakes = transport.start(base, me)
+    hosts = [h.host for h in handshakes]
+    writer = RoundLogWriter(out, log_attrs(setup, hosts, mpi_library, world_size), setup.n_clients,
+                            setup.registry.names, tier_names(setup))
+    cfg = setup.config
+
+    def on_round(rec: RoundRecord) -> None:
+        writer.append(rec)
+        if progress is not None:
+            progress(format_round(rec, cfg.rounds))
+
+    try:
+        return Server(setup, transport, model, on_round).run()
+    finally:
+        writer.close()
+
+
+def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress | None = None,
+                  fault_nan: tuple[int, int] | None = None) -> list[RoundRecord]:
+    """Server and every client in this process, through the in-process transport."""
+    from relief_mpi.comm.inprocess import InProcessServerTransport
+    from relief_mpi.setup import build_setup
+
+    setup = build_setup(cfg, n_clients)
+    trainers = [setup.trainer(k, fault_nan[1] if fault_nan and fault_nan[0] == k + 1 else 0)
+                for k in range(n_clients)]
+    transport = InProcessServerTransport(trainers, setup.strategy.ownership(), setup.registry.sizes)
+    host = socket.gethostname()
+    return serve(setup, transport, out, [host] * (n_clients + 1), "none (in-process)", n_clients + 1, progress)
+
+
+def eprint(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)

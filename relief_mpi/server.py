@@ -1,0 +1,141 @@
+"""The server's round loop: plan, exchange (through any transport), aggregate, evaluate, log."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from relief_mpi.client import split_modalities
+from relief_mpi.comm import wire
+from relief_mpi.comm.transport import ServerTransport
+from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundRecord
+from relief_mpi.metrics import accuracy, macro_f1
+from relief_mpi.model.net import MultimodalNet
+from relief_mpi.setup import RunSetup, modeled_energy
+
+
+@dataclass
+class Evaluation:
+    accuracy: float
+    macro_f1: float
+    rare_f1: float
+    tier_f1: dict[str, float]
+    client_pred: list[np.ndarray] = field(default_factory=list)
+
+
+def evaluate(setup: RunSetup, model: MultimodalNet, batch: int = 512) -> Evaluation:
+    """Each client's test windows, seen with that client's own sensors (as the fleet would use it)."""
+    model.eval()
+    spec = setup.data.spec
+    n_classes = len(spec.classes)
+    preds, trues = [], []
+    zero_fill = setup.strategy.zero_fill_absent
+    with torch.no_grad():
+        for k, ws in enumerate(setup.data.clients_test):
+            present = frozenset(range(len(spec.modalities))) if zero_fill else setup.client_modalities(k)
+            out = []
+            for i in range(0, len(ws), batch):
+                x = torch.from_numpy(ws.x[i:i + batch])
+                out.append(model(split_modalities(x, spec, present, zero_fill)).argmax(1).numpy())
+            preds.append(np.concatenate(out) if out else np.zeros(0, np.int64))
+            trues.append(ws.y)
+
+    def score(clients: list[int]) -> tuple[float, float]:
+        if not clients:
+            return math.nan, math.nan
+        y = np.concatenate([trues[k] for k in clients])
+        p = np.concatenate([preds[k] for k in clients])
+        return accuracy(y, p), macro_f1(y, p, n_classes)
+
+    everyone = list(range(setup.n_clients))
+    acc, f1 = score(everyone)
+    tiers = {}
+    for t in tier_names(setup):
+        tiers[t] = score([k for k in everyone if setup.devices[k].tier == t])[1]
+    rare = setup.rare_modality
+    rare_f1 = score([k for k in everyone if rare is not None and rare in setup.client_modalities(k)])[1]
+    return Evaluation(acc, f1, rare_f1, tiers, preds)
+
+
+def tier_names(setup: RunSetup) -> list[str]:
+    seen: list[str] = []
+    for d in setup.devices:
+        if d.tier not in seen:
+            seen.append(d.tier)
+    return seen
+
+
+class Server:
+    def __init__(self, setup: RunSetup, transport: ServerTransport, model: MultimodalNet,
+                 on_round: Callable[[RoundRecord], None] | None = None) -> None:
+        self.setup = setup
+        self.transport = transport
+        self.model = model
+        reg = setup.registry
+        self.blocks = [reg.get(model, b) for b in range(len(reg))]
+        self.on_round = on_round
+        self.wall_elapsed = 0.0
+        self.virtual_elapsed = 0.0
+
+    def sync_model(self) -> None:
+        for b, vec in enumerate(self.blocks):
+            self.setup.registry.set(self.model, b, vec)
+
+    def run_round(self, rnd: int) -> RoundRecord:
+        setup = self.setup
+        t0 = time.perf_counter()
+        plan = setup.strategy.configure_round(rnd)
+        ex = self.transport.run_round(plan, self.blocks)
+        rep = ex.reports
+        col = {name: rep[:, i] for i, name in enumerate(wire.REPORT_FIELDS)}
+        div = setup.strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
+        wall = time.perf_counter() - t0
+        span = col["download_s"] + col["busy_s"] + col["upload_s"]
+        round_s = float(span.max()) if span.size else 0.0
+        idle = np.maximum(0.0, round_s - span)
+        nbytes = col["bytes_up"] + col["bytes_down"]
+        energy = modeled_energy(setup, col["busy_s"], round_s, nbytes)
+        self.wall_elapsed += wall
+        self.virtual_elapsed += round_s
+        ev = None
+        if rnd % max(1, setup.config.eval_every) == 0 or rnd == setup.config.rounds:
+            self.sync_model()
+            ev = evaluate(setup, self.model)
+        clients = {
+            "busy_s": col["busy_s"], "wait_s": idle, "idle_s": idle, "compute_wall_s": col["compute_wall_s"],
+            "lag_s": col["lag_s"], "download_s": col["download_s"], "upload_s": col["upload_s"],
+            "bytes_up": col["bytes_up"], "bytes_down": col["bytes_down"], "energy_j": energy,
+            "energy_measured_j": col["energy_measured_j"], "steps": col["steps"], "samples": col["samples"],
+            "rejected": col["rejected"], "loss": col["loss"],
+        }
+        assert set(clients) == set(CLIENT_METRICS)
+        losses = col["loss"][np.isfinite(col["loss"])]
+        measured = col["energy_measured_j"]
+        row = {
+            "round": rnd, "wall_time_s": wall, "wall_elapsed_s": self.wall_elapsed, "virtual_time_s": round_s,
+            "virtual_elapsed_s": self.virtual_elapsed,
+            "accuracy": ev.accuracy if ev else math.nan, "macro_f1": ev.macro_f1 if ev else math.nan,
+            "rare_f1": ev.rare_f1 if ev else math.nan,
+            "bytes_up": float(col["bytes_up"].sum()), "bytes_down": float(col["bytes_down"].sum()),
+            "energy_j": float(energy.sum()),
+            "energy_measured_j": float(measured.sum()) if np.all(np.isfinite(measured)) else math.nan,
+            "train_loss": float(losses.mean()) if losses.size else math.nan,
+            "deadline_s": plan.deadline_s if math.isfinite(plan.deadline_s) else math.nan,
+            "rejected": int(col["rejected"].sum()),
+        }
+        names = tier_names(setup)
+        tier_f1 = np.array([ev.tier_f1[t] if ev else math.nan for t in names])
+        rec = RoundRecord(row, clients, np.asarray(div, np.float64), plan.alloc.astype(np.uint8), tier_f1)
+        if self.on_round is not None:
+            self.on_round(rec)
+        return rec
+
+    def run(self, first_round: int = 1) -> list[RoundRecord]:
+        recs = [self.run_round(r) for r in range(first_round, self.setup.config.rounds + 1)]
+        self.transport.stop()
+        return recs

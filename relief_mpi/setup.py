@@ -1,0 +1,128 @@
+"""Everything a rank derives from the config before the first round, identical on every rank.
+
+Built from the RunConfig, the number of clients and the hosts, without any communication, so
+every rank agrees on the fleet, the data partition, the block partition and the costs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from relief_mpi.client import ClientRole, LocalTrainer
+from relief_mpi.config import RunConfig
+from relief_mpi.data.base import FederatedData
+from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
+from relief_mpi.device.clock import DeviceClock
+from relief_mpi.device.fleet import ClientDevice, load_fleet, resolve_fleet
+from relief_mpi.device.profiles import load_profiles
+from relief_mpi.errors import ReliefError
+from relief_mpi.model.blocks import BlockRegistry
+from relief_mpi.model.flops import FlopCosts, measure_costs
+from relief_mpi.model.net import MultimodalNet
+from relief_mpi.strategy.base import BlockInfo, FleetInfo, Strategy, StrategyContext
+from relief_mpi.strategy.registry import make_strategy
+
+
+@dataclass
+class RunSetup:
+    config: RunConfig
+    devices: list[ClientDevice]
+    data: FederatedData
+    registry: BlockRegistry
+    costs: FlopCosts
+    strategy: Strategy
+    rare_modality: int | None
+
+    @property
+    def n_clients(self) -> int:
+        return len(self.devices)
+
+    def make_model(self) -> MultimodalNet:
+        cfg = self.config
+        torch.manual_seed(cfg.seed)
+        return MultimodalNet(
+            [len(m.channels) for m in self.data.spec.modalities], len(self.data.spec.classes),
+            feature_dim=cfg.model.feature_dim, hidden_channels=cfg.model.hidden_channels,
+            fusion_dim=cfg.model.fusion_dim, lora_rank=cfg.model.lora_rank if cfg.model.mode == "lora" else 0,
+            lora_alpha=cfg.model.lora_alpha)
+
+    def client_modalities(self, k: int) -> frozenset[int]:
+        names = self.data.spec.modality_names()
+        return frozenset(names.index(m) for m in self.data.modality_sets[k])
+
+    def trainer(self, k: int, fault_nan_round: int = 0) -> LocalTrainer:
+        cfg = self.config
+        role = ClientRole(client=k, modalities=self.client_modalities(k),
+                          zero_fill=self.strategy.zero_fill_absent, prox_mu=self.strategy.prox_mu,
+                          lr=cfg.strategy.lr, momentum=cfg.strategy.momentum,
+                          batch_size=cfg.strategy.batch_size, seed=cfg.seed, fault_nan_round=fault_nan_round)
+        clock = DeviceClock(self.devices[k].profile, cfg.device.clock)
+        return LocalTrainer(role, self.make_model(), self.registry, self.data.spec, self.data.clients_train[k],
+                            clock, self.costs, self.strategy.ownership())
+
+
+def rare_modality(modality_sets: list[frozenset[int]], n_modalities: int) -> int | None:
+    """The modality with the smallest non-empty cohort (ties: the later one, the rarer sensor)."""
+    sizes = [sum(m in s for s in modality_sets) for m in range(n_modalities)]
+    live = [m for m in range(n_modalities) if sizes[m] > 0]
+    if not live:
+        return None
+    return min(live, key=lambda m: (sizes[m], -m))
+
+
+def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = None) -> RunSetup:
+    profiles = load_profiles(cfg.device.profiles_dir)
+    devices = resolve_fleet(load_fleet(cfg.device.fleet), n_clients, profiles, hostnames)
+    raw = load_raw(cfg.data, cfg.seed)
+    names = raw.spec.modality_names()
+    sets = []
+    for d in devices:
+        s = modality_set_for(d.sensors, names)
+        if not s:
+            raise ReliefError(f"client rank {d.rank} (tier {d.tier}) has sensors {list(d.sensors or [])}, none of "
+                              f"which the {raw.spec.name} dataset has ({', '.join(names)}); fix the fleet")
+        sets.append(s)
+    data = build_federated(cfg.data, cfg.seed, sets, raw)
+    torch.manual_seed(cfg.seed)
+    probe = MultimodalNet([len(m.channels) for m in data.spec.modalities], len(data.spec.classes),
+                          feature_dim=cfg.model.feature_dim, hidden_channels=cfg.model.hidden_channels,
+                          fusion_dim=cfg.model.fusion_dim,
+                          lora_rank=cfg.model.lora_rank if cfg.model.mode == "lora" else 0,
+                          lora_alpha=cfg.model.lora_alpha)
+    try:
+        registry = BlockRegistry(probe, names, cfg.model.mode, cfg.model.groups_per_modality)
+    except ValueError as e:
+        raise ReliefError(str(e)) from None
+    window_len = data.clients_train[0].x.shape[-1]
+    costs = measure_costs(probe, [len(m.channels) for m in data.spec.modalities], window_len,
+                          cfg.strategy.batch_size)
+    mod_sets = [frozenset(names.index(m) for m in s) for s in data.modality_sets]
+    fleet = FleetInfo(
+        modality_sets=tuple(mod_sets), tiers=tuple(d.tier for d in devices),
+        flops=tuple(d.profile.flops for d in devices), uplink_mbps=tuple(d.profile.uplink_mbps for d in devices),
+        downlink_mbps=tuple(d.profile.downlink_mbps for d in devices),
+        latency_ms=tuple(d.profile.latency_ms for d in devices),
+        n_train=tuple(len(w) for w in data.clients_train))
+    ctx = StrategyContext(cfg.strategy, BlockInfo(registry.names, registry.sizes,
+                                                  tuple(registry.modality_of(b) for b in range(len(registry)))),
+                          fleet, costs, len(names), cfg.seed)
+    strategy = make_strategy(cfg.strategy.name, ctx)
+    return RunSetup(cfg, devices, data, registry, costs, strategy, rare_modality(mod_sets, len(names)))
+
+
+def modeled_energy(setup: RunSetup, busy: np.ndarray, round_s: float, nbytes: np.ndarray) -> np.ndarray:
+    """P_busy * busy + P_idle * (round - busy) + J/bit * bits, per client."""
+    out = np.zeros(len(busy))
+    for k, d in enumerate(setup.devices):
+        p = d.profile
+        idle = max(0.0, round_s - busy[k])
+        out[k] = p.p_busy_w * busy[k] + p.p_idle_w * idle + p.energy_per_bit_nj * 1e-9 * 8 * nbytes[k]
+    return out
+
+
+def finite_or_nan(x: float) -> float:
+    return x if math.isfinite(x) else float("nan")
