@@ -1,0 +1,75 @@
+"""Shared test helpers: where ../shared is, how to launch mpiexec (always with a timeout)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_DATA = SHARED / "data"
+SPAR_DIR = SHARED_DATA / "spar-watch-10subj"
+
+
+def need_shared() -> Path:
+    """The ../shared/data folder, or skip: a user's clone has no ../shared beside it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real-data test: {SHARED_DATA} not found (it sits beside the repo only in the lab/CI checkout)")
+    return SHARED_DATA
+
+
+@functools.cache
+def mpiexec() -> str | None:
+    here = Path(sys.executable).parent / "mpiexec"
+    return str(here) if here.exists() else shutil.which("mpiexec")
+
+
+@functools.cache
+def is_open_mpi() -> bool:
+    exe = mpiexec()
+    if exe is None:
+        return False
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "Open MPI" in out or "OpenRTE" in out
+
+
+def mpi_command(n: int, args: list[str]) -> list[str]:
+    exe = mpiexec()
+    if exe is None:
+        pytest.skip("no mpiexec on PATH (pip install mpich, or a system MPI)")
+    extra = ["--oversubscribe", "--bind-to", "none"] if is_open_mpi() else []
+    return [exe, *extra, "-n", str(n), sys.executable, "-m", "relief_mpi", *args]
+
+
+def mpi_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"OMPI_ALLOW_RUN_AS_ROOT": "1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM": "1",
+                "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"})
+    env.update(extra or {})
+    return env
+
+
+def run_mpi(n: int, args: list[str], timeout: float = 240, cwd: Path | None = None,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """mpiexec -n N python -m relief_mpi ARGS, killed (test fails) after `timeout` seconds."""
+    cmd = mpi_command(n, args)
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=mpi_env(env))
+    except subprocess.TimeoutExpired as e:
+        pytest.fail(f"mpiexec did not finish within {timeout} s (a hang): {' '.join(cmd)}\n"
+                    f"stdout: {e.stdout}\nstderr: {e.stderr}")
+
+
+def run_cli(args: list[str], timeout: float = 240, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """python -m relief_mpi ARGS in a subprocess (no launcher), with a timeout."""
+    return subprocess.run([sys.executable, "-m", "relief_mpi", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env=mpi_env())
