@@ -46,6 +46,7 @@ class ClientRole:
     batch_size: int
     seed: int
     fault_nan_round: int = 0  # test-only fault injection: make this round's update NaN
+    width: float = 1.0  # HeteroFL sub-model width
 
 
 class LocalTrainer:
@@ -115,7 +116,7 @@ class LocalTrainer:
             idx = order[pos:pos + role.batch_size]
             pos += role.batch_size
             xs = split_modalities(self.x[idx], self.spec, self.present, role.zero_fill)
-            loss = F.cross_entropy(self.model(xs, no_grad), self.y[idx])
+            loss = F.cross_entropy(self.model(xs, no_grad, role.width), self.y[idx])
             if anchors:
                 loss = loss + 0.5 * role.prox_mu * sum(((params[nm] - a) ** 2).sum() for nm, a in anchors.items())
             opt.zero_grad(set_to_none=True)

@@ -6,6 +6,7 @@ every rank agrees on the fleet, the data partition, the block partition and the 
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
 from relief_mpi.model.blocks import BlockRegistry
 from relief_mpi.model.flops import FlopCosts, measure_costs
-from relief_mpi.model.net import MultimodalNet
+from relief_mpi.model.net import MultimodalNet, kept
 from relief_mpi.strategy.base import BlockInfo, FleetInfo, Strategy, StrategyContext
 from relief_mpi.strategy.registry import make_strategy
 
@@ -42,13 +43,8 @@ class RunSetup:
         return len(self.devices)
 
     def make_model(self) -> MultimodalNet:
-        cfg = self.config
-        torch.manual_seed(cfg.seed)
-        return MultimodalNet(
-            [len(m.channels) for m in self.data.spec.modalities], len(self.data.spec.classes),
-            feature_dim=cfg.model.feature_dim, hidden_channels=cfg.model.hidden_channels,
-            fusion_dim=cfg.model.fusion_dim, lora_rank=cfg.model.lora_rank if cfg.model.mode == "lora" else 0,
-            lora_alpha=cfg.model.lora_alpha)
+        torch.manual_seed(self.config.seed)
+        return _net(self.config, self.data)
 
     def client_modalities(self, k: int) -> frozenset[int]:
         names = self.data.spec.modality_names()
@@ -56,13 +52,50 @@ class RunSetup:
 
     def trainer(self, k: int, fault_nan_round: int = 0) -> LocalTrainer:
         cfg = self.config
+        width = self.strategy.client_width(k)
         role = ClientRole(client=k, modalities=self.client_modalities(k),
                           zero_fill=self.strategy.zero_fill_absent, prox_mu=self.strategy.prox_mu,
                           lr=cfg.strategy.lr, momentum=cfg.strategy.momentum,
-                          batch_size=cfg.strategy.batch_size, seed=cfg.seed, fault_nan_round=fault_nan_round)
+                          batch_size=cfg.strategy.batch_size, seed=cfg.seed, fault_nan_round=fault_nan_round,
+                          width=width)
         clock = DeviceClock(self.devices[k].profile, cfg.device.clock)
+        costs = self.costs if width >= 1.0 else width_costs(cfg, self.data, width)
         return LocalTrainer(role, self.make_model(), self.registry, self.data.spec, self.data.clients_train[k],
-                            clock, self.costs, self.strategy.ownership())
+                            clock, costs, self.strategy.ownership())
+
+
+def _net(cfg: RunConfig, data: FederatedData, width: float = 1.0) -> MultimodalNet:
+    m = cfg.model
+    return MultimodalNet([len(x.channels) for x in data.spec.modalities], len(data.spec.classes),
+                         feature_dim=kept(m.feature_dim, width), hidden_channels=kept(m.hidden_channels, width),
+                         fusion_dim=kept(m.fusion_dim, width), lora_rank=m.lora_rank if m.mode == "lora" else 0,
+                         lora_alpha=m.lora_alpha)
+
+
+def width_costs(cfg: RunConfig, data: FederatedData, width: float) -> FlopCosts:
+    """FLOPs of a real width-p sub-model (HeteroFL), measured like the full model's."""
+    return measure_costs(_net(cfg, data, width), [len(m.channels) for m in data.spec.modalities],
+                         data.clients_train[0].x.shape[-1], cfg.strategy.batch_size)
+
+
+def entry_masks(registry: BlockRegistry, model: MultimodalNet, width: float) -> list[np.ndarray]:
+    """Per block, 1 where an entry is inside the width-p sub-model: a forward/backward probe with
+    every weight set to 1 marks exactly the entries that receive gradient."""
+    probe = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in probe.parameters():
+            p.fill_(1.0)
+    probe.zero_grad(set_to_none=True)
+    n_ch = [m.in_channels for m in (e.conv1 for e in probe.encoders)]
+    xs = [torch.ones(1, c, 8) for c in n_ch]
+    probe(xs, frozenset(), width).sum().backward()
+    params = dict(probe.named_parameters())
+    marks = copy.deepcopy(probe)
+    with torch.no_grad():
+        for name, p in marks.named_parameters():
+            g = params[name].grad
+            p.copy_((g != 0).float() if g is not None else torch.zeros_like(p))
+    return [registry.get(marks, b) for b in range(len(registry))]
 
 
 def rare_modality(modality_sets: list[frozenset[int]], n_modalities: int) -> int | None:
@@ -88,11 +121,7 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
         sets.append(s)
     data = build_federated(cfg.data, cfg.seed, sets, raw)
     torch.manual_seed(cfg.seed)
-    probe = MultimodalNet([len(m.channels) for m in data.spec.modalities], len(data.spec.classes),
-                          feature_dim=cfg.model.feature_dim, hidden_channels=cfg.model.hidden_channels,
-                          fusion_dim=cfg.model.fusion_dim,
-                          lora_rank=cfg.model.lora_rank if cfg.model.mode == "lora" else 0,
-                          lora_alpha=cfg.model.lora_alpha)
+    probe = _net(cfg, data)
     try:
         registry = BlockRegistry(probe, names, cfg.model.mode, cfg.model.groups_per_modality)
     except ValueError as e:
@@ -109,8 +138,12 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
         n_train=tuple(len(w) for w in data.clients_train))
     ctx = StrategyContext(cfg.strategy, BlockInfo(registry.names, registry.sizes,
                                                   tuple(registry.modality_of(b) for b in range(len(registry)))),
-                          fleet, costs, len(names), cfg.seed)
+                          fleet, costs, len(names), cfg.seed, cfg.model.mode)
     strategy = make_strategy(cfg.strategy.name, ctx)
+    if cfg.strategy.name == "heterofl":
+        if cfg.model.mode != "cnn":
+            raise ReliefError("--strategy heterofl scales layer widths and is defined for --mode cnn only")
+        strategy.set_entry_masks({w: entry_masks(registry, probe, w) for w in set(strategy.widths)})
     return RunSetup(cfg, devices, data, registry, costs, strategy, rare_modality(mod_sets, len(names)))
 
 

@@ -8,11 +8,26 @@ encoder, which is the waste RELIEF removes.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+def kept(n: int, width: float) -> int:
+    """Units of an n-unit layer inside a width-p sub-model (HeteroFL): the first ceil(p n)."""
+    return n if width >= 1.0 else max(1, math.ceil(width * n))
+
+
+def _keep_first(t: torch.Tensor, keep: int) -> torch.Tensor:
+    """Zero channels >= keep along dim 1 (by multiplication, so their weights get no gradient)."""
+    if keep >= t.shape[1]:
+        return t
+    mask = torch.zeros(t.shape[1], dtype=t.dtype)
+    mask[:keep] = 1.0
+    return t * mask.view(1, -1, *([1] * (t.dim() - 2)))
 
 
 class ModalityEncoder(nn.Module):
@@ -23,8 +38,9 @@ class ModalityEncoder(nn.Module):
         self.conv1 = nn.Conv1d(in_channels, hidden, kernel, padding=kernel // 2)
         self.conv2 = nn.Conv1d(hidden, out_dim, kernel, padding=kernel // 2)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu(self.conv2(F.relu(self.conv1(x)))).mean(dim=-1)
+    def forward(self, x: torch.Tensor, width: float = 1.0) -> torch.Tensor:
+        h = _keep_first(F.relu(self.conv1(x)), kept(self.conv1.out_channels, width))
+        return _keep_first(F.relu(self.conv2(h)), kept(self.conv2.out_channels, width)).mean(dim=-1)
 
 
 class MultimodalNet(nn.Module):
@@ -51,7 +67,8 @@ class MultimodalNet(nn.Module):
             w = w + self.lora_scale * (self.lora_B @ self.lora_A)
         return w
 
-    def features(self, xs: Sequence[torch.Tensor | None], no_grad: frozenset[int] = frozenset()) -> torch.Tensor:
+    def features(self, xs: Sequence[torch.Tensor | None], no_grad: frozenset[int] = frozenset(),
+                 width: float = 1.0) -> torch.Tensor:
         batch = next(x.shape[0] for x in xs if x is not None)
         hs = []
         for m, (enc, x) in enumerate(zip(self.encoders, xs, strict=True)):
@@ -59,12 +76,13 @@ class MultimodalNet(nn.Module):
                 hs.append(torch.zeros(batch, self.feature_dim))
             elif m in no_grad:
                 with torch.no_grad():
-                    hs.append(enc(x))
+                    hs.append(enc(x, width))
             else:
-                hs.append(enc(x))
+                hs.append(enc(x, width))
         return torch.cat(hs, dim=1)
 
-    def forward(self, xs: Sequence[torch.Tensor | None], no_grad: frozenset[int] = frozenset()) -> torch.Tensor:
-        h = self.features(xs, no_grad)
+    def forward(self, xs: Sequence[torch.Tensor | None], no_grad: frozenset[int] = frozenset(),
+                width: float = 1.0) -> torch.Tensor:
+        h = self.features(xs, no_grad, width)
         z = F.relu(F.linear(h, self.fusion_weight(), self.fusion.bias))
-        return self.head(z)
+        return self.head(_keep_first(z, kept(z.shape[1], width)))

@@ -49,6 +49,7 @@ class StrategyContext:
     costs: FlopCosts
     n_modalities: int
     seed: int
+    mode: str = "cnn"
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,11 @@ class Strategy(ABC):
     @property
     def prox_mu(self) -> float:
         return 0.0
+
+    def client_width(self, k: int) -> float:
+        """Sub-model width of client k (HeteroFL); 1.0 = the whole model."""
+        del k
+        return 1.0
 
     def ownership(self) -> np.ndarray:
         """bool [K, B]: blocks a client receives every round (it needs them for its forward)."""

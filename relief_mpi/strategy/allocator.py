@@ -1,0 +1,142 @@
+"""Divergence-guided elastic allocation (design.md section 5).
+
+Each client gets a time budget (the round deadline) and fills it greedily with the blocks it
+owns, by UCB score per unit of cost; the shared block is always in. The score of block b is
+D_b / max(D) + beta * sqrt(2 ln t / n_b): the running mean of its observed, normalised cohort
+divergence (scaled to [0, 1] so beta means the same on every model) plus an exploration bonus;
+a block never trained scores infinity. Every block whose cohort can afford it gets at least one
+trainer. Costs come from FlopCosts (measured FLOPs) and the client's profile speed and link.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from relief_mpi.strategy.base import BlockInfo, FleetInfo, StrategyContext
+
+
+class UcbScores:
+    """Running mean of observed divergence per block and the UCB score built on it."""
+
+    def __init__(self, n_blocks: int, beta: float) -> None:
+        self.beta = beta
+        self.mean = np.zeros(n_blocks)
+        self.count = np.zeros(n_blocks)
+        self.t = 0
+
+    def observe(self, b: int, value: float) -> None:
+        self.count[b] += 1
+        self.mean[b] += (value - self.mean[b]) / self.count[b]
+
+    def tick(self) -> None:
+        self.t += 1
+
+    def scores(self) -> np.ndarray:
+        top = self.mean.max()
+        d = self.mean / top if top > 0 else np.zeros_like(self.mean)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bonus = self.beta * np.sqrt(2.0 * math.log(max(self.t, 1)) / self.count)
+        s = d + bonus
+        s[self.count == 0] = math.inf
+        return s
+
+    def state(self) -> dict[str, np.ndarray]:
+        return {"mean": self.mean.copy(), "count": self.count.copy(), "t": np.array([self.t])}
+
+    def load_state(self, st: dict[str, np.ndarray]) -> None:
+        self.mean = np.array(st["mean"], float)
+        self.count = np.array(st["count"], float)
+        self.t = int(np.asarray(st["t"]).reshape(-1)[0])
+
+
+@dataclass(frozen=True)
+class ClientCost:
+    """Emulated seconds for client k to run `steps` steps over a block set and move its bytes."""
+
+    fleet: FleetInfo
+    blocks: BlockInfo
+    ctx: StrategyContext
+    ownership: np.ndarray
+
+    def seconds(self, k: int, blocks: frozenset[int], steps: int) -> float:
+        return steps * self.step_s(k, blocks) + self.transfer_s(k, blocks)
+
+    def step_s(self, k: int, blocks: frozenset[int]) -> float:
+        speed = self.fleet.flops[k]
+        if math.isinf(speed):
+            return 0.0  # a native device's speed is measured, not known in advance
+        present = self.fleet.modality_sets[k]
+        enc: set[int] = set()
+        if self.ctx.mode == "cnn":  # LoRA: encoders frozen, no block adds encoder backward
+            enc = {m for b in blocks if (m := self.blocks.modality[b]) is not None} & present
+        return self.ctx.costs.step(present, enc) / speed
+
+    def transfer_s(self, k: int, blocks: frozenset[int]) -> float:
+        up = sum(4 * (self.blocks.sizes[b] + 2) for b in blocks)
+        down = sum(4 * self.blocks.sizes[b] for b in np.flatnonzero(self.ownership[k]))
+        lat = self.fleet.latency_ms[k] / 1000.0
+        return (2 * lat + up * 8 / (self.fleet.uplink_mbps[k] * 1e6)
+                + down * 8 / (self.fleet.downlink_mbps[k] * 1e6))
+
+
+def resolve_deadline(spec: str, full_times: list[float]) -> float:
+    """'auto' = median client's time to train all its blocks; 'none' = no deadline; else seconds."""
+    if spec == "none":
+        return math.inf
+    if spec == "auto":
+        return float(np.median(full_times)) if full_times else math.inf
+    return float(spec)
+
+
+def allocate(cost: ClientCost, owned: list[list[int]], shared: int, deadline: float, local_steps: int,
+             priority: Callable[[int, list[int]], list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy budget fill per client, then coverage of every affordable block.
+
+    `priority(k, candidates)` orders a client's candidate blocks (best first); it is where UCB
+    (relief) or randomness (relief-random) enters. Returns alloc [K, B] uint8 and steps [K].
+    """
+    k_n = len(owned)
+    b_n = len(cost.blocks.names)
+    alloc = np.zeros((k_n, b_n), np.uint8)
+    steps = np.full(k_n, local_steps, np.int64)
+    chosen: list[set[int]] = []
+    for k in range(k_n):
+        sel = {shared}
+        for b in priority(k, [b for b in owned[k] if b != shared]):
+            if cost.seconds(k, frozenset(sel | {b}), local_steps) <= deadline:
+                sel.add(b)
+        chosen.append(sel)
+    # Coverage: a block nobody picked goes to the owner with the most slack that can afford it.
+    for b in range(b_n):
+        if b == shared or any(b in s for s in chosen):
+            continue
+        owners = [k for k in range(k_n) if b in owned[k]]
+        best = None
+        for k in sorted(owners, key=lambda k: cost.seconds(k, frozenset(chosen[k]), local_steps) - deadline):
+            if cost.seconds(k, frozenset(chosen[k] | {b}), local_steps) <= deadline:
+                chosen[k].add(b)
+                best = k
+                break
+        if best is None:
+            for k in owners:
+                if cost.seconds(k, frozenset({shared, b}), local_steps) <= deadline:
+                    keep = {shared, b}
+                    for c in priority(k, [c for c in chosen[k] if c not in keep]):
+                        if cost.seconds(k, frozenset(keep | {c}), local_steps) <= deadline:
+                            keep.add(c)
+                    chosen[k] = keep
+                    break
+    for k, sel in enumerate(chosen):
+        for b in sel:
+            alloc[k, b] = 1
+        # A client that cannot fit even its minimum set at full steps trains fewer steps.
+        fs = frozenset(sel)
+        if math.isfinite(deadline) and cost.seconds(k, fs, local_steps) > deadline:
+            per = cost.step_s(k, fs)
+            room = deadline - cost.transfer_s(k, fs)
+            steps[k] = max(1, min(local_steps, int(room // per))) if per > 0 else local_steps
+    return alloc, steps

@@ -1,0 +1,59 @@
+"""HeteroFL (Diao et al. 2021): static width-scaled sub-models per tier.
+
+A client of width p trains the sub-model made of the first p fraction of every hidden layer's
+units (conv channels, encoder features, fusion units); the rest of the model is outside its
+sub-model and gets no update. Each parameter entry is averaged over the clients whose
+sub-model contains it, weighted by samples. Missing sensors are zero-filled, as in FedAvg.
+The server knows every client's width (static, per tier) and sample count (its report), so the
+per-entry denominators need no extra bytes on the wire.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from relief_mpi.strategy.base import BlockSums, RoundPlan, Strategy, StrategyContext
+
+
+class HeteroFL(Strategy):
+    name = "heterofl"
+    zero_fill_absent = True
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx)
+        widths = ctx.config.heterofl_widths
+        order: list[str] = []
+        for t in ctx.fleet.tiers:
+            if t not in order:
+                order.append(t)
+        self.widths = [float(widths[min(order.index(t), len(widths) - 1)]) for t in ctx.fleet.tiers]
+        self.entry_masks: dict[float, list[np.ndarray]] = {}  # width -> per-block 0/1 vectors
+
+    def client_width(self, k: int) -> float:
+        return self.widths[k]
+
+    def set_entry_masks(self, masks: dict[float, list[np.ndarray]]) -> None:
+        """Per width, per block: 1 where the entry belongs to that width's sub-model."""
+        self.entry_masks = masks
+
+    def aggregate(self, rnd: int, plan: RoundPlan, blocks: list[np.ndarray], sums: dict[int, BlockSums],
+                  n_samples: np.ndarray) -> np.ndarray:
+        div = np.full(len(blocks), np.nan)
+        for b, s in sums.items():
+            if s.weight <= 0:
+                continue
+            denom = np.zeros(blocks[b].size)
+            for k in np.flatnonzero(plan.alloc[:, b]):
+                denom += n_samples[k] * self.entry_masks[self.widths[k]][b]
+            upd = np.divide(s.weighted_delta.astype(np.float64), denom, out=np.zeros(denom.size), where=denom > 0)
+            blocks[b] = (blocks[b].astype(np.float64) + upd).astype(np.float32)
+            mean = s.weighted_delta.astype(np.float64) / s.weight
+            div[b] = max(0.0, (s.weighted_sq_norm / s.weight - float(mean @ mean)) / max(1, mean.size))
+        self.observe(rnd, plan, div)
+        return div
+
+    def configure_round(self, rnd: int) -> RoundPlan:
+        plan = super().configure_round(rnd)
+        return RoundPlan(plan.round, plan.alloc, plan.steps, math.inf)

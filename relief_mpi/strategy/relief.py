@@ -1,0 +1,83 @@
+"""RELIEF and its ablations: cohort aggregation, divergence-guided elastic budgets.
+
+- relief: a client receives only the blocks of its modalities, trains the blocks the allocator
+  gave it (budget = round deadline, filled by UCB score on cohort divergence per unit cost),
+  sends only those; block m is averaged over its trainers only.
+- relief-cohort: cohort aggregation, no budgets (every client trains every block it owns).
+- relief-random: budgets, but blocks picked in random order instead of by score.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from relief_mpi.strategy.allocator import ClientCost, UcbScores, allocate, resolve_deadline
+from relief_mpi.strategy.base import RoundPlan, Strategy, StrategyContext
+
+
+class ReliefCohort(Strategy):
+    """Ablation: cohort-wise aggregation only (absent encoders skipped), full budgets."""
+
+    name = "relief-cohort"
+
+
+class Relief(Strategy):
+    name = "relief"
+
+    def __init__(self, ctx: StrategyContext) -> None:
+        super().__init__(ctx)
+        own = self.ownership()
+        self.shared = next(b for b, m in enumerate(ctx.blocks.modality) if m is None)
+        self.owned = [[int(b) for b in np.flatnonzero(own[k])] for k in range(ctx.fleet.n_clients)]
+        self.cost = ClientCost(ctx.fleet, ctx.blocks, ctx, own)
+        steps = ctx.config.local_steps
+        self.full_times = [self.cost.seconds(k, frozenset(self.owned[k]), steps) for k in range(ctx.fleet.n_clients)]
+        self.deadline = resolve_deadline(ctx.config.deadline, self.full_times)
+        self.ucb = UcbScores(len(ctx.blocks.names), ctx.config.beta)
+        self.rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, 0xA110C]))
+
+    def priority(self, k: int, candidates: list[int]) -> list[int]:
+        """Best first: UCB score per second of marginal cost (never-trained blocks first)."""
+        scores = self.ucb.scores()
+        base = self.cost.seconds(k, frozenset({self.shared}), self.ctx.config.local_steps)
+
+        def key(b: int) -> tuple[float, int]:
+            extra = self.cost.seconds(k, frozenset({self.shared, b}), self.ctx.config.local_steps) - base
+            s = scores[b]
+            return (-(s / max(extra, 1e-12)) if math.isfinite(s) else -math.inf, b)
+
+        return sorted(candidates, key=key)
+
+    def configure_round(self, rnd: int) -> RoundPlan:
+        self.ucb.tick()
+        alloc, steps = allocate(self.cost, self.owned, self.shared, self.deadline, self.ctx.config.local_steps,
+                                self.priority)
+        return RoundPlan(rnd, alloc, steps, self.deadline)
+
+    def observe(self, rnd: int, plan: RoundPlan, divergence: np.ndarray) -> None:
+        for b, d in enumerate(divergence):
+            if math.isfinite(d):
+                self.ucb.observe(b, float(d))
+
+    def state(self) -> dict[str, np.ndarray]:
+        st = {f"ucb_{k}": v for k, v in self.ucb.state().items()}
+        st["rng"] = np.frombuffer(repr(self.rng.bit_generator.state).encode(), np.uint8).copy()
+        return st
+
+    def load_state(self, state: dict[str, np.ndarray]) -> None:
+        self.ucb.load_state({k[4:]: v for k, v in state.items() if k.startswith("ucb_")})
+        if "rng" in state:
+            import ast
+
+            self.rng.bit_generator.state = ast.literal_eval(bytes(np.asarray(state["rng"], np.uint8)).decode())
+
+
+class ReliefRandom(Relief):
+    """Ablation: the same budgets, blocks drawn in random order (no divergence guidance)."""
+
+    name = "relief-random"
+
+    def priority(self, k: int, candidates: list[int]) -> list[int]:
+        return [candidates[i] for i in self.rng.permutation(len(candidates))]
