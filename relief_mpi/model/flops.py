@@ -43,8 +43,8 @@ def measure_costs(model: MultimodalNet, modality_channels: list[int], window_len
     for m, enc in enumerate(model.encoders):
         x = torch.zeros(batch_size, modality_channels[m], window_len)
         out: dict[str, torch.Tensor] = {}
-        enc_fwd.append(_count(lambda enc=enc, x=x: out.__setitem__("h", enc(x))))
-        enc_bwd.append(_count(lambda: out["h"].sum().backward()))
+        enc_fwd.append(_count(lambda enc=enc, x=x, out=out: out.__setitem__("h", enc(x))))
+        enc_bwd.append(_count(lambda out=out: out["h"].sum().backward()))
     model.zero_grad(set_to_none=True)
     h = torch.zeros(batch_size, model.fusion.in_features, requires_grad=True)
     y = torch.zeros(batch_size, dtype=torch.long)
