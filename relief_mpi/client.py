@@ -76,7 +76,6 @@ class LocalTrainer:
     def train(self, plan: RoundPlan, blocks: dict[int, np.ndarray]) -> tuple[dict[int, np.ndarray], np.ndarray]:
         role = self.role
         k = role.client
-        n_blocks = len(self.reg)
         for b, vec in blocks.items():
             self.reg.set(self.model, b, vec)
         trained = frozenset(int(b) for b in np.flatnonzero(plan.alloc[k]))
@@ -98,7 +97,8 @@ class LocalTrainer:
         no_grad = frozenset(range(len(self.spec.modalities))) - enc_trained
         step_flops = self.costs.step(self.present, enc_trained)
 
-        gen = torch.Generator().manual_seed(int(np.random.SeedSequence([role.seed, plan.round, k]).generate_state(1)[0]))
+        seed = int(np.random.SeedSequence([role.seed, plan.round, k]).generate_state(1)[0])
+        gen = torch.Generator().manual_seed(seed)
         n = self.y.shape[0]
         order = torch.randperm(n, generator=gen)
         pos = 0
@@ -152,5 +152,4 @@ class LocalTrainer:
                 "loss": loss_sum / steps_done if steps_done else math.nan}
         for name, v in vals.items():
             report[wire.R[name]] = v
-        del n_blocks
         return updates, report
