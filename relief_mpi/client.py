@@ -7,8 +7,11 @@ client's DeviceClock, and training stops at the round deadline (elastic budget).
 from __future__ import annotations
 
 import math
+import os
+import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -45,8 +48,16 @@ class ClientRole:
     momentum: float
     batch_size: int
     seed: int
-    fault_nan_round: int = 0  # test-only fault injection: make this round's update NaN
+    fault: tuple[str, int] | None = None  # test-only: ("nan" | "raise" | "kill", round)
+    dump_dir: str | None = None  # test-only: save each trained block's delta and n per round
     width: float = 1.0  # HeteroFL sub-model width
+
+
+def inject(kind: str, who: str) -> None:
+    """Test-only fault injection: raise, or die like a kill -9."""
+    if kind == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    raise RuntimeError(f"injected fault in {who}")
 
 
 class LocalTrainer:
@@ -105,6 +116,8 @@ class LocalTrainer:
         steps_done, samples, loss_sum = 0, 0, 0.0
         opt = torch.optim.SGD(train_params, lr=role.lr, momentum=role.momentum) if train_params else None
         self.model.train()
+        if role.fault is not None and role.fault[1] == plan.round and role.fault[0] in ("raise", "kill"):
+            inject(role.fault[0], f"client {k}")
         for _ in range(int(plan.steps[k]) if train_params else 0):
             if (math.isfinite(plan.deadline_s) and steps_done > 0 and
                     download_s + self.clock.busy_s + self.clock.step_time(step_flops) + upload_est > plan.deadline_s):
@@ -134,9 +147,11 @@ class LocalTrainer:
         rejected = 0.0
         for b in sorted(trained):
             delta = self.reg.get(self.model, b) - before[b]
-            if role.fault_nan_round == plan.round:
+            if role.fault == ("nan", plan.round):
                 delta[:] = np.nan
             updates[b] = wire.pack_update(delta, float(samples))
+            if role.dump_dir:
+                np.save(Path(role.dump_dir) / f"r{plan.round}-c{k}-b{b}.npy", np.append(delta, samples))
         if any(not np.all(np.isfinite(u)) for u in updates.values()):
             rejected = 1.0
             updates = {b: wire.zero_update(self.reg.sizes[b]) for b in updates}

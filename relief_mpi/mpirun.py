@@ -20,7 +20,7 @@ from relief_mpi.comm.transport import Handshake
 from relief_mpi.comm.wait import wait_all
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
-from relief_mpi.run import Progress, serve
+from relief_mpi.run import DebugHooks, Progress, serve
 from relief_mpi.setup import RunSetup, build_setup
 
 _MSG_LEN = 512
@@ -73,7 +73,7 @@ def agree_to_start(world: MPI.Comm, error: str | None) -> None:
 
 
 def run_mpi(cfg: RunConfig, out_path: Callable[[], Path], progress: Progress | None,
-            fault_nan: tuple[int, int] | None = None) -> Path | None:
+            debug: DebugHooks = DebugHooks()) -> Path | None:
     """Run the job on COMM_WORLD; returns the log path on rank 0, None on clients."""
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
@@ -95,11 +95,10 @@ def run_mpi(cfg: RunConfig, out_path: Callable[[], Path], progress: Progress | N
     if rank == 0:
         assert out is not None
         transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world)
-        serve(setup, transport, out, hosts, MPI.Get_library_version().splitlines()[0].strip(), size, progress)
+        serve(setup, transport, out, hosts, MPI.Get_library_version().splitlines()[0].strip(), size, progress, debug)
         return out
     transport_c = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world)
-    nan_round = fault_nan[1] if fault_nan and fault_nan[0] == rank else 0
-    trainer = setup.trainer(rank - 1, nan_round)
+    trainer = setup.trainer(rank - 1, debug.client_fault(rank), debug.dump_dir)
     base = transport_c.start(Handshake(__version__, setup.data.fingerprint, hosts[rank]))
     if base is None:
         raise StartupRefused("the server refused to start", printable=False)

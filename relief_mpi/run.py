@@ -8,12 +8,14 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from relief_mpi import __version__
+from relief_mpi.client import inject
 from relief_mpi.comm.transport import Handshake, ServerTransport
 from relief_mpi.config import RunConfig
 from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord
@@ -23,6 +25,19 @@ from relief_mpi.server import Server, tier_names
 from relief_mpi.setup import RunSetup
 
 Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class DebugHooks:
+    """Test-only hooks; never part of the config, so they cannot change a run's identity."""
+
+    fault: tuple[str, int, int] | None = None  # (nan | raise | kill, rank, round)
+    dump_dir: str | None = None  # clients' deltas and the server's blocks, per round, as .npy
+
+    def client_fault(self, rank: int) -> tuple[str, int] | None:
+        if self.fault is None or self.fault[1] != rank:
+            return None
+        return self.fault[0], self.fault[2]
 
 
 def server_model(setup: RunSetup) -> tuple[MultimodalNet, np.ndarray]:
@@ -70,7 +85,7 @@ def format_round(rec: RoundRecord, rounds: int) -> str:
 
 
 def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[str], mpi_library: str,
-          world_size: int, progress: Progress | None) -> list[RoundRecord]:
+          world_size: int, progress: Progress | None, debug: DebugHooks = DebugHooks()) -> list[RoundRecord]:
     """Rank 0's whole job: start the clients, run every round, log each one."""
     model, base = server_model(setup)
     me = Handshake(__version__, setup.data.fingerprint, hosts[0] if hosts else socket.gethostname())
@@ -84,25 +99,28 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
         writer.append(rec)
         if progress is not None:
             progress(format_round(rec, cfg.rounds))
+        fault = debug.client_fault(0)
+        if fault is not None and fault[1] == int(rec.row["round"]):
+            inject(fault[0], "the server")
 
     try:
-        return Server(setup, transport, model, on_round).run()
+        return Server(setup, transport, model, on_round, debug.dump_dir).run()
     finally:
         writer.close()
 
 
 def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress | None = None,
-                  fault_nan: tuple[int, int] | None = None) -> list[RoundRecord]:
+                  debug: DebugHooks = DebugHooks()) -> list[RoundRecord]:
     """Server and every client in this process, through the in-process transport."""
     from relief_mpi.comm.inprocess import InProcessServerTransport
     from relief_mpi.setup import build_setup
 
     setup = build_setup(cfg, n_clients)
-    trainers = [setup.trainer(k, fault_nan[1] if fault_nan and fault_nan[0] == k + 1 else 0)
-                for k in range(n_clients)]
+    trainers = [setup.trainer(k, debug.client_fault(k + 1), debug.dump_dir) for k in range(n_clients)]
     transport = InProcessServerTransport(trainers, setup.strategy.ownership(), setup.registry.sizes)
     host = socket.gethostname()
-    return serve(setup, transport, out, [host] * (n_clients + 1), "none (in-process)", n_clients + 1, progress)
+    return serve(setup, transport, out, [host] * (n_clients + 1), "none (in-process)", n_clients + 1, progress,
+                 debug)
 
 
 def eprint(msg: str) -> None:

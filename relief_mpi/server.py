@@ -6,6 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -72,13 +73,14 @@ def tier_names(setup: RunSetup) -> list[str]:
 
 class Server:
     def __init__(self, setup: RunSetup, transport: ServerTransport, model: MultimodalNet,
-                 on_round: Callable[[RoundRecord], None] | None = None) -> None:
+                 on_round: Callable[[RoundRecord], None] | None = None, dump_dir: str | None = None) -> None:
         self.setup = setup
         self.transport = transport
         self.model = model
         reg = setup.registry
         self.blocks = [reg.get(model, b) for b in range(len(reg))]
         self.on_round = on_round
+        self.dump_dir = Path(dump_dir) if dump_dir else None
         self.wall_elapsed = 0.0
         self.virtual_elapsed = 0.0
 
@@ -90,10 +92,12 @@ class Server:
         setup = self.setup
         t0 = time.perf_counter()
         plan = setup.strategy.configure_round(rnd)
+        self._dump(rnd, "before")
         ex = self.transport.run_round(plan, self.blocks)
         rep = ex.reports
         col = {name: rep[:, i] for i, name in enumerate(wire.REPORT_FIELDS)}
         div = setup.strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
+        self._dump(rnd, "after")
         wall = time.perf_counter() - t0
         span = col["download_s"] + col["busy_s"] + col["upload_s"]
         round_s = float(span.max()) if span.size else 0.0
@@ -134,6 +138,11 @@ class Server:
         if self.on_round is not None:
             self.on_round(rec)
         return rec
+
+    def _dump(self, rnd: int, when: str) -> None:
+        if self.dump_dir is not None:
+            for b, vec in enumerate(self.blocks):
+                np.save(self.dump_dir / f"r{rnd}-{when}-b{b}.npy", vec)
 
     def run(self, first_round: int = 1) -> list[RoundRecord]:
         recs = [self.run_round(r) for r in range(first_round, self.setup.config.rounds + 1)]

@@ -50,14 +50,14 @@ class RunSetup:
         names = self.data.spec.modality_names()
         return frozenset(names.index(m) for m in self.data.modality_sets[k])
 
-    def trainer(self, k: int, fault_nan_round: int = 0) -> LocalTrainer:
+    def trainer(self, k: int, fault: tuple[str, int] | None = None, dump_dir: str | None = None) -> LocalTrainer:
         cfg = self.config
         width = self.strategy.client_width(k)
         role = ClientRole(client=k, modalities=self.client_modalities(k),
                           zero_fill=self.strategy.zero_fill_absent, prox_mu=self.strategy.prox_mu,
                           lr=cfg.strategy.lr, momentum=cfg.strategy.momentum,
-                          batch_size=cfg.strategy.batch_size, seed=cfg.seed, fault_nan_round=fault_nan_round,
-                          width=width)
+                          batch_size=cfg.strategy.batch_size, seed=cfg.seed, fault=fault,
+                          dump_dir=dump_dir, width=width)
         clock = DeviceClock(self.devices[k].profile, cfg.device.clock)
         costs = self.costs if width >= 1.0 else width_costs(cfg, self.data, width)
         return LocalTrainer(role, self.make_model(), self.registry, self.data.spec, self.data.clients_train[k],

@@ -5,13 +5,16 @@ from __future__ import annotations
 import sys
 import time
 import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import click
 
 from relief_mpi.cli.options import build_config, common_options
+from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
+from relief_mpi.run import DebugHooks, Progress
 
 
 def default_out(strategy: str, dataset: str, seed: int) -> Path:
@@ -28,14 +31,16 @@ def check_out(path: Path, overwrite: bool) -> Path:
     return path
 
 
-def parse_fault(value: str | None) -> tuple[int, int] | None:
+def parse_fault(value: str | None) -> tuple[str, int, int] | None:
     if not value:
         return None
     try:
-        rank, rnd = (int(v) for v in value.split(":"))
+        kind, rank, rnd = value.split(":")
+        if kind not in ("nan", "raise", "kill"):
+            raise ValueError
+        return kind, int(rank), int(rnd)
     except ValueError:
-        raise ReliefError(f"--fault-nan {value!r}: use RANK:ROUND") from None
-    return rank, rnd
+        raise ReliefError(f"--fault {value!r}: use nan|raise|kill:RANK:ROUND") from None
 
 
 @click.command()
@@ -49,7 +54,10 @@ def parse_fault(value: str | None) -> tuple[int, int] | None:
 @click.option("--clients", type=click.IntRange(min=1), default=4, show_default=True,
               help="Number of clients with --transport inprocess (under MPI it is N-1).")
 @click.option("--quiet", is_flag=True, help="No per-round lines.")
-@click.option("--fault-nan", hidden=True, default=None, help="Test only: RANK:ROUND makes that update NaN.")
+@click.option("--fault", hidden=True, default=None,
+              help="Test only: KIND:RANK:ROUND injects nan (client update), raise or kill (any rank).")
+@click.option("--debug-dump", hidden=True, default=None, type=click.Path(file_okay=False),
+              help="Test only: save every client's block deltas and the server's blocks per round here.")
 def train(**kw: Any) -> None:
     """Run one federated training job and write its HDF5 round log.
 
@@ -62,7 +70,7 @@ def train(**kw: Any) -> None:
     """
     cfg = build_config(kw)
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
-    fault = parse_fault(kw["fault_nan"])
+    debug = DebugHooks(parse_fault(kw["fault"]), kw["debug_dump"])
 
     def out_path() -> Path:
         p = Path(kw["out"]) if kw["out"] else default_out(cfg.strategy.name, cfg.data.dataset, cfg.seed)
@@ -72,24 +80,24 @@ def train(**kw: Any) -> None:
         from relief_mpi.run import run_inprocess
 
         out = out_path()
-        run_inprocess(cfg, kw["clients"], out, progress, fault)
+        run_inprocess(cfg, kw["clients"], out, progress, debug)
         click.echo(f"log: {out}")
         return
-    _train_mpi(cfg, out_path, progress, fault)
+    _train_mpi(cfg, out_path, progress, debug)
 
 
-def _train_mpi(cfg, out_path, progress, fault) -> None:  # noqa: ANN001
+def _train_mpi(cfg: RunConfig, out_path: Callable[[], Path], progress: Progress | None, debug: DebugHooks) -> None:
     from mpi4py import MPI
 
     from relief_mpi.mpirun import StartupRefused, run_mpi
 
     try:
-        out = run_mpi(cfg, out_path, progress, fault)
+        out = run_mpi(cfg, out_path, progress, debug)
     except StartupRefused as e:
         if e.printable:
             click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except ReliefError as e:
+    except ReliefError:
         if MPI.COMM_WORLD.Get_size() > 1 and MPI.COMM_WORLD.Get_rank() != 0:
             _abort()
         raise
