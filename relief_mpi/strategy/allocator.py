@@ -110,26 +110,28 @@ def allocate(cost: ClientCost, owned: list[list[int]], shared: int, deadline: fl
             if cost.seconds(k, frozenset(sel | {b}), local_steps) <= deadline:
                 sel.add(b)
         chosen.append(sel)
-    # Coverage: a block nobody picked goes to the owner with the most slack that can afford it.
+    # Coverage: a block nobody picked goes to an owner that can afford it, adding it where there is
+    # slack, else swapping out blocks that stay covered by someone else (never uncovering another).
     for b in range(b_n):
         if b == shared or any(b in s for s in chosen):
             continue
         owners = [k for k in range(k_n) if b in owned[k]]
-        best = None
-        for k in sorted(owners, key=lambda k: cost.seconds(k, frozenset(chosen[k]), local_steps) - deadline):
+        owners.sort(key=lambda k: cost.seconds(k, frozenset(chosen[k]), local_steps))
+        for k in owners:
             if cost.seconds(k, frozenset(chosen[k] | {b}), local_steps) <= deadline:
                 chosen[k].add(b)
-                best = k
                 break
-        if best is None:
+        else:
             for k in owners:
-                if cost.seconds(k, frozenset({shared, b}), local_steps) <= deadline:
-                    keep = {shared, b}
-                    for c in priority(k, [c for c in chosen[k] if c not in keep]):
-                        if cost.seconds(k, frozenset(keep | {c}), local_steps) <= deadline:
-                            keep.add(c)
-                    chosen[k] = keep
-                    break
+                sole = {c for c in chosen[k] if c != shared and not any(c in chosen[j] for j in range(k_n) if j != k)}
+                keep = {shared, b} | sole
+                if cost.seconds(k, frozenset(keep), local_steps) > deadline:
+                    continue
+                for c in priority(k, [c for c in chosen[k] if c not in keep]):
+                    if cost.seconds(k, frozenset(keep | {c}), local_steps) <= deadline:
+                        keep.add(c)
+                chosen[k] = keep
+                break
     for k, sel in enumerate(chosen):
         for b in sel:
             alloc[k, b] = 1
