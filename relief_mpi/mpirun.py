@@ -19,6 +19,7 @@ from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
 from relief_mpi.comm.transport import Handshake
 from relief_mpi.comm.wait import wait_all
 from relief_mpi.config import RunConfig
+from relief_mpi.device.throttle import prepare_ranks
 from relief_mpi.errors import ReliefError
 from relief_mpi.run import DebugHooks, Progress, serve
 from relief_mpi.setup import RunSetup, build_setup
@@ -92,6 +93,9 @@ def run_mpi(cfg: RunConfig, out_path: Callable[[], Path], progress: Progress | N
         error = str(e)
     agree_to_start(world, error)
     assert setup is not None
+    # Device emulation (issue 5): client ranks pin their cores, set torch threads (and GPU) from their
+    # profile and find their energy meter; rank 0 gathers each client's settings for the log.
+    setup.device_info.update(prepare_ranks(world, [d.profile for d in setup.devices], hosts))
     if rank == 0:
         assert out is not None
         transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world)

@@ -62,6 +62,11 @@ def log_attrs(setup: RunSetup, hosts: list[str], mpi_library: str, world_size: i
         "uplink_mbps": d.profile.uplink_mbps, "downlink_mbps": d.profile.downlink_mbps,
         "modalities": list(setup.data.modality_sets[d.client]),
         "n_train": len(setup.data.clients_train[d.client]), "n_test": len(setup.data.clients_test[d.client]),
+        # device emulation (issue 5): memory cap (recorded), latency, J/bit, meter and throttle settings
+        "memory_mb": d.profile.memory_mb, "latency_ms": d.profile.latency_ms,
+        "energy_per_bit_nj": d.profile.energy_per_bit_nj, "compute": d.profile.compute,
+        "energy_source": setup.device_info.get(d.client, {}).get("energy_source", "none"),
+        "throttle": {k: v for k, v in setup.device_info.get(d.client, {}).items() if k != "energy_source"},
     } for d in setup.devices]
     return {
         "relief_mpi_version": __version__, "config": setup.config.to_json(), "mpi_library": mpi_library,
@@ -74,7 +79,8 @@ def log_attrs(setup: RunSetup, hosts: list[str], mpi_library: str, world_size: i
                                       "top_fwd": setup.costs.top_fwd, "top_bwd": setup.costs.top_bwd}),
         "torch_version": torch.__version__, "python_version": platform.python_version(),
         "clock": setup.config.device.clock, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "energy_source": "modeled",
+        # measured-energy meter per client ("ina3221", "rapl", "nvml", "rapl+nvml" or "none"); modeled always
+        "energy_source": json.dumps([p["energy_source"] for p in profiles]),
     }
 
 

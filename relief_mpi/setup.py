@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -18,6 +18,7 @@ from relief_mpi.config import RunConfig
 from relief_mpi.data.base import FederatedData
 from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
 from relief_mpi.device.clock import DeviceClock
+from relief_mpi.device.energy import process_meter, source_of
 from relief_mpi.device.fleet import ClientDevice, load_fleet, resolve_fleet
 from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
@@ -37,6 +38,9 @@ class RunSetup:
     costs: FlopCosts
     strategy: Strategy
     rare_modality: int | None
+    # Device emulation (issue 5): per client, its energy meter source and throttle settings (the log's
+    # `profiles`); filled by trainer() in this process and by device.throttle.prepare_ranks under MPI.
+    device_info: dict[int, dict] = field(default_factory=dict)
 
     @property
     def n_clients(self) -> int:
@@ -60,8 +64,12 @@ class RunSetup:
                           dump_dir=dump_dir, width=width)
         clock = DeviceClock(self.devices[k].profile, cfg.device.clock)
         costs = self.costs if width >= 1.0 else width_costs(cfg, self.data, width)
-        return LocalTrainer(role, self.make_model(), self.registry, self.data.spec, self.data.clients_train[k],
-                            clock, costs, self.strategy.ownership())
+        trainer = LocalTrainer(role, self.make_model(), self.registry, self.data.spec, self.data.clients_train[k],
+                               clock, costs, self.strategy.ownership())
+        # Device emulation (issue 5): this process's energy meter (INA3221, RAPL, NVML) or None.
+        trainer.energy_meter = process_meter()
+        self.device_info.setdefault(k, {})["energy_source"] = source_of(trainer.energy_meter)
+        return trainer
 
 
 def _net(cfg: RunConfig, data: FederatedData, width: float = 1.0) -> MultimodalNet:

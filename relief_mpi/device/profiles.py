@@ -35,6 +35,7 @@ class DeviceProfile:
     energy_per_bit_nj: float
     sensors: tuple[str, ...] | None  # None = every modality
     description: str = ""
+    compute: str = "cpu"  # what trains on the real device: "cpu", "gpu" or "native" (the host itself)
 
     @property
     def native(self) -> bool:
@@ -50,27 +51,56 @@ class DeviceProfile:
 
 _REQUIRED = ("flops", "threads", "memory_mb", "p_busy_w", "p_idle_w", "uplink_mbps", "downlink_mbps",
              "latency_ms", "energy_per_bit_nj")
+_OPTIONAL = ("name", "description", "sensors", "compute")
+_COMPUTE = ("cpu", "gpu", "native")
+
+
+def _number(path: Path, d: dict, key: str, minimum: float, open_min: bool) -> float:
+    v = d[key]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < minimum or (
+            open_min and v == minimum):
+        op = ">" if open_min else ">="
+        raise ReliefError(f"device profile {path}: {key} must be a number {op} {minimum:g}, got {v!r}")
+    return float(v)
 
 
 def parse_profile(path: Path) -> DeviceProfile:
     try:
         d = tomllib.loads(path.read_text())
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise ReliefError(f"device profile {path}: {e}") from None
+    except OSError as e:
+        raise ReliefError(f"device profile {path}: {e.strerror or e}") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ReliefError(f"device profile {path}: not valid TOML ({e})") from None
     missing = [k for k in _REQUIRED if k not in d]
     if missing:
         raise ReliefError(f"device profile {path}: missing field(s) {', '.join(missing)}")
+    unknown = sorted(set(d) - set(_REQUIRED) - set(_OPTIONAL))
+    if unknown:
+        raise ReliefError(f"device profile {path}: unknown field(s) {', '.join(unknown)} "
+                          f"(known: {', '.join(_REQUIRED + _OPTIONAL)})")
     flops = d["flops"]
-    flops = math.inf if flops in ("native", "inf") else float(flops)
-    if flops <= 0:
-        raise ReliefError(f"device profile {path}: flops must be > 0 or \"native\"")
+    if flops in ("native", "inf"):
+        flops = math.inf
+    else:
+        flops = _number(path, d, "flops", 0.0, open_min=True)
+    threads = d["threads"]
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
+        raise ReliefError(f"device profile {path}: threads must be an integer >= 1, got {threads!r}")
     sensors = d.get("sensors", "all")
+    if sensors != "all" and not (isinstance(sensors, list) and all(isinstance(s, str) for s in sensors)):
+        raise ReliefError(f"device profile {path}: sensors must be \"all\" or a list of names")
+    compute = str(d.get("compute", "native" if math.isinf(flops) else "cpu"))
+    if compute not in _COMPUTE:
+        raise ReliefError(f"device profile {path}: compute must be one of {', '.join(_COMPUTE)}, got {compute!r}")
     return DeviceProfile(
-        name=str(d.get("name", path.stem)), flops=flops, threads=int(d["threads"]),
-        memory_mb=float(d["memory_mb"]), p_busy_w=float(d["p_busy_w"]), p_idle_w=float(d["p_idle_w"]),
-        uplink_mbps=float(d["uplink_mbps"]), downlink_mbps=float(d["downlink_mbps"]),
-        latency_ms=float(d["latency_ms"]), energy_per_bit_nj=float(d["energy_per_bit_nj"]),
+        name=str(d.get("name", path.stem)), flops=flops, threads=threads,
+        memory_mb=_number(path, d, "memory_mb", 0.0, True), p_busy_w=_number(path, d, "p_busy_w", 0.0, False),
+        p_idle_w=_number(path, d, "p_idle_w", 0.0, False), uplink_mbps=_number(path, d, "uplink_mbps", 0.0, True),
+        downlink_mbps=_number(path, d, "downlink_mbps", 0.0, True),
+        latency_ms=_number(path, d, "latency_ms", 0.0, False),
+        energy_per_bit_nj=_number(path, d, "energy_per_bit_nj", 0.0, False),
         sensors=None if sensors == "all" else tuple(sensors), description=str(d.get("description", "")),
+        compute=compute,
     )
 
 

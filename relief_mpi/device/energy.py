@@ -1,0 +1,313 @@
+"""Measured energy: Jetson INA3221 rails, Intel RAPL, NVML, or nothing (NaN in the log).
+
+Every meter answers `read()` with cumulative joules since it was created, and names its
+`source` ("ina3221", "rapl", "nvml", or "rapl+nvml" when a host has both). A client reads its
+meter before and after its round and reports the difference; where no meter exists the report
+is NaN and the source is "none". Modeled energy (relief_mpi/setup.py modeled_energy) is logged
+either way.
+
+- INA3221 (Jetson): power monitors on the module's rails. Only power is exposed, so a
+  PowerSampler integrates it (trapezoid) on a background thread and at every read. Two sysfs
+  layouts exist: the older downstream driver (JetPack 4, Nano/TX2/Xavier)
+  /sys/bus/i2c/drivers/ina3221x/*/iio:device*/in_power{N}_input in mW with rail_name_{N}, and the
+  mainline hwmon driver (JetPack 5/6, Orin) /sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*/ with
+  in{N}_input (mV), curr{N}_input (mA) and in{N}_label. The module's input rail (VDD_IN,
+  POM_5V_IN, ...) is used alone when present (it already contains the others); otherwise the
+  rails are summed.
+- RAPL (Intel, and AMD on recent kernels): /sys/class/powercap/intel-rapl:N/energy_uj, the
+  package domains only (sub-domains are inside them), with wraparound at max_energy_range_uj.
+  A background poll every `poll_s` seconds catches wraps between reads. Usually root-only.
+- NVML (NVIDIA GPUs, Volta or newer): nvmlDeviceGetTotalEnergyConsumption (mJ), if pynvml is
+  importable.
+
+On an emulation host several client ranks share one meter: each one's difference then includes
+the others' consumption (docs/devices.md#energy).
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+NONE = "none"
+_INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VDD_5V_IN", "IN", "VIN_SYS_5V0", "VIN")
+
+
+class EnergyMeter(Protocol):
+    source: str
+
+    def read(self) -> float:
+        """Joules consumed since the meter was created (monotone)."""
+
+    def close(self) -> None:
+        """Stop any background thread."""
+
+
+def _read_number(path: Path) -> float:
+    return float(path.read_text().strip())
+
+
+# ---------------------------------------------------------------- power-only meters (INA3221)
+
+@dataclass(frozen=True)
+class Rail:
+    """One INA3221 channel: power in watts from a reader function."""
+
+    name: str
+    read_w: Callable[[], float]
+
+
+class PowerSampler:
+    """Integrates a power reading (W) over time, on a background thread and at every read."""
+
+    def __init__(self, read_w: Callable[[], float], source: str, interval_s: float = 0.1,
+                 clock: Callable[[], float] = time.monotonic, background: bool = True) -> None:
+        self.source = source
+        self._read_w = read_w
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._joules = 0.0
+        self._t = clock()
+        self._p = read_w()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, args=(interval_s,), name=f"{source}-sampler",
+                                            daemon=True)
+            self._thread.start()
+
+    def sample(self) -> float:
+        """Take one sample now; returns the joules integrated so far."""
+        with self._lock:
+            t, p = self._clock(), self._read_w()
+            self._joules += 0.5 * (p + self._p) * max(0.0, t - self._t)
+            self._t, self._p = t, p
+            return self._joules
+
+    def read(self) -> float:
+        return self.sample()
+
+    def _run(self, interval_s: float) -> None:
+        while not self._stop.wait(interval_s):
+            try:
+                self.sample()
+            except OSError:  # a rail went away (driver unbound): keep what we have
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+
+def _iio_rails(root: Path) -> list[Rail]:
+    """Older downstream driver: iio:device*/in_power{N}_input (mW), names in rail_name_{N}."""
+    rails = []
+    for dev in sorted(glob.glob(str(root / "sys/bus/i2c/drivers/ina3221x/*/iio:device*"))):
+        d = Path(dev)
+        for p in sorted(d.glob("in_power*_input")):
+            ch = p.name[len("in_power"):-len("_input")]
+            if not ch.isdigit():
+                continue
+            name_file = d / f"rail_name_{ch}"
+            name = name_file.read_text().strip() if name_file.exists() else f"{d.name}/ch{ch}"
+            rails.append(Rail(name, lambda p=p: _read_number(p) / 1000.0))
+    return rails
+
+
+def _hwmon_rails(root: Path) -> list[Rail]:
+    """Mainline hwmon driver: in{N}_input (mV) x curr{N}_input (mA), N = 1..3, labels in{N}_label."""
+    rails = []
+    for hw in sorted(glob.glob(str(root / "sys/bus/i2c/drivers/ina3221/*/hwmon/hwmon*"))):
+        d = Path(hw)
+        for ch in (1, 2, 3):
+            v, i = d / f"in{ch}_input", d / f"curr{ch}_input"
+            if not (v.exists() and i.exists()):
+                continue
+            label = d / f"in{ch}_label"
+            name = label.read_text().strip() if label.exists() else f"{d.name}/ch{ch}"
+            if name.upper().startswith("NC"):  # channel not connected
+                continue
+            rails.append(Rail(name, lambda v=v, i=i: _read_number(v) * _read_number(i) / 1e6))
+    return rails
+
+
+def pick_rails(rails: Sequence[Rail]) -> list[Rail]:
+    """The module input rail alone if present (it contains the others), else every rail."""
+    by_name = {r.name.upper(): r for r in rails}
+    for name in _INPUT_RAILS:
+        if name in by_name:
+            return [by_name[name]]
+    return list(rails)
+
+
+def ina3221_meter(root: str | Path = "/", interval_s: float = 0.1, background: bool = True) -> PowerSampler | None:
+    root = Path(root)
+    rails = _iio_rails(root) or _hwmon_rails(root)
+    if not rails:
+        return None
+    chosen = pick_rails(rails)
+    try:
+        for r in chosen:
+            r.read_w()
+    except (OSError, ValueError):
+        return None
+
+    def total_w() -> float:
+        return sum(r.read_w() for r in chosen)
+
+    meter = PowerSampler(total_w, "ina3221", interval_s, background=background)
+    meter.rails = tuple(r.name for r in chosen)  # type: ignore[attr-defined]
+    return meter
+
+
+# ---------------------------------------------------------------- counters (RAPL, NVML)
+
+class CounterMeter:
+    """Accumulates a wrapping energy counter (one per domain) into monotone joules."""
+
+    def __init__(self, source: str, counters: Sequence[tuple[Callable[[], float], float]], unit_j: float,
+                 poll_s: float = 0.0) -> None:
+        """counters: (read raw value, wrap range in raw units or inf); unit_j: joules per raw unit."""
+        self.source = source
+        self._counters = list(counters)
+        self._unit = unit_j
+        self._lock = threading.Lock()
+        self._last = [read() for read, _ in self._counters]
+        self._total = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        if poll_s > 0:
+            self._thread = threading.Thread(target=self._run, args=(poll_s,), name=f"{source}-poll", daemon=True)
+            self._thread.start()
+
+    def read(self) -> float:
+        with self._lock:
+            for i, (read, wrap) in enumerate(self._counters):
+                now = read()
+                delta = now - self._last[i]
+                if delta < 0:  # the counter wrapped (at most once since the last read: see poll_s)
+                    delta += wrap if math.isfinite(wrap) else 0.0
+                    delta = max(delta, 0.0)
+                self._total += delta * self._unit
+                self._last[i] = now
+            return self._total
+
+    def _run(self, poll_s: float) -> None:
+        while not self._stop.wait(poll_s):
+            try:
+                self.read()
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+
+
+def rapl_meter(root: str | Path = "/", poll_s: float = 10.0) -> CounterMeter | None:
+    """Package domains intel-rapl:N (not the sub-domains intel-rapl:N:M) whose energy_uj is readable."""
+    base = Path(root) / "sys/class/powercap"
+    counters = []
+    for d in sorted(base.glob("intel-rapl:*")):
+        if d.name.count(":") != 1:
+            continue
+        e, r = d / "energy_uj", d / "max_energy_range_uj"
+        try:
+            _read_number(e)
+            wrap = _read_number(r) if r.exists() else math.inf
+        except (OSError, ValueError):  # usually root-only (since Linux 5.10, CVE-2020-8694)
+            continue
+        counters.append((lambda e=e: _read_number(e), wrap))
+    if not counters:
+        return None
+    return CounterMeter("rapl", counters, 1e-6, poll_s)
+
+
+def nvml_meter(gpu_index: int | None = None) -> CounterMeter | None:
+    """NVIDIA GPUs through pynvml (total energy since driver load, mJ); None without pynvml or a GPU."""
+    try:
+        import pynvml  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    try:
+        pynvml.nvmlInit()
+        n = pynvml.nvmlDeviceGetCount()
+        idx = range(n) if gpu_index is None else [gpu_index % n] if n else []
+        handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in idx]
+        for h in handles:
+            pynvml.nvmlDeviceGetTotalEnergyConsumption(h)
+    except Exception:  # noqa: BLE001 - NVMLError subclasses vary by version: no GPU, no support, no driver
+        return None
+    if not handles:
+        return None
+    return CounterMeter("nvml", [(lambda h=h: float(pynvml.nvmlDeviceGetTotalEnergyConsumption(h)), math.inf)
+                                 for h in handles], 1e-3)
+
+
+class SumMeter:
+    """Several meters read as one (e.g. a workstation's CPU package via RAPL plus its GPU via NVML)."""
+
+    def __init__(self, meters: Sequence[EnergyMeter]) -> None:
+        self.meters = list(meters)
+        self.source = "+".join(m.source for m in self.meters)
+
+    def read(self) -> float:
+        return sum(m.read() for m in self.meters)
+
+    def close(self) -> None:
+        for m in self.meters:
+            m.close()
+
+
+def detect_meter(root: str | Path = "/", gpu_index: int | None = None, nvml: bool = True,
+                 background: bool = True) -> EnergyMeter | None:
+    """The energy meter of this machine, or None. `root` lets tests point at a fake sysfs tree.
+
+    A Jetson's INA3221 input rail covers the whole module (CPU and GPU) and wins; otherwise
+    RAPL (CPU package) and NVML (GPU) are summed where both exist.
+    """
+    ina = ina3221_meter(root, background=background)
+    if ina is not None:
+        return ina
+    found: list[EnergyMeter] = []
+    rapl = rapl_meter(root, poll_s=10.0 if background else 0.0)
+    if rapl is not None:
+        found.append(rapl)
+    if nvml:
+        gpu = nvml_meter(gpu_index)
+        if gpu is not None:
+            found.append(gpu)
+    if not found:
+        return None
+    return found[0] if len(found) == 1 else SumMeter(found)
+
+
+_PROCESS_METER: dict[str, EnergyMeter | None] = {}
+
+
+def process_meter() -> EnergyMeter | None:
+    """This process's meter (detected once, shared by every trainer in the process).
+
+    RELIEF_MPI_ENERGY_ROOT points detection at another sysfs root (tests, or a copied tree);
+    RELIEF_MPI_ENERGY=off disables measuring.
+    """
+    if os.environ.get("RELIEF_MPI_ENERGY", "").lower() in ("off", "0", "none"):
+        return None
+    root = os.environ.get("RELIEF_MPI_ENERGY_ROOT", "/")
+    if root not in _PROCESS_METER:
+        local = os.environ.get("RELIEF_MPI_LOCAL_GPU")
+        _PROCESS_METER[root] = detect_meter(root, gpu_index=int(local) if local else None)
+    return _PROCESS_METER[root]
+
+
+def source_of(meter: EnergyMeter | None) -> str:
+    return NONE if meter is None else meter.source

@@ -1,0 +1,178 @@
+"""Throttling a client rank to its device profile's share of the host.
+
+Called once per rank by relief_mpi/mpirun.py before the first round (`prepare_ranks`):
+
+- CPU affinity (psutil): the client ranks on one host are spread over its cores: with at least
+  as many cores as local clients each one gets a contiguous slice, otherwise they share cores
+  round-robin. A launcher that already bound the rank (its affinity is narrower than the host)
+  is respected. RELIEF_MPI_AFFINITY=off skips pinning.
+- torch.set_num_threads: the profile's threads, capped by the cores this rank got.
+- CUDA (only when torch sees a GPU): device = local rank mod device count, and a per-process
+  memory fraction: the profile's memory cap over the device's memory, at most an equal share
+  of the device among its local ranks.
+- cgroup v2 cpu.max (opt-in, RELIEF_MPI_CGROUP=1, and only when the process's cgroup is
+  writable): a child cgroup capped at the granted cores.
+- Memory: the profile's memory_mb is recorded, not enforced on the CPU (RLIMIT_AS breaks
+  torch's virtual-memory reservations); see docs/devices.md#memory.
+
+Time dilation itself is the DeviceClock's job (clock.py): each step sleeps the remainder of
+FLOPs / profile speed. Every rank's settings and its energy meter's source go to rank 0 in one
+small gather and end up in the log's `profiles` attribute.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from relief_mpi.device.energy import process_meter, source_of
+from relief_mpi.device.profiles import DeviceProfile
+
+_INFO_LEN = 512
+
+
+@dataclass
+class ThrottleReport:
+    local_index: int  # among the client ranks on this host
+    local_clients: int
+    cores: list[int] = field(default_factory=list)  # CPU affinity set (empty = untouched)
+    affinity: str = "untouched"  # "pinned", "launcher", "off", "unavailable: ..."
+    threads: int = 0
+    cuda_device: int | None = None
+    cuda_memory_fraction: float | None = None
+    cgroup: str = "off"
+    memory_cap_mb: float = 0.0  # recorded, not enforced
+    energy_source: str = "none"
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+
+def local_placement(hosts: Sequence[str], rank: int) -> tuple[int, int]:
+    """(index of `rank` among the client ranks on its host, number of client ranks there)."""
+    mine = hosts[rank]
+    clients = [r for r in range(1, len(hosts)) if hosts[r] == mine]
+    return clients.index(rank), len(clients)
+
+
+def plan_cores(available: Sequence[int], local_index: int, local_clients: int) -> list[int]:
+    """The cores of one local client: a contiguous slice, or one shared core when oversubscribed."""
+    cores = sorted(available)
+    if not cores:
+        return []
+    if local_clients <= len(cores):
+        per = len(cores) // local_clients
+        return cores[local_index * per:(local_index + 1) * per]
+    return [cores[local_index % len(cores)]]
+
+
+def _host_cpus() -> list[int]:
+    import psutil
+
+    n = psutil.cpu_count(logical=True) or os.cpu_count() or 1
+    return list(range(n))
+
+
+def apply_throttle(profile: DeviceProfile, local_index: int, local_clients: int, rank: int = 0) -> ThrottleReport:
+    """Pin, set threads, pick the GPU; returns what was done (never raises for a missing facility)."""
+    import torch
+
+    rep = ThrottleReport(local_index, local_clients, memory_cap_mb=profile.memory_mb)
+    cores: list[int] = []
+    if os.environ.get("RELIEF_MPI_AFFINITY", "").lower() in ("off", "0", "none"):
+        rep.affinity = "off"
+    else:
+        try:
+            import psutil
+
+            proc = psutil.Process()
+            current = sorted(proc.cpu_affinity())
+            if len(current) < len(_host_cpus()):
+                rep.affinity = "launcher"
+                cores = current
+            else:
+                cores = plan_cores(current, local_index, local_clients)
+                proc.cpu_affinity(cores)
+                rep.affinity = "pinned"
+        except (ImportError, AttributeError, OSError, ValueError) as e:  # psutil lacks affinity on macOS
+            rep.affinity = f"unavailable: {type(e).__name__}"
+    rep.cores = cores
+    share = len(cores) if cores else max(1, len(_host_cpus()) // max(1, local_clients))
+    rep.threads = max(1, min(profile.threads, share))
+    torch.set_num_threads(rep.threads)
+    if torch.cuda.is_available():
+        n = torch.cuda.device_count()
+        dev = local_index % n
+        torch.cuda.set_device(dev)
+        os.environ["RELIEF_MPI_LOCAL_GPU"] = str(dev)  # the NVML meter reads this GPU
+        total_mb = torch.cuda.get_device_properties(dev).total_memory / 2**20
+        per_device = -(-local_clients // n)
+        frac = min(1.0 / per_device, profile.memory_mb / total_mb)
+        torch.cuda.set_per_process_memory_fraction(frac, dev)
+        rep.cuda_device, rep.cuda_memory_fraction = dev, round(frac, 4)
+    if os.environ.get("RELIEF_MPI_CGROUP", "") == "1" and not profile.native:
+        rep.cgroup = cgroup_cpu_max(max(1, len(cores) or rep.threads), f"relief-mpi-rank{rank}-{os.getpid()}")
+    return rep
+
+
+def cgroup_cpu_max(cpus: float, name: str, root: str | Path = "/", period_us: int = 100_000) -> str:
+    """Move this process into a child cgroup capped at `cpus` CPUs; returns what happened."""
+    root = Path(root)
+    try:
+        lines = (root / "proc/self/cgroup").read_text().splitlines()
+    except OSError as e:
+        return f"unavailable: {e.strerror}"
+    v2 = [ln.split("::", 1)[1] for ln in lines if ln.startswith("0::")]
+    if not v2:
+        return "unavailable: no cgroup v2"
+    here = root / "sys/fs/cgroup" / v2[0].lstrip("/")
+    try:
+        if "cpu" not in (here / "cgroup.controllers").read_text().split():
+            return "unavailable: cpu controller not delegated"
+        child = here / name
+        child.mkdir(exist_ok=True)
+        (child / "cpu.max").write_text(f"{int(cpus * period_us)} {period_us}\n")
+        (child / "cgroup.procs").write_text(f"{os.getpid()}\n")
+    except OSError as e:
+        return f"unavailable: {e.strerror or e}"
+    return f"cpu.max {int(cpus * period_us)} {period_us}"
+
+
+def _fixed(text: str, n: int) -> np.ndarray:
+    out = np.zeros(n, np.uint8)
+    raw = text.encode("utf-8")[:n]
+    out[:len(raw)] = np.frombuffer(raw, np.uint8)
+    return out
+
+
+def prepare_ranks(world: Any, profiles: Sequence[DeviceProfile], hosts: Sequence[str]) -> dict[int, dict]:
+    """Every rank calls this once (collective). Client ranks throttle themselves and find their
+    energy meter; rank 0 gets {client index: settings} for the log, the clients get {}."""
+    from relief_mpi.comm.wait import wait_all
+
+    rank = world.Get_rank()
+    mine = ""
+    if rank > 0:
+        idx, n_local = local_placement(hosts, rank)
+        rep = apply_throttle(profiles[rank - 1], idx, n_local, rank)
+        rep.energy_source = source_of(process_meter())
+        mine = rep.to_json()
+        if len(mine.encode()) > _INFO_LEN:  # many cores: keep the record short
+            rep.cores = rep.cores[:1] + [-1]
+            mine = rep.to_json()
+    buf = _fixed(mine, _INFO_LEN)
+    allbuf = np.zeros((world.Get_size(), _INFO_LEN), np.uint8) if rank == 0 else None
+    wait_all([world.Igather(buf, allbuf, root=0)])
+    if rank != 0:
+        return {}
+    out = {}
+    for r in range(1, world.Get_size()):
+        text = bytes(allbuf[r]).rstrip(b"\0").decode("utf-8", "replace")
+        out[r - 1] = json.loads(text) if text else {}
+    return out
