@@ -1,9 +1,15 @@
 """Containers shared by every dataset: a loader returns a RawDataset of whole recordings, and the
-generic pipeline (windows.py, partition.py) turns it into per-client windows."""
+generic pipeline (windows.py, partition.py) turns it into per-client windows.
+
+Window sets may be lazy: a WindowSet built by the pipeline knows where its windows are (recording
+and start sample of each) and only cuts them, from memory or from the prepared HDF5 cache, when
+`.x` is first read. So a client rank only ever materialises its own windows.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -24,6 +30,12 @@ class DatasetSpec:
     modalities: tuple[Modality, ...]
     sample_rate_hz: float
     channel_names: tuple[str, ...]
+    # Per-channel sensor type and body position, and the order modalities take for each grouping:
+    # lets a cached dataset be regrouped (`regroup`) without reloading it. Empty = unknown.
+    channel_types: tuple[str, ...] = ()
+    channel_positions: tuple[str, ...] = ()
+    type_order: tuple[str, ...] = ()
+    position_order: tuple[str, ...] = ()
 
     @property
     def n_channels(self) -> int:
@@ -31,6 +43,43 @@ class DatasetSpec:
 
     def modality_names(self) -> tuple[str, ...]:
         return tuple(m.name for m in self.modalities)
+
+    def channel_table(self) -> tuple[tuple[str, str, str], ...]:
+        return tuple(zip(self.channel_names, self.channel_types, self.channel_positions, strict=True))
+
+    def regroup(self, by: str) -> DatasetSpec:
+        """The same channels grouped into modalities by sensor type or by body position."""
+        from relief_mpi.data.synthetic import group_modalities
+
+        if not self.channel_types:
+            return self
+        mods = group_modalities(self.channel_table(), by, self.type_order, self.position_order)
+        return replace(self, modalities=mods)
+
+    def to_json_dict(self) -> dict:
+        return {"name": self.name, "classes": list(self.classes), "sample_rate_hz": self.sample_rate_hz,
+                "channel_names": list(self.channel_names), "channel_types": list(self.channel_types),
+                "channel_positions": list(self.channel_positions), "type_order": list(self.type_order),
+                "position_order": list(self.position_order)}
+
+    @staticmethod
+    def from_json_dict(d: dict, by: str) -> DatasetSpec:
+        s = DatasetSpec(d["name"], tuple(d["classes"]), (), float(d["sample_rate_hz"]), tuple(d["channel_names"]),
+                        tuple(d["channel_types"]), tuple(d["channel_positions"]), tuple(d["type_order"]),
+                        tuple(d["position_order"]))
+        return s.regroup(by)
+
+
+def make_spec(name: str, classes: tuple[str, ...], channels: tuple[tuple[str, str, str], ...], rate_hz: float,
+              by: str, type_order: tuple[str, ...], position_order: tuple[str, ...]) -> DatasetSpec:
+    """A spec from a (name, sensor type, body position) table, grouped `by` type or position."""
+    from relief_mpi.data.synthetic import group_modalities
+
+    return DatasetSpec(name=name, classes=classes,
+                       modalities=group_modalities(channels, by, type_order, position_order),
+                       sample_rate_hz=rate_hz, channel_names=tuple(c[0] for c in channels),
+                       channel_types=tuple(c[1] for c in channels), channel_positions=tuple(c[2] for c in channels),
+                       type_order=type_order, position_order=position_order)
 
 
 @dataclass
@@ -44,31 +93,111 @@ class Recording:
     source: str = ""
 
 
-@dataclass
 class RawDataset:
-    spec: DatasetSpec
-    recordings: list[Recording] = field(default_factory=list)
+    """A dataset's recordings. Backed either by a list in memory or by a prepared store (the HDF5
+    cache, see cache.py), in which case `recordings` is only read from disk when asked for."""
+
+    def __init__(self, spec: DatasetSpec, recordings: list[Recording] | None = None, store: object = None,
+                 notes: tuple[str, ...] = ()) -> None:
+        self.spec = spec
+        self._recordings = recordings
+        self.store = store
+        self.notes = notes  # loader remarks (checksums, missing files), shown by `data info`
+        if recordings is None and store is None:
+            self._recordings = []
+
+    @property
+    def recordings(self) -> list[Recording]:
+        if self._recordings is None:
+            self._recordings = self.store.load_recordings()  # type: ignore[attr-defined]
+        return self._recordings
+
+    @recordings.setter
+    def recordings(self, value: list[Recording]) -> None:
+        self._recordings = value
+
+    def __repr__(self) -> str:
+        return f"RawDataset({self.spec.name!r}, {'cached' if self._recordings is None else len(self._recordings)})"
 
 
-@dataclass
+# Cuts windows on demand: (recording index, start sample) arrays -> (n, C, L) float32, normalised.
+WindowCutter = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
 class WindowSet:
-    """Windows (N, C, L) float32 with labels, subjects and a time order key."""
+    """Windows (N, C, L) float32 with labels and subjects; optionally lazy.
 
-    x: np.ndarray
-    y: np.ndarray
-    subject: np.ndarray
+    `rec` and `start` (when known) say where each window lies in time: recording index and first
+    sample. A lazy set holds a cutter instead of `x` and materialises on the first `.x` read, then
+    zeroes `zero_channels` (channels of modalities the client lacks)."""
+
+    def __init__(self, x: np.ndarray | None, y: np.ndarray, subject: np.ndarray, rec: np.ndarray | None = None,
+                 start: np.ndarray | None = None, cutter: WindowCutter | None = None,
+                 zero_channels: tuple[int, ...] = (), shape: tuple[int, int] | None = None) -> None:
+        if x is None and cutter is None:
+            raise ValueError("a WindowSet needs windows or a cutter")
+        self._x = x
+        self.y = y
+        self.subject = subject
+        self.rec = rec
+        self.start = start
+        self._cutter = cutter
+        self.zero_channels = tuple(zero_channels)
+        self._shape = shape if x is None else (int(x.shape[1]), int(x.shape[2]))
+
+    @property
+    def x(self) -> np.ndarray:
+        if self._x is None:
+            assert self._cutter is not None and self.rec is not None and self.start is not None
+            x = self._cutter(self.rec, self.start)
+            if self.zero_channels:
+                x[:, list(self.zero_channels), :] = 0.0
+            self._x = x
+        return self._x
+
+    @x.setter
+    def x(self, value: np.ndarray) -> None:
+        self._x = value
+
+    @property
+    def materialised(self) -> bool:
+        return self._x is not None
+
+    @property
+    def n_channels(self) -> int:
+        return self._shape[0] if self._shape else 0
+
+    @property
+    def window_len(self) -> int:
+        return self._shape[1] if self._shape else 0
 
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
     def take(self, idx: np.ndarray) -> WindowSet:
-        return WindowSet(self.x[idx], self.y[idx], self.subject[idx])
+        idx = np.asarray(idx, dtype=np.int64)
+        rec = None if self.rec is None else self.rec[idx]
+        start = None if self.start is None else self.start[idx]
+        if self._x is not None:
+            return WindowSet(self._x[idx], self.y[idx], self.subject[idx], rec, start)
+        return WindowSet(None, self.y[idx], self.subject[idx], rec, start, self._cutter, self.zero_channels,
+                         self._shape)
+
+    def without(self, channels: tuple[int, ...]) -> WindowSet:
+        """The same windows with `channels` zeroed (lazily if not yet materialised)."""
+        if not channels:
+            return self
+        if self._x is not None:
+            x = self._x.copy()
+            x[:, list(channels), :] = 0.0
+            return WindowSet(x, self.y, self.subject, self.rec, self.start)
+        zc = tuple(sorted(set(self.zero_channels) | set(channels)))
+        return WindowSet(None, self.y, self.subject, self.rec, self.start, self._cutter, zc, self._shape)
 
     @staticmethod
     def empty(n_channels: int, length: int) -> WindowSet:
-        return WindowSet(
-            np.zeros((0, n_channels, length), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64)
-        )
+        return WindowSet(np.zeros((0, n_channels, length), np.float32), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                         np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 @dataclass
@@ -82,6 +211,8 @@ class FederatedData:
     server_train: WindowSet
     modality_sets: list[tuple[str, ...]]
     fingerprint: str = ""
+    window_len: int = 0
+    notes: tuple[str, ...] = field(default=())
 
     @property
     def n_clients(self) -> int:

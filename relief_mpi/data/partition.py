@@ -3,7 +3,9 @@
 For every class the windows are ordered by (subject, time) and cut into contiguous chunks whose
 sizes follow proportions p_c ~ Dirichlet(alpha): a client's windows of a class come from few
 subjects, as on a real fleet where a device belongs to a person. Small alpha = strong skew.
-Test windows are split with the same proportions so each client has a local test set.
+Test windows are split with the same proportions so each client has a local test set. The
+draw is repeated (same seeded stream) until every client has >= min_train training windows and,
+when there are enough, at least one test window.
 """
 
 from __future__ import annotations
@@ -45,11 +47,14 @@ def partition(y_train: np.ndarray, key_train: np.ndarray, y_test: np.ndarray, ke
         raise ValueError(f"{len(y_train)} training windows cannot give {n_clients} clients "
                          f"{min_train} windows each; use fewer clients or a larger dataset")
     rng = np.random.default_rng(np.random.SeedSequence([seed, 0xD1C]))
+    min_test = 1 if len(y_test) >= 4 * n_clients else 0
     for _ in range(max_tries):
         props = dirichlet_proportions(n_classes, n_clients, alpha, rng)
         train = split_by_proportions(y_train, key_train, props)
         if min(len(t) for t in train) >= min_train:
-            return train, split_by_proportions(y_test, key_test, props)
+            test = split_by_proportions(y_test, key_test, props)
+            if min(len(t) for t in test) >= min_test:
+                return train, test
     # Very small alpha on few classes: fall back to mixing in a uniform share until it fits.
     mix = 0.5
     while True:

@@ -1,0 +1,168 @@
+"""PAMAP2 (UCI id 231) in its original layout: PAMAP2_Dataset/Protocol/subject10{1..9}.dat.
+
+Space-separated, 54 columns, 100 Hz, NaN where a sample is missing:
+  1 timestamp (s), 2 activityID, 3 heart rate (bpm, ~9 Hz, NaN in between),
+  4-20 hand IMU, 21-37 chest IMU, 38-54 ankle IMU, each: temperature, acc +-16 g x3,
+  acc +-6 g x3, gyro x3, mag x3, orientation x4.
+Kept: heart rate, and per IMU temperature, acc16g, gyro, mag (31 channels). Dropped: timestamp,
+orientation (invalid in this data set, says its readme) and acc6g (saturates in fast movements;
+the readme recommends the 16 g one). activityID 0 (transient) is dropped (label -1); protocol
+activities 1..24 map to classes 0..11; ids of the optional activities (9, 10, 11, 18, 19, 20)
+are dropped too.
+Cleaning: heart rate forward-filled (back-filled before its first reading); IMU NaN gaps
+linearly interpolated; samples inside a gap longer than MAX_GAP_S are also dropped (label -1).
+Modalities by type: acc (9), gyro (9), mag (9), physio = heart rate + 3 temperatures (4).
+By position: hand (10), chest (heart rate + 10), ankle (10).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from relief_mpi.config import DataConfig
+from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, make_spec
+from relief_mpi.data.files import DataFile, check_sha256, find_files, parse_table, row_error
+from relief_mpi.data.windows import downsample
+from relief_mpi.errors import ReliefError
+
+NAME = "pamap2"
+RATE_HZ = 100.0
+N_COLUMNS = 54
+MAX_GAP_S = 1.0
+ACTIVITIES = {1: "lying", 2: "sitting", 3: "standing", 4: "walking", 5: "running", 6: "cycling",
+              7: "nordic-walking", 12: "ascending-stairs", 13: "descending-stairs", 16: "vacuum-cleaning",
+              17: "ironing", 24: "rope-jumping"}
+OPTIONAL_ACTIVITIES = (9, 10, 11, 18, 19, 20)
+CLASSES = tuple(ACTIVITIES.values())
+_CLASS_OF = {a: i for i, a in enumerate(ACTIVITIES)}
+TYPE_ORDER = ("acc", "gyro", "mag", "physio")
+POSITION_ORDER = ("hand", "chest", "ankle")
+_IMU_BASE = {"hand": 3, "chest": 20, "ankle": 37}
+FILE_PATTERN = r"subject(10\d)\.dat"
+LAYOUT = "PAMAP2: timestamp, activityID, heart rate + 3 IMUs x 17 columns, space-separated"
+URL = "https://archive.ics.uci.edu/static/public/231/pamap2+physical+activity+monitoring.zip"
+N_SUBJECTS = 9
+
+
+def _channel_table() -> tuple[tuple[tuple[str, str, str], ...], tuple[int, ...]]:
+    chans: list[tuple[str, str, str]] = [("heart_rate", "physio", "chest")]
+    cols = [2]
+    for pos, b in _IMU_BASE.items():
+        chans.append((f"{pos}_temp", "physio", pos))
+        cols.append(b)
+        for kind, off in (("acc", 1), ("gyro", 7), ("mag", 10)):
+            for i, ax in enumerate("xyz"):
+                chans.append((f"{pos}_{kind}_{ax}", kind, pos))
+                cols.append(b + off + i)
+    return tuple(chans), tuple(cols)
+
+
+CHANNELS, COLUMNS = _channel_table()
+
+
+def spec(modality_by: str = "type") -> DatasetSpec:
+    return make_spec(NAME, CLASSES, CHANNELS, RATE_HZ, modality_by, TYPE_ORDER, POSITION_ORDER)
+
+
+def locate(path: Path) -> tuple[list[tuple[int, DataFile]], list[str]]:
+    found = find_files(path, FILE_PATTERN, prefer_dir="Protocol", avoid_dirs=("Optional",))
+    if not found:
+        raise ReliefError(f"{path}: no PAMAP2 files found (expected PAMAP2_Dataset/Protocol/subject101.dat ... "
+                          f"subject109.dat, or the UCI zip); see `relief-mpi data fetch pamap2 --help`")
+    files = sorted(((int(m.group(1)), f) for m, f in found), key=lambda t: t[0])
+    have = {s for s, _ in files}
+    missing = [s for s in range(101, 101 + N_SUBJECTS) if s not in have]
+    notes = [f"only {len(have)} of {N_SUBJECTS} subject files found (missing: "
+             + ", ".join(f"subject{s}.dat" for s in missing) + ")"] if missing else []
+    return files, notes
+
+
+def _fill(x: np.ndarray) -> np.ndarray:
+    """Forward-fill NaNs in a 1-D array, back-fill the leading ones."""
+    ok = ~np.isnan(x)
+    if not ok.any():
+        return x
+    idx = np.where(ok, np.arange(len(x)), 0)
+    np.maximum.accumulate(idx, out=idx)
+    out = x[idx]
+    out[: int(np.argmax(ok))] = x[int(np.argmax(ok))]
+    return out
+
+
+def _nan_runs(mask: np.ndarray) -> list[tuple[int, int]]:
+    if not mask.any():
+        return []
+    d = np.diff(np.concatenate([[0], mask.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1), strict=True))
+
+
+def clean(arr: np.ndarray, f: DataFile) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+    """(signals (T, 31) float32, labels (T,), counts of what was fixed) from a raw (T, 54) table."""
+    act = arr[:, 1]
+    labels = np.full(len(act), -1, np.int64)
+    for a, c in _CLASS_OF.items():
+        labels[act == a] = c
+    x = arr[:, list(COLUMNS)].copy()
+    stats = {"hr_filled": int(np.isnan(x[:, 0]).sum()), "imu_interpolated": 0, "gap_dropped": 0}
+    x[:, 0] = _fill(x[:, 0])
+    if np.isnan(x[:, 0]).all():
+        raise ReliefError(f"{f.display}: heart rate (column 3) has no value at all")
+    imu = x[:, 1:]
+    nan = np.isnan(imu)
+    if nan.any():
+        t = np.arange(len(imu))
+        for j in np.flatnonzero(nan.any(axis=0)):
+            ok = ~nan[:, j]
+            if not ok.any():
+                raise ReliefError(f"{f.display}: column {COLUMNS[j + 1] + 1} ({CHANNELS[j + 1][0]}) "
+                                  "has no value at all")
+            imu[~ok, j] = np.interp(t[~ok], t[ok], imu[ok, j])
+        stats["imu_interpolated"] = int(nan.sum())
+        max_gap = int(round(MAX_GAP_S * RATE_HZ))
+        for a, b in _nan_runs(nan.any(axis=1)):
+            if b - a > max_gap:
+                labels[a:b] = -1
+                stats["gap_dropped"] += int(b - a)
+    return x.astype(np.float32), labels, stats
+
+
+def read_file(subject: int, f: DataFile, notes: list[str]) -> Recording:
+    data, digest = f.read()
+    note = check_sha256(NAME, f, digest)
+    if note:
+        notes.append(note)
+    arr = parse_table(f, data, N_COLUMNS, LAYOUT)
+    act = arr[:, 1]
+    bad = np.flatnonzero(~np.isfinite(act) | (act != np.round(act)) | (act < 0))
+    if bad.size:
+        raise row_error(f, data, int(bad[0]), f"activityID {act[bad[0]]!r} is not a non-negative integer")
+    known = set(_CLASS_OF) | {0, *OPTIONAL_ACTIVITIES}
+    unknown = np.flatnonzero(~np.isin(act, list(known)))
+    if unknown.size:
+        raise row_error(f, data, int(unknown[0]), f"activityID {int(act[unknown[0]])} is not a PAMAP2 activity")
+    signals, labels, _ = clean(arr, f)
+    return Recording(subject, signals, labels, f.display)
+
+
+def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording], list[str]]:
+    files, notes = locate(path)
+
+    def gen() -> Iterator[Recording]:
+        for subject, f in files:
+            yield downsample(read_file(subject, f, notes), cfg.downsample)
+
+    sp = spec(cfg.modality_by)
+    if cfg.downsample > 1:
+        sp = replace(sp, sample_rate_hz=RATE_HZ / cfg.downsample)
+    return sp, gen(), notes
+
+
+def load(path: Path, cfg: DataConfig) -> RawDataset:
+    """Every subject's recording in memory (no cache; see registry.load_raw for the cached path)."""
+    sp, recs, notes = read(path, cfg)
+    recordings = list(recs)
+    return RawDataset(sp, recordings, notes=tuple(notes))

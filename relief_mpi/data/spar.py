@@ -1,0 +1,101 @@
+"""SPAR smartwatch shoulder-exercise data (10-subject subset), from its lossless npz.
+
+File: spar_watch_10subj.npz (see ../shared/data/spar-watch-10subj/README in the lab checkout):
+`signals` (T, 6) float64 = ax, ay, az (g), wx, wy, wz (rad/s) of one wrist-worn watch;
+`series_offsets` (141,); per series `y` (0..6), `subject` (1..10), `side` (1 right, 0 left);
+`X_labels`, `y_labels`; `sample_rate_hz` = 50. Loaded with allow_pickle=False.
+One Recording per series (140), with the series' subject id: a subject's clients get all of
+that subject's series. Modalities by type: acc (3), gyro (3). By position there is a single
+modality, `wrist` (all 6 channels), since one device carries both sensors: position grouping
+makes every client's modality set the same, so it only makes sense with a fleet whose tiers
+list `wrist` (the default fleet names sensor types).
+"""
+
+from __future__ import annotations
+
+import io
+import zipfile
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from relief_mpi.config import DataConfig
+from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, make_spec
+from relief_mpi.data.files import DataFile, check_sha256, find_files, folder_file
+from relief_mpi.data.windows import downsample
+from relief_mpi.errors import ReliefError
+
+NAME = "spar"
+FILE_NAME = "spar_watch_10subj.npz"
+TYPE_ORDER = ("acc", "gyro")
+POSITION_ORDER = ("wrist",)
+_ARRAYS = ("signals", "series_offsets", "y", "subject", "X_labels", "y_labels", "sample_rate_hz")
+
+
+def locate(path: Path) -> DataFile:
+    """The npz: the path itself, or spar_watch_10subj.npz in (or under) the folder or zip."""
+    if path.is_file() and path.suffix.lower() == ".npz":
+        return folder_file(path)
+    found = find_files(path, r"spar_watch_10subj\.npz")
+    if not found:
+        raise ReliefError(f"{path}: no {FILE_NAME} found (give the spar-watch-10subj folder or the npz file)")
+    return found[0][1]
+
+
+def _channel(name: str, f: DataFile) -> tuple[str, str, str]:
+    if name[:1].lower() == "a":
+        return (f"acc_{name[1:]}", "acc", "wrist")
+    if name[:1].lower() in ("w", "g"):
+        return (f"gyro_{name[1:]}", "gyro", "wrist")
+    raise ReliefError(f"{f.display}: channel label {name!r} in X_labels is neither acc (a*) nor gyro (w*)")
+
+
+def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording], list[str]]:
+    f = locate(path)
+    data, digest = f.read()
+    notes: list[str] = []
+    note = check_sha256(NAME, f, digest)
+    if note:
+        notes.append(note)
+    try:
+        z = np.load(io.BytesIO(data), allow_pickle=False)
+        arrs = {k: z[k] for k in _ARRAYS}
+    except KeyError as e:
+        raise ReliefError(f"{f.display}: array {e} missing (expected {', '.join(_ARRAYS)})") from None
+    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
+        raise ReliefError(f"{f.display}: not a readable SPAR npz ({e})") from None
+    sig, off = arrs["signals"], arrs["series_offsets"].astype(np.int64)
+    y, subj = arrs["y"].astype(np.int64), arrs["subject"].astype(np.int64)
+    n = len(y)
+    if sig.ndim != 2 or sig.shape[1] != len(arrs["X_labels"]):
+        raise ReliefError(f"{f.display}: signals shape {sig.shape} does not match X_labels {list(arrs['X_labels'])}")
+    if off.shape != (n + 1,) or off[0] != 0 or off[-1] != len(sig) or (np.diff(off) < 0).any() or len(subj) != n:
+        raise ReliefError(f"{f.display}: series_offsets / y / subject are inconsistent with signals")
+    classes = tuple(str(s) for s in arrs["y_labels"])
+    if n and (y.min() < 0 or y.max() >= len(classes)):
+        raise ReliefError(f"{f.display}: y holds {y.min()}..{y.max()} but y_labels has {len(classes)} classes")
+    if not np.isfinite(sig).all():
+        raise ReliefError(f"{f.display}: signals hold NaN or inf")
+    channels = tuple(_channel(str(c), f) for c in arrs["X_labels"])
+    rate = float(arrs["sample_rate_hz"])
+    sp = make_spec(NAME, classes, channels, rate, cfg.modality_by, TYPE_ORDER, POSITION_ORDER)
+    if cfg.downsample > 1:
+        sp = replace(sp, sample_rate_hz=rate / cfg.downsample)
+    side = z["side"].astype(np.int64) if "side" in z.files else np.full(n, -1)
+
+    def gen() -> Iterator[Recording]:
+        for i in range(n):
+            a, b = int(off[i]), int(off[i + 1])
+            src = f"{f.display}[series {i}: subject {subj[i]}, {'right' if side[i] == 1 else 'left'}, {classes[y[i]]}]"
+            rec = Recording(int(subj[i]), sig[a:b].astype(np.float32), np.full(b - a, y[i], np.int64), src)
+            yield downsample(rec, cfg.downsample)
+
+    return sp, gen(), notes
+
+
+def load(path: Path, cfg: DataConfig) -> RawDataset:
+    """All 140 series in memory (no cache; see registry.load_raw for the cached path)."""
+    sp, recs, notes = read(path, cfg)
+    return RawDataset(sp, list(recs), notes=tuple(notes))
