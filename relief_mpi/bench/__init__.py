@@ -1,0 +1,1 @@
+"""`relief-mpi bench`: strategy comparison (runner, summary, plots) and emulator performance (system)."""

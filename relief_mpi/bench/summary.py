@@ -1,0 +1,423 @@
+"""The bench table, computed from the HDF5 round logs alone.
+
+Per run: final accuracy / macro-F1 / rare-modality F1 (last evaluated round), time to the target
+macro-F1 (virtual and wall elapsed time of the first evaluated round whose macro-F1 reaches it),
+total energy, energy spent up to the target, bytes up and down.
+
+Per strategy, over seeds: mean and spread (sample standard deviation) of each, and the paired
+comparisons with the baseline (FedAvg) on the same seed: rare-F1 gain in percentage points,
+speedup = baseline time to target / strategy time to target, energy reduction = 1 - E / E_base.
+The target of a seed is --target-f1 if given, else 95% of the baseline's final macro-F1 on that
+seed. A run that never reaches its target has no time (NaN), is counted as not reached, and
+takes no part in a speedup: nothing is extrapolated.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from relief_mpi.log.hdf5 import RunLog, read_log
+
+BASELINE = "fedavg"
+TARGET_FRACTION = 0.95
+RUN_NAME = re.compile(r"^(?P<strategy>.+)-seed(?P<seed>-?\d+)\.h5$")
+NAN = math.nan
+
+
+@dataclass
+class RunResult:
+    """One log's numbers (NaN where undefined)."""
+
+    strategy: str
+    seed: int
+    lr: float
+    path: str
+    rounds: int
+    final_accuracy: float
+    final_macro_f1: float
+    final_rare_f1: float
+    energy_j: float
+    bytes_up: float
+    bytes_down: float
+    wall_s: float
+    virtual_s: float
+    target: float = NAN
+    round_reached: int = 0  # 0 = not reached
+    time_virtual_s: float = NAN
+    time_wall_s: float = NAN
+    energy_to_target_j: float = NAN
+
+    @property
+    def reached(self) -> bool:
+        return self.round_reached > 0
+
+
+def _last_finite(values: np.ndarray) -> float:
+    ok = np.flatnonzero(np.isfinite(values))
+    return float(values[ok[-1]]) if ok.size else NAN
+
+
+def run_result(log: RunLog, path: str | Path = "") -> RunResult:
+    r = log.rounds
+    cfg = log.config
+    return RunResult(
+        strategy=str(log.attrs.get("strategy") or cfg["strategy"]["name"]), seed=int(cfg["seed"]),
+        lr=float(cfg["strategy"]["lr"]), path=str(path), rounds=len(r),
+        final_accuracy=_last_finite(r["accuracy"]), final_macro_f1=_last_finite(r["macro_f1"]),
+        final_rare_f1=_last_finite(r["rare_f1"]),
+        energy_j=float(np.nansum(r["energy_j"])), bytes_up=float(np.nansum(r["bytes_up"])),
+        bytes_down=float(np.nansum(r["bytes_down"])),
+        wall_s=float(r["wall_elapsed_s"][-1]) if len(r) else NAN,
+        virtual_s=float(r["virtual_elapsed_s"][-1]) if len(r) else NAN,
+    )
+
+
+def apply_target(res: RunResult, log: RunLog, target: float) -> None:
+    """Time (and energy) to the first evaluated round with macro-F1 >= target; NaN if never."""
+    res.target = target
+    res.round_reached, res.time_virtual_s, res.time_wall_s, res.energy_to_target_j = 0, NAN, NAN, NAN
+    if not math.isfinite(target):
+        return
+    r = log.rounds
+    f1 = r["macro_f1"]
+    hit = np.flatnonzero(np.isfinite(f1) & (f1 >= target))
+    if hit.size == 0:
+        return
+    i = int(hit[0])
+    res.round_reached = int(r["round"][i])
+    res.time_virtual_s = float(r["virtual_elapsed_s"][i])
+    res.time_wall_s = float(r["wall_elapsed_s"][i])
+    res.energy_to_target_j = float(np.nansum(r["energy_j"][:i + 1]))
+
+
+@dataclass
+class Stat:
+    """Mean and spread of the finite values among n (n counts NaNs too)."""
+
+    values: list[float]
+
+    @property
+    def finite(self) -> np.ndarray:
+        v = np.asarray(self.values, float)
+        return v[np.isfinite(v)]
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def count(self) -> int:
+        return int(self.finite.size)
+
+    @property
+    def mean(self) -> float:
+        f = self.finite
+        return float(f.mean()) if f.size else NAN
+
+    @property
+    def std(self) -> float:
+        f = self.finite
+        return float(f.std(ddof=1)) if f.size > 1 else (0.0 if f.size == 1 else NAN)
+
+    @property
+    def max(self) -> float:
+        f = self.finite
+        return float(f.max()) if f.size else NAN
+
+
+@dataclass
+class StrategySummary:
+    strategy: str
+    runs: list[RunResult]
+    stats: dict[str, Stat] = field(default_factory=dict)
+
+    @property
+    def seeds(self) -> list[int]:
+        return [r.seed for r in self.runs]
+
+    @property
+    def lrs(self) -> list[float]:
+        return sorted({r.lr for r in self.runs})
+
+
+# name -> (column title, format, unit note)
+METRICS: dict[str, tuple[str, str]] = {
+    "final_accuracy": ("accuracy", ".3f"),
+    "final_macro_f1": ("macro-F1", ".3f"),
+    "final_rare_f1": ("rare-F1", ".3f"),
+    "rare_gain_pp": ("rare-F1 gain (pp)", "+.1f"),
+    "time_virtual_s": ("time to target, emulated (s)", ".1f"),
+    "time_wall_s": ("time to target, wall (s)", ".1f"),
+    "speedup_virtual": ("speedup (emulated)", ".2f"),
+    "speedup_wall": ("speedup (wall)", ".2f"),
+    "energy_j": ("energy (J)", ".0f"),
+    "energy_reduction_pct": ("energy reduction (%)", "+.1f"),
+    "energy_to_target_j": ("energy to target (J)", ".0f"),
+    "energy_to_target_reduction_pct": ("energy-to-target reduction (%)", "+.1f"),
+    "mb_up": ("MB up", ".2f"),
+    "mb_down": ("MB down", ".2f"),
+}
+
+
+@dataclass
+class Summary:
+    strategies: list[StrategySummary]
+    targets: dict[int, float]  # seed -> target macro-F1
+    target_source: str
+    baseline: str
+    meta: dict[str, object] = field(default_factory=dict)
+
+    def get(self, strategy: str) -> StrategySummary | None:
+        return next((s for s in self.strategies if s.strategy == strategy), None)
+
+
+def _ratio(a: float, b: float) -> float:
+    return a / b if (math.isfinite(a) and math.isfinite(b) and b > 0) else NAN
+
+
+def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None,
+              baseline: str = BASELINE) -> Summary:
+    """The per-strategy summary of (log, path) pairs; strategies keep their first-seen order."""
+    pairs = [(log, run_result(log, path)) for log, path in logs]
+    base = {res.seed: res for _, res in pairs if res.strategy == baseline}
+    seeds = sorted({res.seed for _, res in pairs})
+    if target_f1 is not None:
+        targets = {s: float(target_f1) for s in seeds}
+        source = f"macro-F1 {target_f1:g} (--target-f1)"
+    else:
+        targets = {s: TARGET_FRACTION * base[s].final_macro_f1 if s in base else NAN for s in seeds}
+        source = (f"{TARGET_FRACTION:.0%} of {baseline}'s final macro-F1 on the same seed" if base else
+                  f"none ({baseline} not in the bench and no --target-f1: times to target are not defined)")
+    for log, res in pairs:
+        apply_target(res, log, targets[res.seed])
+    order: list[str] = []
+    by: dict[str, list[RunResult]] = {}
+    for _, res in pairs:
+        if res.strategy not in by:
+            order.append(res.strategy)
+            by[res.strategy] = []
+        by[res.strategy].append(res)
+    out = []
+    for name in order:
+        runs = sorted(by[name], key=lambda r: r.seed)
+        st: dict[str, list[float]] = {k: [] for k in METRICS}
+        for r in runs:
+            b = base.get(r.seed)
+            st["final_accuracy"].append(r.final_accuracy)
+            st["final_macro_f1"].append(r.final_macro_f1)
+            st["final_rare_f1"].append(r.final_rare_f1)
+            st["rare_gain_pp"].append(100 * (r.final_rare_f1 - b.final_rare_f1) if b else NAN)
+            st["time_virtual_s"].append(r.time_virtual_s)
+            st["time_wall_s"].append(r.time_wall_s)
+            st["speedup_virtual"].append(_ratio(b.time_virtual_s, r.time_virtual_s) if b else NAN)
+            st["speedup_wall"].append(_ratio(b.time_wall_s, r.time_wall_s) if b else NAN)
+            st["energy_j"].append(r.energy_j)
+            st["energy_reduction_pct"].append(100 * (1 - _ratio(r.energy_j, b.energy_j)) if b else NAN)
+            st["energy_to_target_j"].append(r.energy_to_target_j)
+            st["energy_to_target_reduction_pct"].append(
+                100 * (1 - _ratio(r.energy_to_target_j, b.energy_to_target_j)) if b else NAN)
+            st["mb_up"].append(r.bytes_up / 1e6)
+            st["mb_down"].append(r.bytes_down / 1e6)
+        out.append(StrategySummary(name, runs, {k: Stat(v) for k, v in st.items()}))
+    return Summary(out, targets, source, baseline)
+
+
+# -- files ---------------------------------------------------------------------------------------
+
+def run_logs(out_dir: Path) -> list[Path]:
+    """The bench's run logs in out_dir (<strategy>-seed<k>.h5), not the learning-rate search."""
+    return sorted(p for p in Path(out_dir).glob("*-seed*.h5") if RUN_NAME.match(p.name))
+
+
+def load_logs(paths: Iterable[Path], order: Sequence[str] | None = None) -> list[tuple[RunLog, str]]:
+    logs = [(read_log(p), str(p)) for p in paths]
+    if order:
+        rank = {name: i for i, name in enumerate(order)}
+        logs.sort(key=lambda lp: (rank.get(str(lp[0].attrs.get("strategy")), len(rank)),
+                                  int(lp[0].config["seed"])))
+    return logs
+
+
+def _fmt(x: float, spec: str) -> str:
+    return "n/a" if not math.isfinite(x) else format(x, spec)
+
+
+def cell(stat: Stat, spec: str, time_like: bool = False) -> str:
+    """'mean ± std', with '(k/n reached)' for partially reached times; 'not reached' for none."""
+    if stat.count == 0:
+        return "not reached" if time_like else "n/a"
+    s = _fmt(stat.mean, spec)
+    if stat.count > 1:
+        s += f" ± {_fmt(stat.std, spec.lstrip('+'))}"
+    if time_like and stat.count < stat.n:
+        s += f" ({stat.count}/{stat.n} reached)"
+    return s
+
+
+TIME_LIKE = {"time_virtual_s", "time_wall_s", "energy_to_target_j"}
+RATIO_LIKE = {"speedup_virtual", "speedup_wall", "energy_to_target_reduction_pct"}
+
+
+def _cell(s: StrategySummary, key: str, summary: Summary) -> str:
+    stat = s.stats[key]
+    spec = METRICS[key][1]
+    if key in TIME_LIKE:
+        if not any(math.isfinite(t) for t in summary.targets.values()):
+            return "n/a (no target)"
+        return cell(stat, spec, time_like=True)
+    if key in RATIO_LIKE or key in ("rare_gain_pp", "energy_reduction_pct"):
+        if summary.get(summary.baseline) is None:
+            return f"n/a (no {summary.baseline})"
+        if key in RATIO_LIKE and stat.count == 0:
+            return "n/a (target not reached)"
+        c = cell(stat, spec)
+        if key in RATIO_LIKE and stat.count < stat.n:
+            c += f" ({stat.count}/{stat.n} seeds)"
+        if key.startswith("speedup") and stat.count > 1:
+            c += f", max {_fmt(stat.max, spec)}"
+        return c
+    return cell(stat, spec)
+
+
+def markdown(summary: Summary) -> str:
+    meta = summary.meta
+    lines = ["# relief-mpi bench summary", ""]
+    if meta:
+        for k, v in meta.items():
+            lines.append(f"- {k}: {v}")
+        lines.append("")
+    seeds = sorted(summary.targets)
+    tgt = ", ".join(f"seed {s}: {_fmt(t, '.3f')}" for s, t in summary.targets.items())
+    lines += [f"Seeds: {', '.join(map(str, seeds))}. Target macro-F1: {summary.target_source} ({tgt}).",
+              "Values are mean ± sample std over seeds. Comparisons with "
+              f"{summary.baseline} are paired by seed: speedup = {summary.baseline}'s time to target / the "
+              "strategy's; energy reduction = 1 - E / E_" + summary.baseline + "; 'not reached' means the "
+              "run never reached the target (no time is extrapolated).", ""]
+    groups = [
+        ("Quality", ["final_accuracy", "final_macro_f1", "final_rare_f1", "rare_gain_pp"]),
+        ("Time to target", ["time_virtual_s", "speedup_virtual", "time_wall_s", "speedup_wall"]),
+        ("Energy and bytes", ["energy_j", "energy_reduction_pct", "energy_to_target_j",
+                              "energy_to_target_reduction_pct", "mb_up", "mb_down"]),
+    ]
+    for title, keys in groups:
+        head = ["strategy", "lr", "seeds"] + [METRICS[k][0] for k in keys]
+        lines += [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for s in summary.strategies:
+            row = [s.strategy, ", ".join(f"{x:g}" for x in s.lrs), str(len(s.runs))]
+            row += [_cell(s, k, summary) for k in keys]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+    lines += ["## Per run", "", "| strategy | seed | lr | rounds | macro-F1 | rare-F1 | target | reached at round | "
+              "time to target, emulated (s) | wall (s) | energy (J) | MB up | MB down |", "|" + "---|" * 13]
+    for s in summary.strategies:
+        for r in s.runs:
+            lines.append(
+                f"| {r.strategy} | {r.seed} | {r.lr:g} | {r.rounds} | {_fmt(r.final_macro_f1, '.3f')} | "
+                f"{_fmt(r.final_rare_f1, '.3f')} | {_fmt(r.target, '.3f')} | "
+                f"{r.round_reached if r.reached else 'not reached'} | {_fmt(r.time_virtual_s, '.1f')} | "
+                f"{_fmt(r.time_wall_s, '.1f')} | {r.energy_j:.0f} | {r.bytes_up / 1e6:.2f} | "
+                f"{r.bytes_down / 1e6:.2f} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_csv(summary: Summary, path: Path) -> None:
+    head = ["strategy", "lr", "seeds"]
+    for k in METRICS:
+        head += [f"{k}_mean", f"{k}_std", f"{k}_n"]
+    head += ["speedup_virtual_max", "target_f1"]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(head)
+        for s in summary.strategies:
+            row: list[object] = [s.strategy, ";".join(f"{x:g}" for x in s.lrs), len(s.runs)]
+            for k in METRICS:
+                st = s.stats[k]
+                row += [st.mean, st.std, st.count]
+            row += [s.stats["speedup_virtual"].max,
+                    ";".join(f"{summary.targets[r.seed]:.6g}" for r in s.runs)]
+            w.writerow(row)
+
+
+def write_runs_csv(summary: Summary, path: Path) -> None:
+    fields = ["strategy", "seed", "lr", "rounds", "final_accuracy", "final_macro_f1", "final_rare_f1", "target",
+              "round_reached", "time_virtual_s", "time_wall_s", "energy_j", "energy_to_target_j", "bytes_up",
+              "bytes_down", "wall_s", "virtual_s", "path"]
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(fields)
+        for s in summary.strategies:
+            for r in s.runs:
+                w.writerow([getattr(r, f) for f in fields])
+
+
+def write_summary(summary: Summary, out_dir: Path, extra_md: str = "") -> list[Path]:
+    out_dir = Path(out_dir)
+    md = out_dir / "summary.md"
+    md.write_text(markdown(summary) + (("\n" + extra_md) if extra_md else ""))
+    csv_path = out_dir / "summary.csv"
+    write_csv(summary, csv_path)
+    runs_path = out_dir / "runs.csv"
+    write_runs_csv(summary, runs_path)
+    return [md, csv_path, runs_path]
+
+
+def meta_from_logs(logs: Sequence[tuple[RunLog, str]]) -> dict[str, object]:
+    """The scenario shared by the runs (from the first log), for the top of summary.md."""
+    if not logs:
+        return {}
+    log = logs[0][0]
+    cfg = log.config
+    prof = log.profiles
+    tiers: dict[str, int] = {}
+    for p in prof:
+        key = f"{p['tier']} ({p['profile']}, {'+'.join(p['modalities'])})"
+        tiers[key] = tiers.get(key, 0) + 1
+    return {
+        "dataset": f"{log.attrs.get('dataset')} (alpha {cfg['data']['alpha']}, modalities by "
+                   f"{cfg['data']['modality_by']}, rare modality {log.attrs.get('rare_modality') or '-'})",
+        "clients": f"{len(prof)}: " + ", ".join(f"{n} x {k}" for k, n in tiers.items()),
+        "model": f"{cfg['model']['mode']}",
+        "rounds / local steps / batch": f"{cfg['rounds']} / {cfg['strategy']['local_steps']} / "
+                                        f"{cfg['strategy']['batch_size']}",
+        "deadline": cfg["strategy"]["deadline"],
+        "clock": log.attrs.get("clock"),
+        "MPI": f"{log.attrs.get('mpi_library')}, world size {log.attrs.get('world_size')}",
+    }
+
+
+def lr_search_table(search_dir: Path) -> str:
+    """Markdown table of the learning-rate search logs (final macro-F1 on seed 0), if any."""
+    paths = sorted(Path(search_dir).glob("*.h5"))
+    if not paths:
+        return ""
+    res = [run_result(read_log(p), p) for p in paths]
+    strategies = list(dict.fromkeys(r.strategy for r in res))
+    lrs = sorted({r.lr for r in res})
+    lines = ["## Learning-rate search (seed 0, final macro-F1; * = chosen)", "",
+             "| strategy | " + " | ".join(f"lr {x:g}" for x in lrs) + " |", "|" + "---|" * (len(lrs) + 1)]
+    for s in strategies:
+        mine = {r.lr: r.final_macro_f1 for r in res if r.strategy == s}
+        best = best_lr(mine)
+        cells = [(_fmt(mine[x], ".3f") + ("*" if x == best else "")) if x in mine else "-" for x in lrs]
+        lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def best_lr(scores: dict[float, float]) -> float:
+    """The lr with the highest final macro-F1 (NaN counts as worst; ties: the smaller lr)."""
+    if not scores:
+        raise ValueError("no learning rates")
+    return max(sorted(scores), key=lambda lr: (scores[lr] if math.isfinite(scores[lr]) else -math.inf, -lr))
+
+
+def dumps_meta(meta: dict[str, object]) -> str:
+    return json.dumps(meta, indent=1, default=str)
