@@ -1,0 +1,83 @@
+"""Real multi-process runs: in-process and MPI agree, cohort Reduce is exact, failures abort."""
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relief_mpi.config import RunConfig, StrategyConfig
+from relief_mpi.log.hdf5 import read_log
+from relief_mpi.run import run_inprocess
+from tests.helpers import run_mpi
+
+pytestmark = pytest.mark.mpi
+SMALL = ["--rounds", "2", "--local-steps", "3", "--quiet"]
+
+
+@pytest.mark.parametrize("strategy", ["fedavg", "relief"])
+def test_inprocess_and_mpiexec_give_the_same_numbers(tmp_path: Path, strategy: str) -> None:
+    res = run_mpi(4, ["train", "--strategy", strategy, "--seed", "3", "--out", str(tmp_path / "mpi.h5"), *SMALL],
+                  timeout=240)
+    assert res.returncode == 0, res.stderr
+    cfg = RunConfig(rounds=2, seed=3, strategy=StrategyConfig(name=strategy, local_steps=3))
+    run_inprocess(cfg, 3, tmp_path / "ip.h5")
+    a, b = read_log(tmp_path / "mpi.h5"), read_log(tmp_path / "ip.h5")
+    for field in ("accuracy", "macro_f1", "rare_f1", "virtual_time_s", "bytes_up", "bytes_down", "energy_j"):
+        np.testing.assert_allclose(a.rounds[field], b.rounds[field], rtol=1e-5, atol=1e-6, err_msg=field)
+    for metric in ("busy_s", "steps", "samples", "bytes_up", "loss"):
+        np.testing.assert_allclose(a.clients[metric], b.clients[metric], rtol=1e-4, atol=1e-6, err_msg=metric)
+    np.testing.assert_array_equal(a.alloc, b.alloc)
+    assert a.attrs["world_size"] == 4 and "MPICH" in a.attrs["mpi_library"] or "Open MPI" in a.attrs["mpi_library"]
+
+
+def test_cohort_reduce_equals_numpy_on_the_clients_deltas(tmp_path: Path) -> None:
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    res = run_mpi(5, ["train", "--strategy", "relief", "--rounds", "3", "--local-steps", "3", "--quiet",
+                      "--out", str(tmp_path / "r.h5"), "--debug-dump", str(dump)], timeout=240)
+    assert res.returncode == 0, res.stderr
+    log = read_log(tmp_path / "r.h5")
+    n_blocks = len(log.block_names)
+    untrained_seen = 0
+    for rnd in (1, 2, 3):
+        alloc = log.alloc[rnd - 1]
+        for b in range(n_blocks):
+            before = np.load(dump / f"r{rnd}-before-b{b}.npy")
+            after = np.load(dump / f"r{rnd}-after-b{b}.npy")
+            trainers = np.flatnonzero(alloc[:, b])
+            if trainers.size == 0:
+                untrained_seen += 1
+                assert np.array_equal(before, after), "an untrained block changed"
+                assert math.isnan(log.divergence[rnd - 1, b])
+                continue
+            rows = [np.load(dump / f"r{rnd}-c{k}-b{b}.npy").astype(np.float64) for k in trainers]
+            deltas = np.array([r[:-1] for r in rows])
+            n = np.array([r[-1] for r in rows])
+            mean = (n[:, None] * deltas).sum(0) / n.sum()
+            np.testing.assert_allclose(after, before + mean, rtol=1e-4, atol=1e-6)
+            var = (n * ((deltas - mean) ** 2).sum(1)).sum() / n.sum() / before.size
+            assert math.isclose(log.divergence[rnd - 1, b], var, rel_tol=1e-3, abs_tol=1e-12)
+            # No client sent a block it did not train: only trainers dumped deltas.
+            for k in set(range(alloc.shape[0])) - set(trainers.tolist()):
+                assert not (dump / f"r{rnd}-c{k}-b{b}.npy").exists()
+    assert log.alloc.sum() > 0
+    del untrained_seen
+
+
+def test_exception_on_one_client_aborts_the_job(tmp_path: Path) -> None:
+    t0 = time.monotonic()
+    res = run_mpi(4, ["train", "--rounds", "5", "--local-steps", "2", "--quiet", "--out", str(tmp_path / "x.h5"),
+                      "--fault", "raise:2:2"], timeout=120)
+    assert res.returncode != 0
+    assert "injected fault in client 1" in res.stderr
+    assert "rank 2 failed" in res.stderr
+    assert time.monotonic() - t0 < 120
+
+
+def test_exception_on_the_server_aborts_the_job(tmp_path: Path) -> None:
+    res = run_mpi(3, ["train", "--rounds", "5", "--local-steps", "2", "--quiet", "--out", str(tmp_path / "x.h5"),
+                      "--fault", "raise:0:1"], timeout=120)
+    assert res.returncode != 0
+    assert "injected fault in the server" in res.stderr
