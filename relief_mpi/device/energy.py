@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Protocol
 
 NONE = "none"
-_INPUT_RAILS = ("VDD_IN", "POM_5V_IN", "VDD_5V_IN", "IN", "VIN_SYS_5V0", "VIN")
+_INPUT_RAILS = ("VDD_IN", "POM_5V_IN")  # the module input rail: Orin Nano/NX, Xavier NX (VDD_IN), Nano/TX2 (POM_5V_IN)
 
 
 class EnergyMeter(Protocol):
@@ -148,7 +148,8 @@ def pick_rails(rails: Sequence[Rail]) -> list[Rail]:
     return list(rails)
 
 
-def ina3221_meter(root: str | Path = "/", interval_s: float = 0.1, background: bool = True) -> PowerSampler | None:
+def ina3221_meter(root: str | Path = "/", interval_s: float = 0.1, background: bool = True,
+                  clock: Callable[[], float] = time.monotonic) -> PowerSampler | None:
     root = Path(root)
     rails = _iio_rails(root) or _hwmon_rails(root)
     if not rails:
@@ -163,7 +164,7 @@ def ina3221_meter(root: str | Path = "/", interval_s: float = 0.1, background: b
     def total_w() -> float:
         return sum(r.read_w() for r in chosen)
 
-    meter = PowerSampler(total_w, "ina3221", interval_s, background=background)
+    meter = PowerSampler(total_w, "ina3221", interval_s, clock=clock, background=background)
     meter.rails = tuple(r.name for r in chosen)  # type: ignore[attr-defined]
     return meter
 

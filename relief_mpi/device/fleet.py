@@ -23,6 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_FLEET = Path(__file__).parent / "fleets" / "default.toml"
+_TIER_KEYS = ("name", "profile", "sensors", "fraction", "ranks", "hosts")
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,27 @@ def load_fleet(path: str | Path | None) -> list[Tier]:
     tiers_raw = d.get("tier")
     if not isinstance(tiers_raw, list) or not tiers_raw:
         raise ReliefError(f"fleet file {p}: needs at least one [[tier]] table")
+    unknown_top = sorted(set(d) - {"tier", "description"})
+    if unknown_top:
+        raise ReliefError(f"fleet file {p}: unknown key(s) {', '.join(unknown_top)} (expected [[tier]] tables)")
     tiers = []
+    names: set[str] = set()
     for i, t in enumerate(tiers_raw, 1):
+        if not isinstance(t, dict):
+            raise ReliefError(f"fleet file {p}: tier {i} is not a table")
         name = str(t.get("name", f"tier{i}"))
+        if name in names:
+            raise ReliefError(f"fleet file {p}: two tiers are named {name!r}")
+        names.add(name)
+        unknown = sorted(set(t) - set(_TIER_KEYS))
+        if unknown:
+            raise ReliefError(f"fleet file {p}: tier {name!r}: unknown key(s) {', '.join(unknown)} "
+                              f"(known: {', '.join(_TIER_KEYS)})")
+        hosts = t.get("hosts")
+        if hosts is not None and (not isinstance(hosts, str) or not hosts):
+            raise ReliefError(f"fleet file {p}: tier {name!r}: hosts must be a host-name glob such as \"jetson-*\"")
+        if "fraction" not in t and "ranks" not in t and hosts is None:
+            raise ReliefError(f"fleet file {p}: tier {name!r} covers no client: give ranks, hosts or a fraction")
         if "profile" not in t:
             raise ReliefError(f"fleet file {p}: tier {name!r} has no profile")
         sensors = t.get("sensors", "all")
@@ -70,7 +89,7 @@ def load_fleet(path: str | Path | None) -> list[Tier]:
         if frac is not None and not (isinstance(frac, (int, float)) and 0 <= frac <= 1):
             raise ReliefError(f"fleet file {p}: tier {name!r}: fraction must be a number in [0, 1]")
         tiers.append(Tier(name, str(t["profile"]), None if sensors == "all" else tuple(sensors),
-                          None if frac is None else float(frac), tuple(ranks), t.get("hosts")))
+                          None if frac is None else float(frac), tuple(ranks), hosts))
     fracs = [t.fraction for t in tiers if t.fraction is not None]
     if fracs and not math.isclose(sum(fracs), 1.0, abs_tol=1e-6):
         raise ReliefError(f"fleet file {p}: tier fractions sum to {sum(fracs):g}, must sum to 1")
