@@ -114,7 +114,8 @@ def test_hand_written_fleet_resolves_ranks_hosts_fractions(tmp_path: Path) -> No
     assert devs[0].sensors == ("acc", "ecg") and devs[2].sensors is None
 
 
-def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], args: list[str]) -> tuple[int, str, str]:
+def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+             args: list[str]) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["relief-mpi", *args])
     code = 0
     try:
