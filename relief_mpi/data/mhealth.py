@@ -65,7 +65,8 @@ def read_file(subject: int, f: DataFile, notes: list[str]) -> Recording:
     lab = arr[:, 23]
     bad = np.flatnonzero(~np.isfinite(lab) | (lab != np.round(lab)) | (lab < 0) | (lab > len(CLASSES)))
     if bad.size:
-        raise row_error(f, data, int(bad[0]), f"label {arr[bad[0], 23]!r} is not an activity id 0..{len(CLASSES)}")
+        raise row_error(f, data, int(bad[0]),
+                        f"label {float(arr[bad[0], 23]):g} is not an activity id 0..{len(CLASSES)}")
     bad = np.flatnonzero(~np.isfinite(arr[:, :23]).all(axis=1))
     if bad.size:
         raise row_error(f, data, int(bad[0]), "missing (NaN) sensor value; MHEALTH files have none")

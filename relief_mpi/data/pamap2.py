@@ -139,7 +139,7 @@ def read_file(subject: int, f: DataFile, notes: list[str]) -> Recording:
     act = arr[:, 1]
     bad = np.flatnonzero(~np.isfinite(act) | (act != np.round(act)) | (act < 0))
     if bad.size:
-        raise row_error(f, data, int(bad[0]), f"activityID {act[bad[0]]!r} is not a non-negative integer")
+        raise row_error(f, data, int(bad[0]), f"activityID {float(act[bad[0]]):g} is not a non-negative integer")
     known = set(_CLASS_OF) | {0, *OPTIONAL_ACTIVITIES}
     unknown = np.flatnonzero(~np.isin(act, list(known)))
     if unknown.size:
