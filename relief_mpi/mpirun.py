@@ -46,6 +46,11 @@ def _text(buf: np.ndarray) -> str:
     return bytes(buf).rstrip(b"\0").decode("utf-8", "replace")
 
 
+def mpi_library_line() -> str:
+    """The MPI library's first version line (Open MPI ends the string with a NUL byte)."""
+    return MPI.Get_library_version().replace("\0", "").splitlines()[0].strip()
+
+
 def gather_hosts(world: MPI.Comm) -> list[str]:
     mine = _fixed(socket.gethostname(), 64)
     allh = np.zeros((world.Get_size(), 64), np.uint8)
@@ -99,7 +104,7 @@ def run_mpi(cfg: RunConfig, out_path: Callable[[], Path], progress: Progress | N
     if rank == 0:
         assert out is not None
         transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world)
-        serve(setup, transport, out, hosts, MPI.Get_library_version().splitlines()[0].strip(), size, progress, debug)
+        serve(setup, transport, out, hosts, mpi_library_line(), size, progress, debug)
         return out
     transport_c = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world)
     trainer = setup.trainer(rank - 1, debug.client_fault(rank), debug.dump_dir)
