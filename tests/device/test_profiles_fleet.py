@@ -176,3 +176,16 @@ def test_fleet_show_hand_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "fraction 1" in rows[2] and "sensor-box" in rows[2]
     assert "ecg        3 client(s): ranks 1, 3, 4" in out
     assert "gyro       1 client(s): ranks 3" in out
+
+
+def test_shipped_fleets_resolve() -> None:
+    from relief_mpi.device.fleet import DEFAULT_FLEET
+
+    profiles = load_profiles()
+    for f in DEFAULT_FLEET.parent.glob("*.toml"):
+        tiers = load_fleet(f)
+        devs = resolve_fleet(tiers, 6, profiles, ["head", "head", "orin-1", "pi", "pi", "orin-2", "pi"])
+        assert len(devs) == 6 and all(d.profile.name in profiles for d in devs)
+    mixed = resolve_fleet(load_fleet(DEFAULT_FLEET.parent / "example-mixed.toml"), 6, profiles,
+                          ["head", "head", "orin-1", "pi", "pi", "orin-2", "pi"])
+    assert [d.tier for d in mixed] == ["gateway", "high", "mid", "low", "high", "low"]
