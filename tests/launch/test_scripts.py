@@ -171,3 +171,18 @@ def test_hosts_check_too_few_slots_exits_2(tmp_path: Path) -> None:
     r = run_mpi(3, ["hosts", "check", str(hf)], timeout=240)
     assert r.returncode == 2
     assert f"error: hostfile {hf} has 2 slot(s) on 1 host(s) but the job runs 3 ranks" in r.stderr
+
+
+def test_slurm_sbatch_srun_command(tmp_path: Path) -> None:
+    srun = tmp_path / "srun"
+    srun.write_text('#!/bin/sh\necho "SRUN: $*"\n')
+    srun.chmod(0o755)
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}", "SLURM_JOB_ID": "7", "SLURM_NTASKS": "9",
+           "SLURM_SUBMIT_DIR": str(REPO), "RELIEF_SRUN_MPI": "pmi2",
+           "RELIEF_FLEET": str(HOSTFILES / "lab-jetsons.fleet.toml")}
+    r = sh(["bash", str(LAUNCH / "slurm.sbatch"), "--strategy", "relief"], env=env, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (f"SRUN: --mpi=pmi2 --kill-on-bad-exit=1 --distribution=block -n 9 {sys.executable} "
+                                f"-m relief_mpi train --strategy relief --fleet {HOSTFILES}/lab-jetsons.fleet.toml")
+    r = sh(["bash", str(LAUNCH / "slurm.sbatch")], env={"SLURM_JOB_ID": ""})
+    assert r.returncode == 2 and "not inside a SLURM job" in r.stderr
