@@ -164,7 +164,8 @@ class LocalTrainer:
                 "compute_wall_s": self.clock.compute_wall_s, "lag_s": self.clock.lag_s,
                 "download_s": download_s, "upload_s": upload_s, "bytes_up": bytes_up, "bytes_down": bytes_down,
                 "energy_measured_j": measured, "rejected": rejected,
-                "loss": loss_sum / steps_done if steps_done else math.nan}
+                "loss": loss_sum / steps_done if steps_done else math.nan,
+                "flops": steps_done * step_flops}
         for name, v in vals.items():
             report[wire.R[name]] = v
         return updates, report

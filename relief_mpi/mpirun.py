@@ -14,25 +14,17 @@ from pathlib import Path
 import numpy as np
 from mpi4py import MPI
 
-from relief_mpi import __version__
 from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
 from relief_mpi.comm.transport import Handshake
 from relief_mpi.comm.wait import wait_all
 from relief_mpi.config import RunConfig
 from relief_mpi.device.throttle import prepare_ranks
 from relief_mpi.errors import ReliefError
-from relief_mpi.run import DebugHooks, Progress, serve
+from relief_mpi.mpirun_types import Resolved, StartupRefused
+from relief_mpi.run import DebugHooks, Progress, check_resumable, serve
 from relief_mpi.setup import RunSetup, build_setup
 
 _MSG_LEN = 512
-
-
-class StartupRefused(ReliefError):
-    """Raised on every rank when any rank refused to start; `printable` only on rank 0."""
-
-    def __init__(self, message: str, printable: bool) -> None:
-        super().__init__(message)
-        self.printable = printable
 
 
 def _fixed(text: str, n: int) -> np.ndarray:
@@ -78,22 +70,49 @@ def agree_to_start(world: MPI.Comm, error: str | None) -> None:
         raise StartupRefused(first, printable=rank == 0)
 
 
-def run_mpi(cfg: RunConfig, out_path: Callable[[], Path], progress: Progress | None,
+def config_from_root(world: MPI.Comm, resolve: Callable[[], Resolved]) -> tuple[RunConfig, Resolved | None]:
+    """Rank 0 resolves the run and sends the config to every rank as JSON bytes (no pickle);
+    a problem there is one line from rank 0 and exit 2 everywhere."""
+    rank = world.Get_rank()
+    head = np.zeros(2, np.int64)
+    payload = b""
+    resolved = None
+    if rank == 0:
+        try:
+            resolved = resolve()
+            if resolved.world_size is not None and resolved.world_size != world.Get_size():
+                raise ReliefError(f"the run being resumed had {resolved.world_size} ranks; relaunch with "
+                                  f"-n {resolved.world_size} (this job has {world.Get_size()})")
+            payload = resolved.config.to_json().encode()
+        except ReliefError as e:
+            head[0], payload = 1, str(e).encode()
+        head[1] = len(payload)
+    wait_all([world.Ibcast(head, root=0)])
+    buf = np.frombuffer(payload, np.uint8).copy() if rank == 0 else np.zeros(int(head[1]), np.uint8)
+    wait_all([world.Ibcast(buf, root=0)])
+    text = bytes(buf).decode("utf-8")
+    if head[0]:
+        raise StartupRefused(text, printable=rank == 0)
+    return RunConfig.from_json(text), resolved
+
+
+def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
             debug: DebugHooks = DebugHooks()) -> Path | None:
     """Run the job on COMM_WORLD; returns the log path on rank 0, None on clients."""
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
     if size < 2:
-        raise ReliefError(f"relief-mpi train needs at least 2 MPI ranks (1 server + 1 or more clients), got {size}; "
-                          "run e.g. `mpirun -n 5 relief-mpi train`, or `relief-mpi train --transport inprocess`")
+        raise StartupRefused(f"relief-mpi train needs at least 2 MPI ranks (1 server + 1 or more clients), got {size}; "
+                          "run e.g. `mpirun -n 5 relief-mpi train`, or `relief-mpi train --transport inprocess`",
+                             printable=rank == 0)
     hosts = gather_hosts(world)
+    cfg, resolved = config_from_root(world, resolve)
     error = None
     setup: RunSetup | None = None
-    out: Path | None = None
     try:
-        if rank == 0:
-            out = out_path()
         setup = build_setup(cfg, size - 1, hosts)
+        if resolved is not None:
+            check_resumable(setup, resolved.resume, resolved.out)
     except ReliefError as e:
         error = str(e)
     agree_to_start(world, error)
@@ -102,13 +121,14 @@ def run_mpi(cfg: RunConfig, out_path: Callable[[], Path], progress: Progress | N
     # profile and find their energy meter; rank 0 gathers each client's settings for the log.
     setup.device_info.update(prepare_ranks(world, [d.profile for d in setup.devices], hosts))
     if rank == 0:
-        assert out is not None
+        assert resolved is not None
         transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world)
-        serve(setup, transport, out, hosts, mpi_library_line(), size, progress, debug)
-        return out
+        serve(setup, transport, resolved.out, hosts, mpi_library_line(), size,
+              progress, debug, resolved.resume)
+        return resolved.out
     transport_c = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world)
     trainer = setup.trainer(rank - 1, debug.client_fault(rank), debug.dump_dir)
-    base = transport_c.start(Handshake(__version__, setup.data.fingerprint, hosts[rank]))
+    base = transport_c.start(Handshake(debug.version_for(rank), setup.data.fingerprint, hosts[rank]))
     if base is None:
         raise StartupRefused("the server refused to start", printable=False)
     trainer.set_base(base)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import socket
 import sys
@@ -15,10 +16,12 @@ import numpy as np
 import torch
 
 from relief_mpi import __version__
+from relief_mpi.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
 from relief_mpi.client import inject
 from relief_mpi.comm.transport import Handshake, ServerTransport
 from relief_mpi.config import RunConfig
-from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord
+from relief_mpi.errors import ReliefError
+from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord, read_log
 from relief_mpi.model.net import MultimodalNet
 from relief_mpi.model.pretrain import load_base, pretrain
 from relief_mpi.server import Server, tier_names
@@ -33,6 +36,12 @@ class DebugHooks:
 
     fault: tuple[str, int, int] | None = None  # (nan | raise | kill, rank, round)
     dump_dir: str | None = None  # clients' deltas and the server's blocks, per round, as .npy
+
+    def version_for(self, rank: int) -> str:
+        """The version a rank states at start (a test can make one rank lie about it)."""
+        if self.fault is not None and self.fault[0] == "version" and self.fault[1] == rank:
+            return "0.0.0-test"
+        return __version__
 
     def client_fault(self, rank: int) -> tuple[str, int] | None:
         if self.fault is None or self.fault[1] != rank:
@@ -84,6 +93,12 @@ def log_attrs(setup: RunSetup, hosts: list[str], mpi_library: str, world_size: i
     }
 
 
+def check_resumable(setup: RunSetup, resume: Checkpoint | None, out: Path) -> None:
+    if resume is not None and resume.fingerprint != setup.data.fingerprint:
+        raise ReliefError(f"cannot resume {out}: the data differ from the checkpoint's (fingerprint "
+                          f"{setup.data.fingerprint}, checkpoint {resume.fingerprint}); use the same dataset files")
+
+
 def format_round(rec: RoundRecord, rounds: int) -> str:
     r = rec.row
     return (f"round {int(r['round']):>3}/{rounds}  acc {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}  "
@@ -91,32 +106,56 @@ def format_round(rec: RoundRecord, rounds: int) -> str:
 
 
 def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[str], mpi_library: str,
-          world_size: int, progress: Progress | None, debug: DebugHooks = DebugHooks()) -> list[RoundRecord]:
-    """Rank 0's whole job: start the clients, run every round, log each one."""
-    model, base = server_model(setup)
-    me = Handshake(__version__, setup.data.fingerprint, hosts[0] if hosts else socket.gethostname())
+          world_size: int, progress: Progress | None, debug: DebugHooks = DebugHooks(),
+          resume: Checkpoint | None = None) -> list[RoundRecord]:
+    """Rank 0's whole job: start the clients, run every round, log each one, checkpoint."""
+    cfg = setup.config
+    check_resumable(setup, resume, out)
+    if resume is not None:
+        model = setup.make_model()
+        base = resume.base
+        if base.size:
+            setup.registry.set_base(model, base)
+    else:
+        model, base = server_model(setup)
+    me = Handshake(debug.version_for(0), setup.data.fingerprint, hosts[0] if hosts else socket.gethostname())
     handshakes = transport.start(base, me)
     hosts = [h.host for h in handshakes]
-    writer = RoundLogWriter(out, log_attrs(setup, hosts, mpi_library, world_size), setup.n_clients,
-                            setup.registry.names, tier_names(setup))
-    cfg = setup.config
+    kept = read_log(out).records()[:resume.round] if resume is not None else None
+    tmp = out.with_name(out.name + ".resume.tmp") if resume is not None else out
+    writer = RoundLogWriter(tmp, log_attrs(setup, hosts, mpi_library, world_size), setup.n_clients,
+                            setup.registry.names, tier_names(setup), existing=kept)
+    if resume is not None:
+        os.replace(tmp, out)  # the rewritten log (complete rounds up to the checkpoint) takes the old one's place
+    ckpt_path = checkpoint_path(out)
+    server = Server(setup, transport, model, None, debug.dump_dir)
+    if resume is not None:
+        server.restore(resume.blocks, resume.wall_elapsed, resume.virtual_elapsed)
+        setup.strategy.load_state(resume.strategy)
 
     def on_round(rec: RoundRecord) -> None:
+        rnd = int(rec.row["round"])
         writer.append(rec)
+        every = cfg.checkpoint_every
+        if every and (rnd % every == 0 or rnd == cfg.rounds):
+            save_checkpoint(Checkpoint(rnd, cfg.to_json(), __version__, setup.data.fingerprint, server.blocks,
+                                       base, setup.strategy.state(), server.wall_elapsed, server.virtual_elapsed),
+                            ckpt_path)
         if progress is not None:
             progress(format_round(rec, cfg.rounds))
         fault = debug.client_fault(0)
-        if fault is not None and fault[1] == int(rec.row["round"]):
+        if fault is not None and fault[1] == rnd and fault[0] in ("raise", "kill"):
             inject(fault[0], "the server")
 
+    server.on_round = on_round
     try:
-        return Server(setup, transport, model, on_round, debug.dump_dir).run()
+        return server.run(first_round=resume.round + 1 if resume is not None else 1)
     finally:
         writer.close()
 
 
 def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress | None = None,
-                  debug: DebugHooks = DebugHooks()) -> list[RoundRecord]:
+                  debug: DebugHooks = DebugHooks(), resume: Checkpoint | None = None) -> list[RoundRecord]:
     """Server and every client in this process, through the in-process transport."""
     from relief_mpi.comm.inprocess import InProcessServerTransport
     from relief_mpi.setup import build_setup
@@ -126,7 +165,7 @@ def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress 
     transport = InProcessServerTransport(trainers, setup.strategy.ownership(), setup.registry.sizes)
     host = socket.gethostname()
     return serve(setup, transport, out, [host] * (n_clients + 1), "none (in-process)", n_clients + 1, progress,
-                 debug)
+                 debug, resume)
 
 
 def eprint(msg: str) -> None:

@@ -115,7 +115,7 @@ class Server:
             "lag_s": col["lag_s"], "download_s": col["download_s"], "upload_s": col["upload_s"],
             "bytes_up": col["bytes_up"], "bytes_down": col["bytes_down"], "energy_j": energy,
             "energy_measured_j": col["energy_measured_j"], "steps": col["steps"], "samples": col["samples"],
-            "rejected": col["rejected"], "loss": col["loss"],
+            "rejected": col["rejected"], "loss": col["loss"], "flops": col["flops"],
         }
         assert set(clients) == set(CLIENT_METRICS)
         losses = col["loss"][np.isfinite(col["loss"])]
@@ -143,6 +143,12 @@ class Server:
         if self.dump_dir is not None:
             for b, vec in enumerate(self.blocks):
                 np.save(self.dump_dir / f"r{rnd}-{when}-b{b}.npy", vec)
+
+    def restore(self, blocks: list[np.ndarray], wall_elapsed: float, virtual_elapsed: float) -> None:
+        """Continue from a checkpoint's global blocks and elapsed times."""
+        self.blocks = [np.array(b, np.float32) for b in blocks]
+        self.wall_elapsed, self.virtual_elapsed = wall_elapsed, virtual_elapsed
+        self.sync_model()
 
     def run(self, first_round: int = 1) -> list[RoundRecord]:
         recs = [self.run_round(r) for r in range(first_round, self.setup.config.rounds + 1)]

@@ -83,7 +83,7 @@ def _net(cfg: RunConfig, data: FederatedData, width: float = 1.0) -> MultimodalN
 def width_costs(cfg: RunConfig, data: FederatedData, width: float) -> FlopCosts:
     """FLOPs of a real width-p sub-model (HeteroFL), measured like the full model's."""
     return measure_costs(_net(cfg, data, width), [len(m.channels) for m in data.spec.modalities],
-                         data.clients_train[0].x.shape[-1], cfg.strategy.batch_size)
+                         data.window_len, cfg.strategy.batch_size)
 
 
 def entry_masks(registry: BlockRegistry, model: MultimodalNet, width: float) -> list[np.ndarray]:
@@ -134,8 +134,7 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
         registry = BlockRegistry(probe, names, cfg.model.mode, cfg.model.groups_per_modality)
     except ValueError as e:
         raise ReliefError(str(e)) from None
-    window_len = data.clients_train[0].x.shape[-1]
-    costs = measure_costs(probe, [len(m.channels) for m in data.spec.modalities], window_len,
+    costs = measure_costs(probe, [len(m.channels) for m in data.spec.modalities], data.window_len,
                           cfg.strategy.batch_size)
     mod_sets = [frozenset(names.index(m) for m in s) for s in data.modality_sets]
     fleet = FleetInfo(

@@ -113,6 +113,7 @@ class _MpiExec(_Exec):
 
     def run(self, cfg: RunConfig, path: Path, progress: Progress | None) -> None:
         from relief_mpi.mpirun import run_mpi
+        from relief_mpi.mpirun_types import Resolved
 
         def out_path() -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +121,7 @@ class _MpiExec(_Exec):
                 path.unlink()
             return path
 
-        run_mpi(cfg, out_path, progress)
+        run_mpi(lambda: Resolved(cfg, out_path()), progress)
 
     def share(self, values: np.ndarray) -> np.ndarray:
         from relief_mpi.comm.wait import wait_all

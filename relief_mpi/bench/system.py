@@ -173,6 +173,7 @@ def _gather_rss(world: MPI.Comm) -> list[float]:
 
 def run_system(cfg: RunConfig, max_mb: int, json_out: Path | None, say: Say) -> dict[str, object] | None:
     from relief_mpi.mpirun import run_mpi
+    from relief_mpi.mpirun_types import Resolved
 
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
@@ -182,7 +183,7 @@ def run_system(cfg: RunConfig, max_mb: int, json_out: Path | None, say: Say) -> 
     tmp = tempfile.mkdtemp(prefix="relief-sys-") if rank == 0 else ""
     log_path = Path(tmp) / "system.h5"
     t0 = time.perf_counter()
-    run_mpi(cfg, lambda: log_path, None)
+    run_mpi(lambda: Resolved(cfg, log_path), None)
     out["job_wall_s"] = time.perf_counter() - t0
     rss_train = _gather_rss(world)
     if rank == 0:

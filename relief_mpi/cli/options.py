@@ -48,6 +48,8 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                  help="Group channels into modalities by sensor type (acc, gyro, ...) or body position."),
     click.option("--alpha", type=POS_FLOAT, default=1.0, show_default=True,
                  help="Dirichlet label-skew concentration across clients (smaller = more skew)."),
+    click.option("--downsample", type=POS_INT, default=1, show_default=True,
+                 help="Keep every k-th sample (e.g. 2 turns PAMAP2's 100 Hz into 50 Hz)."),
     click.option("--window-s", type=POS_FLOAT, default=2.56, show_default=True, help="Window length, seconds."),
     click.option("--strategy", type=click.Choice(STRATEGIES), default="fedavg", show_default=True,
                  help="relief: cohort aggregation + divergence-guided elastic budgets; fedavg/fedprox: whole "
@@ -101,13 +103,25 @@ def build_config(kw: dict[str, Any]) -> RunConfig:
         rounds=kw["rounds"], seed=kw["seed"], eval_every=kw["eval_every"],
         checkpoint_every=kw.get("checkpoint_every", 0) or 0,
         data=DataConfig(dataset=kw["dataset"], data_dir=kw.get("data_dir"), modality_by=kw["modality_by"],
-                        alpha=kw["alpha"], window_s=kw["window_s"]),
+                        alpha=kw["alpha"], window_s=kw["window_s"], downsample=kw.get("downsample", 1)),
         model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"]),
         strategy=StrategyConfig(name=kw["strategy"], local_steps=kw["local_steps"], batch_size=kw["batch_size"],
                                 lr=kw["lr"], momentum=kw["momentum"], mu=kw["mu"], deadline=kw["deadline"],
                                 beta=kw["beta"]),
         device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
     )
+
+
+# CLI parameter -> dotted RunConfig key (used to name what a resumed run would change).
+PARAM_KEYS = {
+    "rounds": "rounds", "seed": "seed", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
+    "dataset": "data.dataset", "data_dir": "data.data_dir", "modality_by": "data.modality_by", "alpha": "data.alpha",
+    "window_s": "data.window_s", "downsample": "data.downsample", "mode": "model.mode", "base": "model.base",
+    "groups_per_modality": "model.groups_per_modality", "strategy": "strategy.name",
+    "local_steps": "strategy.local_steps", "batch_size": "strategy.batch_size", "lr": "strategy.lr",
+    "momentum": "strategy.momentum", "mu": "strategy.mu", "deadline": "strategy.deadline", "beta": "strategy.beta",
+    "fleet": "device.fleet", "profiles_dir": "device.profiles_dir", "clock": "device.clock",
+}
 
 
 def check_strategy_names(names: list[str]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 import traceback
@@ -11,9 +12,10 @@ from typing import Any
 
 import click
 
-from relief_mpi.cli.options import build_config, common_options
+from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
+from relief_mpi.mpirun_types import Resolved
 from relief_mpi.run import DebugHooks, Progress
 
 
@@ -36,11 +38,58 @@ def parse_fault(value: str | None) -> tuple[str, int, int] | None:
         return None
     try:
         kind, rank, rnd = value.split(":")
-        if kind not in ("nan", "raise", "kill"):
+        if kind not in ("nan", "raise", "kill", "version"):
             raise ValueError
         return kind, int(rank), int(rnd)
     except ValueError:
-        raise ReliefError(f"--fault {value!r}: use nan|raise|kill:RANK:ROUND") from None
+        raise ReliefError(f"--fault {value!r}: use nan|raise|kill|version:RANK:ROUND") from None
+
+
+def find_log(path: Path) -> Path:
+    """--resume takes the log or the folder that holds it (exactly one .h5)."""
+    if path.is_dir():
+        logs = sorted(path.glob("*.h5"))
+        if len(logs) != 1:
+            raise ReliefError(f"--resume {path}: expected one .h5 log in the folder, found {len(logs)}; name the log")
+        return logs[0]
+    if not path.exists():
+        raise ReliefError(f"--resume {path}: no such file")
+    return path
+
+
+def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
+    """The run to continue: its own config, the last checkpoint, and nothing the user changed."""
+    from relief_mpi.checkpoint import checkpoint_path, config_differences, describe_differences, load_checkpoint
+    from relief_mpi.config import flatten
+    from relief_mpi.log.hdf5 import read_log
+
+    if kw["out"]:
+        raise ReliefError("--resume continues the log it names; drop --out")
+    path = find_log(Path(kw["resume"]))
+    try:
+        log = read_log(path)
+        saved_json = log.attrs["config"]
+        saved = json.loads(saved_json)
+    except (OSError, KeyError, ValueError) as e:
+        raise ReliefError(f"--resume {path}: not a relief-mpi round log ({e})") from None
+    ck = load_checkpoint(checkpoint_path(path))
+    diff = config_differences(json.loads(ck.config_json), saved, ignore=())
+    if diff:
+        raise ReliefError(f"--resume {path}: the checkpoint {checkpoint_path(path).name} belongs to another config "
+                          f"(differs in {', '.join(diff)}); refusing to mix them")
+    given_cfg = flatten(build_config(kw).to_dict())
+    flat = flatten(saved)
+    changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] != "rounds"
+                     and given_cfg[PARAM_KEYS[p]] != flat[PARAM_KEYS[p]])
+    if changed:
+        raise ReliefError(f"--resume {path}: the checkpoint was made with another config: "
+                          f"{describe_differences(saved_json, given_cfg, changed)}; drop those options to resume")
+    rounds = kw["rounds"] if "rounds" in given else int(saved["rounds"])
+    if rounds <= ck.round:
+        raise ReliefError(f"--resume {path}: the checkpoint is at round {ck.round} of {rounds}: nothing to do; "
+                          "pass a larger --rounds to extend the run")
+    cfg = RunConfig.from_dict({**saved, "rounds": rounds})
+    return Resolved(cfg, path, ck, world_size=int(log.attrs["world_size"]))
 
 
 @click.command()
@@ -54,11 +103,18 @@ def parse_fault(value: str | None) -> tuple[str, int, int] | None:
 @click.option("--clients", type=click.IntRange(min=1), default=4, show_default=True,
               help="Number of clients with --transport inprocess (under MPI it is N-1).")
 @click.option("--quiet", is_flag=True, help="No per-round lines.")
+@click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Write a checkpoint (server state; clients are stateless between rounds) every K rounds and "
+                   "after the last, atomically, as <log>.ckpt.pt beside the log; 0 = never.")
+@click.option("--resume", type=click.Path(), default=None,
+              help="Continue RUN.h5 (or the folder holding it) from its last checkpoint, appending to the same "
+                   "log; its config is reused (only --rounds may change, to extend the run).")
 @click.option("--fault", hidden=True, default=None,
               help="Test only: KIND:RANK:ROUND injects nan (client update), raise or kill (any rank).")
 @click.option("--debug-dump", hidden=True, default=None, type=click.Path(file_okay=False),
               help="Test only: save every client's block deltas and the server's blocks per round here.")
-def train(**kw: Any) -> None:
+@click.pass_context
+def train(ctx: click.Context, **kw: Any) -> None:
     """Run one federated training job and write its HDF5 round log.
 
     \b
@@ -68,39 +124,41 @@ def train(**kw: Any) -> None:
     With no options it trains FedAvg for 20 rounds on the built-in synthetic dataset with the
     default three-tier fleet, prints one line per round, and ends with the log's path.
     """
-    cfg = build_config(kw)
+    given = {p for p in kw if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
     debug = DebugHooks(parse_fault(kw["fault"]), kw["debug_dump"])
 
-    def out_path() -> Path:
+    def resolve() -> Resolved:
+        if kw["resume"]:
+            return resolve_resume(kw, given)
+        cfg = build_config(kw)
         p = Path(kw["out"]) if kw["out"] else default_out(cfg.strategy.name, cfg.data.dataset, cfg.seed)
-        return check_out(p, kw["overwrite"])
+        return Resolved(cfg, check_out(p, kw["overwrite"]))
 
     if kw["transport"] == "inprocess":
         from relief_mpi.run import run_inprocess
 
-        out = out_path()
-        run_inprocess(cfg, kw["clients"], out, progress, debug)
-        click.echo(f"log: {out}")
+        res = resolve()
+        n_clients = kw["clients"]
+        if res.world_size is not None:
+            if "clients" in given and n_clients != res.world_size - 1:
+                raise ReliefError(f"the run being resumed had {res.world_size - 1} clients, not {n_clients}")
+            n_clients = res.world_size - 1
+        run_inprocess(res.config, n_clients, res.out, progress, debug, res.resume)
+        click.echo(f"log: {res.out}")
         return
-    _train_mpi(cfg, out_path, progress, debug)
+    _train_mpi(resolve, progress, debug)
 
 
-def _train_mpi(cfg: RunConfig, out_path: Callable[[], Path], progress: Progress | None, debug: DebugHooks) -> None:
-    from mpi4py import MPI
-
+def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug: DebugHooks) -> None:
     from relief_mpi.mpirun import StartupRefused, run_mpi
 
     try:
-        out = run_mpi(cfg, out_path, progress, debug)
+        out = run_mpi(resolve, progress, debug)
     except StartupRefused as e:
         if e.printable:
             click.echo(f"error: {e}", err=True)
         sys.exit(2)
-    except ReliefError:
-        if MPI.COMM_WORLD.Get_size() > 1 and MPI.COMM_WORLD.Get_rank() != 0:
-            _abort()
-        raise
     except BaseException:  # noqa: BLE001 - any failure on any rank must end the whole job, never hang
         _abort()
     if out is not None:

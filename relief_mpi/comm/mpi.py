@@ -127,9 +127,9 @@ class MpiServerTransport(_MpiBase, ServerTransport):
                    f"rank 0 runs {me.version} with {me.fingerprint}; all ranks must run the same version on "
                    "the same data")
             self.fail(msg)
-            from relief_mpi.errors import ReliefError
+            from relief_mpi.mpirun_types import StartupRefused
 
-            raise ReliefError(msg)
+            raise StartupRefused(msg, printable=True)
         status = np.array([0, base.size], np.int64)
         wait_all([self.world.Ibcast(status, root=0)])
         if base.size:

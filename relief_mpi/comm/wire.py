@@ -17,7 +17,7 @@ from relief_mpi.strategy.base import BlockSums, RoundPlan
 
 REPORT_FIELDS = (
     "samples", "steps", "busy_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
-    "bytes_up", "bytes_down", "energy_measured_j", "rejected", "loss",
+    "bytes_up", "bytes_down", "energy_measured_j", "rejected", "loss", "flops",
 )
 R = {name: i for i, name in enumerate(REPORT_FIELDS)}
 HEADER_LEN = 4

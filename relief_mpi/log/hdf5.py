@@ -30,7 +30,7 @@ ROUND_DTYPE = np.dtype(list(ROUND_FIELDS))
 
 CLIENT_METRICS = ("busy_s", "wait_s", "idle_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
                   "bytes_up", "bytes_down", "energy_j", "energy_measured_j", "steps", "samples",
-                  "rejected", "loss")
+                  "rejected", "loss", "flops")
 
 
 @dataclass

@@ -1,0 +1,64 @@
+"""kill -9 of any rank ends the job (no hang); the log keeps every complete round; resume works.
+NaN updates are rejected; mismatched versions refuse to start."""
+
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relief_mpi.log.hdf5 import read_log
+from tests.helpers import run_mpi
+
+pytestmark = pytest.mark.mpi
+ARGS = ["--rounds", "4", "--local-steps", "2", "--checkpoint-every", "1", "--quiet", "--strategy", "relief"]
+
+
+@pytest.mark.parametrize("rank,round_", [(2, 3), (0, 2)], ids=["client", "server"])
+def test_kill_9_then_resume(tmp_path: Path, rank: int, round_: int) -> None:
+    log = tmp_path / "k.h5"
+    t0 = time.monotonic()
+    res = run_mpi(4, ["train", *ARGS, "--out", str(log), "--fault", f"kill:{rank}:{round_}"], timeout=180)
+    took = time.monotonic() - t0
+    assert res.returncode != 0
+    assert took < 120, f"the job took {took:.0f} s to end after a kill -9"
+    part = read_log(log)
+    assert len(part.rounds) >= 2
+    assert np.all(np.isfinite(part.rounds["macro_f1"]))
+    assert part.clients["busy_s"].shape[0] == len(part.rounds)
+    res = run_mpi(4, ["train", "--resume", str(log), "--quiet"], timeout=180)
+    assert res.returncode == 0, res.stderr
+    done = read_log(log)
+    assert list(done.rounds["round"]) == [1, 2, 3, 4]
+    np.testing.assert_array_equal(done.rounds["macro_f1"][:2], part.rounds["macro_f1"][:2])
+
+
+def test_nan_update_is_rejected_and_the_run_goes_on(tmp_path: Path) -> None:
+    log = tmp_path / "n.h5"
+    res = run_mpi(4, ["train", "--rounds", "3", "--local-steps", "2", "--quiet", "--out", str(log),
+                      "--fault", "nan:2:2"], timeout=180)
+    assert res.returncode == 0, res.stderr
+    run = read_log(log)
+    rejected = run.clients["rejected"]
+    assert rejected[1, 1] == 1 and rejected.sum() == 1
+    assert run.clients["samples"][1, 1] == 0
+    assert run.rounds["rejected"].tolist() == [0, 1, 0]
+    assert np.all(np.isfinite(run.rounds["macro_f1"]))
+
+
+def test_version_mismatch_refuses_to_start(tmp_path: Path) -> None:
+    res = run_mpi(3, ["train", "--rounds", "2", "--quiet", "--out", str(tmp_path / "v.h5"),
+                      "--fault", "version:2:0"], timeout=180)
+    assert res.returncode == 2
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "rank 2" in lines[0] and "0.0.0-test" in lines[0], res.stderr
+
+
+def test_fleet_that_does_not_fit_is_one_line(tmp_path: Path) -> None:
+    fleet = tmp_path / "f.toml"
+    fleet.write_text('[[tier]]\nname = "a"\nprofile = "jetson-nano"\nranks = [1, 2, 3, 4]\n')
+    res = run_mpi(3, ["train", "--fleet", str(fleet), "--out", str(tmp_path / "x.h5")], timeout=180)
+    assert res.returncode == 2
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "4 client ranks" in lines[0], res.stderr
+    assert not (tmp_path / "x.h5").exists()

@@ -1,0 +1,79 @@
+"""Checkpoints and resume: exact continuation, refusals that name what differs."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relief_mpi.checkpoint import checkpoint_path, load_checkpoint
+from relief_mpi.config import RunConfig, StrategyConfig
+from relief_mpi.errors import ReliefError
+from relief_mpi.log.hdf5 import read_log
+from relief_mpi.run import run_inprocess
+from tests.helpers import run_cli
+
+DETERMINISTIC = ("round", "virtual_time_s", "virtual_elapsed_s", "accuracy", "macro_f1", "rare_f1", "bytes_up",
+                 "bytes_down", "energy_j", "train_loss", "deadline_s", "rejected")
+
+
+def cfg(rounds: int, every: int = 0) -> RunConfig:
+    return RunConfig(rounds=rounds, seed=5, checkpoint_every=every,
+                     strategy=StrategyConfig(name="relief", local_steps=3))
+
+
+def test_resumed_run_equals_uninterrupted_run_exactly(tmp_path: Path) -> None:
+    # Every leg runs the same way (a CLI subprocess, same thread settings), so float reductions
+    # happen in the same order and "exactly" can mean bit for bit.
+    common = ["train", "--transport", "inprocess", "--clients", "3", "--strategy", "relief", "--seed", "5",
+              "--local-steps", "3", "--quiet"]
+    full = tmp_path / "full.h5"
+    assert run_cli([*common, "--rounds", "4", "--out", str(full)]).returncode == 0
+    part = tmp_path / "part.h5"
+    # Killed after round 3: the log has 3 rounds, the last checkpoint is round 2.
+    res = run_cli([*common, "--rounds", "4", "--checkpoint-every", "2", "--out", str(part), "--fault", "kill:0:3"])
+    assert res.returncode == -9
+    assert len(read_log(part).rounds) == 3
+    assert load_checkpoint(checkpoint_path(part)).round == 2
+    res = run_cli(["train", "--transport", "inprocess", "--resume", str(part), "--quiet"])
+    assert res.returncode == 0, res.stderr
+    a, b = read_log(full), read_log(part)
+    assert list(b.rounds["round"]) == [1, 2, 3, 4]
+    for f in DETERMINISTIC:
+        np.testing.assert_array_equal(a.rounds[f], b.rounds[f], err_msg=f)
+    np.testing.assert_array_equal(a.alloc, b.alloc)
+    np.testing.assert_array_equal(a.divergence, b.divergence)
+
+
+def test_resume_refuses_changed_config_naming_the_key(tmp_path: Path) -> None:
+    log = tmp_path / "r.h5"
+    run_inprocess(cfg(2, every=1), 3, log)
+    res = run_cli(["train", "--transport", "inprocess", "--resume", str(log), "--rounds", "3", "--lr", "0.2"])
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == [
+        f"error: --resume {log}: the checkpoint was made with another config: strategy.lr (checkpoint 0.05, "
+        "given 0.2); drop those options to resume"]
+    assert len(read_log(log).rounds) == 2, "a refused resume must not touch the log"
+
+
+def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    run_inprocess(cfg(2, every=1), 3, a)
+    run_inprocess(RunConfig(rounds=2, seed=9, checkpoint_every=1), 3, b)
+    checkpoint_path(b).replace(checkpoint_path(a))
+    res = run_cli(["train", "--transport", "inprocess", "--resume", str(a), "--rounds", "3"])
+    assert res.returncode == 2
+    assert "belongs to another config" in res.stderr and "seed" in res.stderr and "strategy.name" in res.stderr
+
+
+def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
+    log = tmp_path / "r.h5"
+    run_inprocess(cfg(1), 3, log)
+    res = run_cli(["train", "--transport", "inprocess", "--resume", str(log), "--rounds", "2"])
+    assert res.returncode == 2 and "no checkpoint at" in res.stderr
+
+
+def test_checkpoint_loads_with_weights_only_and_rejects_garbage(tmp_path: Path) -> None:
+    p = tmp_path / "x.ckpt.pt"
+    p.write_bytes(b"not a checkpoint")
+    with pytest.raises(ReliefError, match="unreadable"):
+        load_checkpoint(p)
