@@ -41,7 +41,7 @@ class ModelConfig:
     lora_alpha: float = 16.0
     groups_per_modality: int = 1
     base: str | None = None  # LoRA base checkpoint; None = pretrain on the server split at start
-    pretrain_epochs: int = 3
+    pretrain_epochs: int = 10
 
 
 @dataclass(frozen=True)

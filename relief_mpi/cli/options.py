@@ -87,6 +87,19 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
 ]
 
 
+_DATA_NAMES = ("--dataset", "--data-dir", "--modality-by", "--alpha", "--window-s", "--downsample")
+
+
+def DATA_OPTIONS(cmd: click.Command) -> click.Command:  # noqa: N802 - used like a decorator
+    """Add the data options of COMMON (the same definitions train uses) to a command."""
+    for opt in COMMON:
+        probe = opt(click.Command("probe"))
+        param = probe.params[0]
+        if param.opts[0] in _DATA_NAMES:
+            cmd.params.append(param)
+    return cmd
+
+
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
     for opt in reversed(COMMON):
         f = opt(f)

@@ -33,7 +33,7 @@ def pretrain(model: MultimodalNet, spec: DatasetSpec, data: WindowSet, epochs: i
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         last = sum(losses) / len(losses)
     return last
 
