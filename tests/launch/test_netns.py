@@ -239,3 +239,10 @@ def test_train_across_namespaces(netns_hosts: list[Host], tmp_path: Path) -> Non
     dest = os.environ.get("RELIEF_NETNS_REPORT")
     if dest:
         Path(dest).write_text(json.dumps(report, indent=1, default=float))
+
+
+def test_skips_with_a_reason_when_not_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    reason = _skip_reason()
+    assert reason and "needs root" in reason
