@@ -281,7 +281,7 @@ def _cell(s: StrategySummary, key: str, summary: Summary) -> str:
         c = cell(stat, spec)
         if key in RATIO_LIKE and stat.count < stat.n:
             c += f" ({stat.count}/{stat.n} seeds)"
-        if key.startswith("speedup") and stat.count > 1:
+        if key in ("speedup_virtual", "speedup_wall", "rare_gain_pp") and stat.count > 1:
             c += f", max {_fmt(stat.max, spec)}"
         return c
     return cell(stat, spec)
@@ -333,7 +333,7 @@ def write_csv(summary: Summary, path: Path) -> None:
     head = ["strategy", "lr", "seeds"]
     for k in METRICS:
         head += [f"{k}_mean", f"{k}_std", f"{k}_n"]
-    head += ["speedup_virtual_max", "target_f1"]
+    head += ["speedup_virtual_max", "rare_gain_pp_max", "target_f1"]
     with open(path, "w", newline="") as fh:
         w = csv.writer(fh)
         w.writerow(head)
@@ -342,7 +342,7 @@ def write_csv(summary: Summary, path: Path) -> None:
             for k in METRICS:
                 st = s.stats[k]
                 row += [st.mean, st.std, st.count]
-            row += [s.stats["speedup_virtual"].max,
+            row += [s.stats["speedup_virtual"].max, s.stats["rare_gain_pp"].max,
                     ";".join(f"{summary.targets[r.seed]:.6g}" for r in s.runs)]
             w.writerow(row)
 
