@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 
 import pytest
 
@@ -17,7 +18,7 @@ FIGURES = ("f1_vs_time.png", "energy_per_tier.png", "bytes_per_round.png")
 def test_mpi_bench_two_strategies_two_seeds(tmp_path):
     out = tmp_path / "bench"
     args = ["bench", "--strategies", "fedavg,fedprox", "--rounds", "2", "--seeds", "0,1", "--local-steps", "2",
-            "--quiet", "--out-dir", str(out)]
+            "--lr-grid", "0.01,0.3", "--quiet", "--out-dir", str(out)]
     res = run_mpi(4, args, timeout=300)
     assert res.returncode == 0, res.stderr
     for s in ("fedavg", "fedprox"):
@@ -27,6 +28,15 @@ def test_mpi_bench_two_strategies_two_seeds(tmp_path):
             assert log.config["seed"] == seed
             assert len(log.rounds) == 2
             assert len(log.profiles) == 3  # 4 ranks = server + 3 clients
+    # The lr search: each strategy ran seed 0 with both lrs; the best final macro-F1 was chosen on
+    # rank 0, reached every rank (seed 1 ran with it) and its seed-0 log is the bench's seed-0 run.
+    chosen = json.loads((out / "bench.json").read_text())["chosen_lr"]
+    for s in ("fedavg", "fedprox"):
+        f1 = {lr: read_log(out / "lr-search" / f"{s}-lr{lr:g}-seed0.h5").rounds["macro_f1"][-1] for lr in (0.01, 0.3)}
+        best = max(sorted(f1), key=lambda lr: (f1[lr], -lr))
+        assert chosen[s] == best
+        assert read_log(out / f"{s}-seed0.h5").config["strategy"]["lr"] == best
+        assert read_log(out / f"{s}-seed1.h5").config["strategy"]["lr"] == best
     for name in ("summary.md", "summary.csv", "runs.csv", *FIGURES):
         assert (out / name).stat().st_size > 0, name
     rows = {r["strategy"]: r for r in csv.DictReader(open(out / "summary.csv"))}
