@@ -39,6 +39,7 @@ class BenchPlan:
     target_f1: float | None = None
     overwrite: bool = False
     plots: bool = True
+    resume: bool = False
 
     def config(self, strategy: str, seed: int, lr: float | None = None) -> RunConfig:
         st = dataclasses.replace(self.base.strategy, name=strategy,
@@ -58,7 +59,7 @@ class BenchPlan:
 
     def check_outputs(self) -> None:
         """Refuse to start if any output exists (unless --overwrite): checked once, before any run."""
-        if self.overwrite:
+        if self.overwrite or self.resume:
             return
         taken = [p for p in self.all_paths() + [self.out_dir / "summary.md"] if p.exists()]
         if taken:
@@ -167,17 +168,26 @@ def run_bench(plan: BenchPlan, transport: str = "mpi", n_clients: int = 4,
     hosts = ex.hosts()
     first = [True]
 
-    def one(cfg: RunConfig, path: Path) -> None:
-        label = f"{cfg.strategy.name} seed {cfg.seed} lr {cfg.strategy.lr:g}"
-        if say:
-            say(f"== {label} -> {path}")
-        if first[0] and ex.rank == 0:
-            first[0] = False
-            plan.out_dir.mkdir(parents=True, exist_ok=True)
-        t0 = time.perf_counter()
-        ex.run(cfg, path, progress)
-        if say:
-            say(f"   {label}: {time.perf_counter() - t0:.1f} s wall")
+    def run_all(jobs: list[tuple[RunConfig, Path]]) -> None:
+        skip = np.zeros(len(jobs))
+        if plan.resume and ex.rank == 0:
+            skip[:] = [1.0 if complete(cfg, path) else 0.0 for cfg, path in jobs]
+        skip = ex.share(skip)
+        for (cfg, path), done in zip(jobs, skip, strict=True):
+            label = f"{cfg.strategy.name} seed {cfg.seed} lr {cfg.strategy.lr:g}"
+            if done:
+                if say:
+                    say(f"== {label}: complete log {path} kept (--resume)")
+                continue
+            if say:
+                say(f"== {label} -> {path}")
+            if first[0] and ex.rank == 0:
+                first[0] = False
+                plan.out_dir.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            ex.run(cfg, path, progress)
+            if say:
+                say(f"   {label}: {time.perf_counter() - t0:.1f} s wall")
 
     # Validate the outputs on rank 0 and let every rank agree through the first run's start-up
     # check; a refused bench never leaves half its logs behind.
@@ -191,9 +201,7 @@ def run_bench(plan: BenchPlan, transport: str = "mpi", n_clients: int = 4,
     chosen: dict[str, float] = {}
     if plan.lr_grid:
         seed0 = plan.seeds[0]
-        for s in plan.strategies:
-            for lr in plan.lr_grid:
-                one(plan.config(s, seed0, lr), plan.search_path(s, lr))
+        run_all([(plan.config(s, seed0, lr), plan.search_path(s, lr)) for s in plan.strategies for lr in plan.lr_grid])
         scores = np.zeros(len(plan.strategies), np.float64)
         if ex.rank == 0:
             for i, s in enumerate(plan.strategies):
@@ -204,11 +212,9 @@ def run_bench(plan: BenchPlan, transport: str = "mpi", n_clients: int = 4,
         chosen = {s: float(scores[i]) for i, s in enumerate(plan.strategies)}
         if say:
             say("chosen lr: " + ", ".join(f"{s} {lr:g}" for s, lr in chosen.items()))
-    for seed in plan.seeds:
-        for s in plan.strategies:
-            if plan.lr_grid and seed == plan.seeds[0]:
-                continue  # the search's seed-0 run at the chosen lr is this run
-            one(plan.config(s, seed, chosen.get(s)), plan.run_path(s, seed))
+    # With a grid, the search's seed-0 run at the chosen lr is the bench's seed-0 run.
+    run_all([(plan.config(s, seed, chosen.get(s)), plan.run_path(s, seed)) for seed in plan.seeds
+             for s in plan.strategies if not (plan.lr_grid and seed == plan.seeds[0])])
     rss = ex.gather_rss()
     if ex.rank != 0:
         return []
@@ -221,7 +227,21 @@ def run_bench(plan: BenchPlan, transport: str = "mpi", n_clients: int = 4,
         "target_f1": plan.target_f1, "wall_s": total, "peak_rss_mb": rss, "transport": transport,
         "hosts": hosts, "load_avg": list(_loadavg()),
     }, indent=1))
-    return write_outputs(plan.out_dir, plan.target_f1, plan.strategies, extra, plots=plan.plots)
+    runs = [plan.run_path(s, k) for k in plan.seeds for s in plan.strategies]
+    search = [plan.search_path(s, lr) for s in plan.strategies for lr in plan.lr_grid]
+    return write_outputs(plan.out_dir, plan.target_f1, plan.strategies, extra, plots=plan.plots, paths=runs,
+                         search=search)
+
+
+def complete(cfg: RunConfig, path: Path) -> bool:
+    """A log of exactly this configuration with every round in it (--resume keeps it)."""
+    if not path.exists():
+        return False
+    try:
+        log = sm.read_log(path)
+        return len(log.rounds) == cfg.rounds and RunConfig.from_json(log.attrs["config"]) == cfg
+    except (OSError, KeyError, ValueError, TypeError):
+        return False
 
 
 def _check(plan: BenchPlan) -> str:
@@ -242,15 +262,17 @@ def _loadavg() -> tuple[float, ...]:
 
 
 def write_outputs(out_dir: Path, target_f1: float | None, order: tuple[str, ...] | None = None,
-                  extra: dict[str, object] | None = None, plots: bool = True) -> list[Path]:
-    """Summary (md, csv) and figures from the logs in out_dir; usable on its own (--summary-only)."""
-    paths = sm.run_logs(out_dir)
+                  extra: dict[str, object] | None = None, plots: bool = True, paths: list[Path] | None = None,
+                  search: list[Path] | None = None) -> list[Path]:
+    """Summary (md, csv) and figures from the given logs, or from every bench log in out_dir
+    (--summary-only); older logs in out_dir that this bench did not plan are left out."""
+    paths = sm.run_logs(out_dir) if paths is None else paths
     if not paths:
         raise ReliefError(f"{out_dir}: no bench logs (<strategy>-seed<k>.h5) to summarise")
     logs = sm.load_logs(paths, order)
     summary = sm.summarize(logs, target_f1)
     summary.meta = {**sm.meta_from_logs(logs), **(extra or {})}
-    files = sm.write_summary(summary, out_dir, sm.lr_search_table(out_dir / "lr-search"))
+    files = sm.write_summary(summary, out_dir, sm.lr_search_table(out_dir / "lr-search", search))
     if plots:
         from relief_mpi.bench.plots import write_figures
 

@@ -394,9 +394,9 @@ def meta_from_logs(logs: Sequence[tuple[RunLog, str]]) -> dict[str, object]:
     }
 
 
-def lr_search_table(search_dir: Path) -> str:
+def lr_search_table(search_dir: Path, paths: Sequence[Path] | None = None) -> str:
     """Markdown table of the learning-rate search logs (final macro-F1 on seed 0), if any."""
-    paths = sorted(Path(search_dir).glob("*.h5"))
+    paths = sorted(Path(search_dir).glob("*.h5")) if paths is None else [p for p in paths if Path(p).exists()]
     if not paths:
         return ""
     res = [run_result(read_log(p), p) for p in paths]

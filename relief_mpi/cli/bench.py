@@ -37,6 +37,9 @@ def _explicit(ctx: click.Context, name: str) -> bool:
               help="Folder for the logs (<strategy>-seed<k>.h5), summary.md, summary.csv and figures "
                    "[default: bench/<dataset>].")
 @click.option("--overwrite", is_flag=True, help="Replace earlier bench outputs in --out-dir.")
+@click.option("--resume", is_flag=True,
+              help="Keep every log in --out-dir that is complete and has exactly this run's configuration; run "
+                   "only the missing ones (after a crash or a timeout).")
 @click.option("--summary-only", is_flag=True, help="Run nothing: recompute the summary and figures from the logs "
                                                     "already in --out-dir.")
 @click.option("--no-plots", is_flag=True, help="Write the tables only.")
@@ -92,7 +95,10 @@ def command(ctx: click.Context, **kw: Any) -> None:
     if _explicit(ctx, "lr") and grid:
         raise ReliefError("give --lr or --lr-grid, not both")
     cfg = build_config({**kw, "strategy": strategies[0], "seed": seeds[0]})
-    plan = BenchPlan(cfg, strategies, seeds, out_dir, grid, kw["target_f1"], kw["overwrite"], not kw["no_plots"])
+    if kw["resume"] and kw["overwrite"]:
+        raise ReliefError("give --resume or --overwrite, not both")
+    plan = BenchPlan(cfg, strategies, seeds, out_dir, grid, kw["target_f1"], kw["overwrite"], not kw["no_plots"],
+                     kw["resume"])
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
 
     def say(line: str) -> None:

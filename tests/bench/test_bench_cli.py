@@ -81,3 +81,32 @@ def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
     assert res.returncode == 2
     assert message in res.stderr
     assert not list(tmp_path.iterdir())
+
+
+def test_resume_keeps_complete_logs_and_summary_ignores_unplanned_ones(tmp_path):
+    out = tmp_path / "b"
+    base = ["bench", "--transport", "inprocess", "--clients", "3", "--strategies", "fedavg", "--rounds", "1",
+            "--local-steps", "1", "--quiet", "--no-plots", "--out-dir", str(out)]
+    assert run_cli([*base, "--seeds", "3"], timeout=200).returncode == 0
+    first = (out / "fedavg-seed3.h5").stat().st_mtime_ns
+    res = run_cli([*base, "--seeds", "3,4", "--resume"], timeout=200)
+    assert res.returncode == 0, res.stderr
+    assert "fedavg seed 3 lr 0.05: complete log" in res.stdout
+    assert (out / "fedavg-seed3.h5").stat().st_mtime_ns == first  # kept, not rerun
+    assert read_log(out / "fedavg-seed4.h5").config["seed"] == 4
+    # A new bench with other seeds: the seed-3 and seed-4 logs stay on disk but are not its runs.
+    res = run_cli([*base, "--seeds", "5", "--overwrite"], timeout=200)
+    assert res.returncode == 0, res.stderr
+    assert [r["seed"] for r in csv.DictReader(open(out / "runs.csv"))] == ["5"]
+
+
+def test_complete_needs_every_round_and_the_same_config(tmp_path):
+    from relief_mpi.bench.runner import complete
+    from relief_mpi.config import RunConfig, StrategyConfig
+
+    p = write_log(tmp_path / "fedavg-seed0.h5", "fedavg", 0, [0.1, 0.2], lr=0.1)
+    cfg = RunConfig(rounds=2, seed=0, strategy=StrategyConfig(name="fedavg", lr=0.1))
+    assert complete(cfg, p)
+    assert not complete(RunConfig(rounds=3, seed=0, strategy=StrategyConfig(name="fedavg", lr=0.1)), p)
+    assert not complete(RunConfig(rounds=2, seed=0, strategy=StrategyConfig(name="fedavg", lr=0.2)), p)
+    assert not complete(cfg, tmp_path / "missing.h5")
