@@ -30,15 +30,23 @@ def write_figures(logs: Sequence[tuple[RunLog, str]], summary: Summary, out_dir:
     colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(groups)}
     paths = []
 
-    # 1. macro-F1 vs emulated and wall time: thin line per seed, one label per strategy.
+    # 1. macro-F1 vs emulated and wall time: per strategy the mean over seeds (round by round, at the
+    #    seeds' mean elapsed time) with a min..max band; line styles differ so equal curves stay visible.
+    styles = ["-", "--", "-.", ":"]
+    markers = ["o", "s", "^", "v", "D", "x", "+", "*"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for s, runs in groups.items():
-        for i, log in enumerate(runs):
-            r = log.rounds
-            ok = np.isfinite(r["macro_f1"])
-            for ax, key in zip(axes, ("virtual_elapsed_s", "wall_elapsed_s"), strict=True):
-                ax.plot(r[key][ok], r["macro_f1"][ok], color=colors[s], alpha=0.8, lw=1.2, marker=".",
-                        label=s if i == 0 else None)
+    for i, (s, runs) in enumerate(groups.items()):
+        n = min(len(log.rounds) for log in runs)
+        if n == 0:
+            continue
+        f1 = np.array([log.rounds["macro_f1"][:n] for log in runs])
+        ok = np.isfinite(f1).all(axis=0)
+        for ax, key in zip(axes, ("virtual_elapsed_s", "wall_elapsed_s"), strict=True):
+            t = np.mean([log.rounds[key][:n] for log in runs], axis=0)[ok]
+            ax.plot(t, f1.mean(axis=0)[ok], color=colors[s], ls=styles[i % len(styles)],
+                    marker=markers[i % len(markers)], ms=3, lw=1.4, label=f"{s} ({len(runs)} seeds)")
+            if len(runs) > 1:
+                ax.fill_between(t, f1.min(axis=0)[ok], f1.max(axis=0)[ok], color=colors[s], alpha=0.12)
     targets = [t for t in summary.targets.values() if math.isfinite(t)]
     for ax, xl in zip(axes, ("emulated time (s)", "wall time on this host (s)"), strict=True):
         if targets:
@@ -46,8 +54,8 @@ def write_figures(logs: Sequence[tuple[RunLog, str]], summary: Summary, out_dir:
         ax.set_xlabel(xl)
         ax.set_ylabel("macro-F1 (global model)")
         ax.grid(alpha=0.3)
-    axes[0].set_title("macro-F1 vs emulated device time")
-    axes[1].set_title("macro-F1 vs wall time")
+    axes[0].set_title("macro-F1 vs emulated device time (mean, min..max over seeds)")
+    axes[1].set_title("macro-F1 vs wall time on this host")
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     p = out_dir / "f1_vs_time.png"
