@@ -11,12 +11,14 @@ import re
 import warnings
 import zipfile
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
 import numpy as np
 
+from relief_mpi.config import DataConfig
+from relief_mpi.data.base import DatasetSpec, RawDataset, Recording
 from relief_mpi.errors import ReliefError
 
 # sha256 of the genuine files (from ../shared/data/README.md): a mismatch is warned about, not fatal.
@@ -240,3 +242,28 @@ def _scan(f: DataFile, data: bytes, ncols: int, layout: str) -> None:
             except ValueError:
                 text = t.decode("utf-8", "replace")
                 raise ReliefError(f"{f.display}: line {lineno}, column {j}: {text!r} is not a number") from None
+
+
+def read_subjects(path: Path, cfg: DataConfig, locate: Callable[[Path], tuple[list[tuple[int, DataFile]], list[str]]],
+                  read_file: Callable[[int, DataFile, list[str]], Recording], spec: DatasetSpec,
+                  rate_hz: float) -> tuple[DatasetSpec, Iterator[Recording], list[str]]:
+    """Spec, a generator of per-subject recordings (one file at a time) and notes filled as it runs:
+    the reading loop shared by the one-file-per-subject loaders (MHEALTH, PAMAP2)."""
+    from relief_mpi.data.windows import downsample
+
+    files, notes = locate(path)
+
+    def gen() -> Iterator[Recording]:
+        for subject, f in files:
+            yield downsample(read_file(subject, f, notes), cfg.downsample)
+
+    if cfg.downsample > 1:
+        spec = replace(spec, sample_rate_hz=rate_hz / cfg.downsample)
+    return spec, gen(), notes
+
+
+def load_all(read: tuple[DatasetSpec, Iterator[Recording], list[str]]) -> RawDataset:
+    """Every recording in memory (no cache; see registry.load_raw for the cached path)."""
+    spec, recs, notes = read
+    recordings = list(recs)
+    return RawDataset(spec, recordings, notes=tuple(notes))

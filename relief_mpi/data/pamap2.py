@@ -18,15 +18,21 @@ By position: hand (10), chest (heart rate + 10), ankle (10).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from relief_mpi.config import DataConfig
 from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, make_spec
-from relief_mpi.data.files import DataFile, check_sha256, find_files, parse_table, row_error
-from relief_mpi.data.windows import downsample
+from relief_mpi.data.files import (
+    DataFile,
+    check_sha256,
+    find_files,
+    load_all,
+    parse_table,
+    read_subjects,
+    row_error,
+)
 from relief_mpi.errors import ReliefError
 
 NAME = "pamap2"
@@ -149,20 +155,10 @@ def read_file(subject: int, f: DataFile, notes: list[str]) -> Recording:
 
 
 def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording], list[str]]:
-    files, notes = locate(path)
-
-    def gen() -> Iterator[Recording]:
-        for subject, f in files:
-            yield downsample(read_file(subject, f, notes), cfg.downsample)
-
-    sp = spec(cfg.modality_by)
-    if cfg.downsample > 1:
-        sp = replace(sp, sample_rate_hz=RATE_HZ / cfg.downsample)
-    return sp, gen(), notes
+    """Spec, a generator of recordings (one file at a time) and notes filled as it runs."""
+    return read_subjects(path, cfg, locate, read_file, spec(cfg.modality_by), RATE_HZ)
 
 
 def load(path: Path, cfg: DataConfig) -> RawDataset:
     """Every subject's recording in memory (no cache; see registry.load_raw for the cached path)."""
-    sp, recs, notes = read(path, cfg)
-    recordings = list(recs)
-    return RawDataset(sp, recordings, notes=tuple(notes))
+    return load_all(read(path, cfg))
