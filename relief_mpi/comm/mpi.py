@@ -80,6 +80,15 @@ class CommCache:
             if comm is not None:
                 comm.Free()
 
+    def close(self) -> None:
+        """Free every communicator, in creation order (the same on every rank), at the end of a run:
+        a long bench runs many jobs in one MPI world and context ids are finite."""
+        for comm in self.comms.values():
+            if comm is not None:
+                comm.Free()
+        self.comms.clear()
+        self.pinned.clear()
+
     def get(self, key: Key) -> MPI.Comm:
         comm = self.comms[key]
         if comm is None:
@@ -161,6 +170,7 @@ class MpiServerTransport(_MpiBase, ServerTransport):
 
     def stop(self) -> None:
         wait_all([self.world.Ibcast(wire.plan_header(None, self.k, self.b), root=0)])
+        self.cache.close()
 
 
 class MpiClientTransport(_MpiBase, ClientTransport):
@@ -180,6 +190,7 @@ class MpiClientTransport(_MpiBase, ClientTransport):
         header = np.zeros(wire.HEADER_LEN, np.int64)
         wait_all([self.world.Ibcast(header, root=0)])
         if header[1]:
+            self.cache.close()
             return None
         body = np.zeros((self.k, self.b + 2), np.float64)
         wait_all([self.world.Ibcast(body, root=0)])
