@@ -171,4 +171,7 @@ def _abort() -> None:
     rank = MPI.COMM_WORLD.Get_rank()
     sys.stderr.write(f"relief-mpi: rank {rank} failed, aborting the job:\n{traceback.format_exc()}")
     sys.stderr.flush()
+    # Give the launcher a moment to forward the traceback: Abort tears every process down at once,
+    # and output still in a pipe can be lost with it.
+    time.sleep(0.5)
     MPI.COMM_WORLD.Abort(1)
