@@ -21,7 +21,7 @@ def test_kill_9_then_resume(tmp_path: Path, rank: int, round_: int) -> None:
     res = run_mpi(4, ["train", *ARGS, "--out", str(log), "--fault", f"kill:{rank}:{round_}"], timeout=180)
     took = time.monotonic() - t0
     assert res.returncode != 0
-    assert took < 120, f"the job took {took:.0f} s to end after a kill -9"
+    assert took < 60, f"the job took {took:.0f} s to end after a kill -9 (start-up included)"
     part = read_log(log)
     assert len(part.rounds) >= 2
     assert np.all(np.isfinite(part.rounds["macro_f1"]))
