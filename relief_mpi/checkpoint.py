@@ -68,7 +68,8 @@ def load_checkpoint(path: Path) -> Checkpoint:
             strategy={k: v.numpy() for k, v in d["strategy"].items()}, wall_elapsed=float(d["wall_elapsed"]),
             virtual_elapsed=float(d["virtual_elapsed"]))
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is one clear line for the user
-        raise ReliefError(f"checkpoint {path} is unreadable ({type(e).__name__}: {e})") from None
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise ReliefError(f"checkpoint {path} is unreadable ({type(e).__name__}: {first})") from None
 
 
 def config_differences(saved: dict[str, Any], given: dict[str, Any],

@@ -129,9 +129,10 @@ class LocalTrainer:
             idx = order[pos:pos + role.batch_size]
             pos += role.batch_size
             xs = split_modalities(self.x[idx], self.spec, self.present, role.zero_fill)
-            loss = F.cross_entropy(self.model(xs, no_grad, role.width), self.y[idx])
+            ce = F.cross_entropy(self.model(xs, no_grad, role.width), self.y[idx])
+            loss = ce
             if anchors:
-                loss = loss + 0.5 * role.prox_mu * sum(((params[nm] - a) ** 2).sum() for nm, a in anchors.items())
+                loss = ce + 0.5 * role.prox_mu * sum(((params[nm] - a) ** 2).sum() for nm, a in anchors.items())
             opt.zero_grad(set_to_none=True)
             loss.backward()
             for name, mask in masks.items():
@@ -142,7 +143,7 @@ class LocalTrainer:
             self.clock.account_step(step_flops, time.perf_counter() - t0)
             steps_done += 1
             samples += int(idx.numel())
-            loss_sum += float(loss.detach())
+            loss_sum += float(ce.detach())  # the task loss, comparable across strategies
         updates: dict[int, np.ndarray] = {}
         rejected = 0.0
         for b in sorted(trained):

@@ -54,7 +54,7 @@ class StrategyConfig:
     mu: float = 0.01  # FedProx proximal weight
     deadline: str = "auto"  # "auto", "none" or seconds
     beta: float = 0.5  # UCB exploration weight
-    heterofl_widths: tuple[float, ...] = (1.0, 0.5, 0.25)  # per tier: high, mid, low
+    heterofl_widths: tuple[float, ...] = (1.0, 0.5, 0.25)  # per tier, fastest tier first
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from relief_mpi.config import RunConfig
 from relief_mpi.device.throttle import prepare_ranks
 from relief_mpi.errors import ReliefError
 from relief_mpi.mpirun_types import Resolved, StartupRefused
-from relief_mpi.run import DebugHooks, Progress, check_resumable, serve
+from relief_mpi.run import DebugHooks, Progress, check_resumable, serve, server_model
 from relief_mpi.setup import RunSetup, build_setup
 
 _MSG_LEN = 512
@@ -109,10 +109,13 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
     cfg, resolved = config_from_root(world, resolve)
     error = None
     setup: RunSetup | None = None
+    initial = None
     try:
         setup = build_setup(cfg, size - 1, hosts)
         if resolved is not None:
             check_resumable(setup, resolved.resume, resolved.out)
+            if resolved.resume is None:
+                initial = server_model(setup)  # a bad --base is a start-up error, not an abort
     except ReliefError as e:
         error = str(e)
     agree_to_start(world, error)
@@ -124,7 +127,7 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
         assert resolved is not None
         transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world)
         serve(setup, transport, resolved.out, hosts, mpi_library_line(), size,
-              progress, debug, resolved.resume)
+              progress, debug, resolved.resume, initial)
         return resolved.out
     transport_c = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world)
     trainer = setup.trainer(rank - 1, debug.client_fault(rank), debug.dump_dir)

@@ -107,7 +107,8 @@ def format_round(rec: RoundRecord, rounds: int) -> str:
 
 def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[str], mpi_library: str,
           world_size: int, progress: Progress | None, debug: DebugHooks = DebugHooks(),
-          resume: Checkpoint | None = None) -> list[RoundRecord]:
+          resume: Checkpoint | None = None,
+          initial: tuple[MultimodalNet, np.ndarray] | None = None) -> list[RoundRecord]:
     """Rank 0's whole job: start the clients, run every round, log each one, checkpoint."""
     cfg = setup.config
     check_resumable(setup, resume, out)
@@ -117,7 +118,7 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
         if base.size:
             setup.registry.set_base(model, base)
     else:
-        model, base = server_model(setup)
+        model, base = initial if initial is not None else server_model(setup)
     me = Handshake(debug.version_for(0), setup.data.fingerprint, hosts[0] if hosts else socket.gethostname())
     handshakes = transport.start(base, me)
     hosts = [h.host for h in handshakes]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +26,6 @@ class Evaluation:
     macro_f1: float
     rare_f1: float
     tier_f1: dict[str, float]
-    client_pred: list[np.ndarray] = field(default_factory=list)
 
 
 def evaluate(setup: RunSetup, model: MultimodalNet, batch: int = 512) -> Evaluation:
@@ -60,7 +59,7 @@ def evaluate(setup: RunSetup, model: MultimodalNet, batch: int = 512) -> Evaluat
         tiers[t] = score([k for k in everyone if setup.devices[k].tier == t])[1]
     rare = setup.rare_modality
     rare_f1 = score([k for k in everyone if rare is not None and rare in setup.client_modalities(k)])[1]
-    return Evaluation(acc, f1, rare_f1, tiers, preds)
+    return Evaluation(acc, f1, rare_f1, tiers)
 
 
 def tier_names(setup: RunSetup) -> list[str]:

@@ -77,3 +77,14 @@ def test_checkpoint_loads_with_weights_only_and_rejects_garbage(tmp_path: Path) 
     p.write_bytes(b"not a checkpoint")
     with pytest.raises(ReliefError, match="unreadable"):
         load_checkpoint(p)
+
+
+def test_an_extended_resume_that_dies_can_be_resumed_again(tmp_path: Path) -> None:
+    log = tmp_path / "x.h5"
+    common = ["train", "--transport", "inprocess", "--clients", "3", "--local-steps", "2", "--quiet"]
+    assert run_cli([*common, "--rounds", "2", "--checkpoint-every", "1", "--out", str(log)]).returncode == 0
+    res = run_cli([*common, "--resume", str(log), "--rounds", "4", "--fault", "kill:0:3"])
+    assert res.returncode == -9
+    res = run_cli(["train", "--transport", "inprocess", "--resume", str(log), "--quiet"])
+    assert res.returncode == 0, res.stderr
+    assert list(read_log(log).rounds["round"]) == [1, 2, 3, 4]

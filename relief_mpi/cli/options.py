@@ -39,7 +39,7 @@ POS_FLOAT = click.FloatRange(min=0, min_open=True)
 COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--rounds", type=POS_INT, default=20, show_default=True, help="Federated rounds."),
     click.option("--seed", type=int, default=0, show_default=True,
-                 help="Seed for data, partition, model init and client sampling (same seed, same numbers)."),
+                 help="Seed for data, partition, model init and local batch order (same seed, same numbers)."),
     click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True,
                  help="synthetic (built in, no download), spar (real smartwatch data), mhealth, pamap2."),
     click.option("--data-dir", type=click.Path(file_okay=True, dir_okay=True), default=None,

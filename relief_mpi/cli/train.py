@@ -73,7 +73,7 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     except (OSError, KeyError, ValueError) as e:
         raise ReliefError(f"--resume {path}: not a relief-mpi round log ({e})") from None
     ck = load_checkpoint(checkpoint_path(path))
-    diff = config_differences(json.loads(ck.config_json), saved, ignore=())
+    diff = config_differences(json.loads(ck.config_json), saved)  # rounds may differ: an extended run
     if diff:
         raise ReliefError(f"--resume {path}: the checkpoint {checkpoint_path(path).name} belongs to another config "
                           f"(differs in {', '.join(diff)}); refusing to mix them")

@@ -71,11 +71,14 @@ class CommCache:
             self.comms[key] = comm
             if pin:
                 self.pinned.add(key)
-            self._evict()
+            self._evict(set(keys))
 
-    def _evict(self) -> None:
+    def _evict(self, needed: set[Key]) -> None:
+        """Free least recently used communicators beyond capacity, never one this round needs."""
         while len(self.comms) - len(self.pinned) > self.capacity:
-            victim = next(k for k in self.comms if k not in self.pinned)
+            victim = next((k for k in self.comms if k not in self.pinned and k not in needed), None)
+            if victim is None:
+                return
             comm = self.comms.pop(victim)
             if comm is not None:
                 comm.Free()

@@ -127,9 +127,9 @@ class BlockRegistry:
                 if s.index == ():
                     masks[s.param] = None
                     continue
-                m = masks.get(s.param, torch.zeros_like(params[s.param]))
-                if m is None:
+                if s.param in masks and masks[s.param] is None:
                     continue
+                m = masks[s.param] if s.param in masks else torch.zeros_like(params[s.param])
                 m[s.index] = 1.0
                 masks[s.param] = m
         for name, m in list(masks.items()):

@@ -57,7 +57,8 @@ def load_base(model: MultimodalNet, spec: DatasetSpec, path: Path) -> None:
     except FileNotFoundError:
         raise ReliefError(f"--base {path}: no such file") from None
     except Exception as e:  # noqa: BLE001 - any unreadable checkpoint is the user's input problem
-        raise ReliefError(f"--base {path}: not a relief-mpi checkpoint ({type(e).__name__}: {e})") from None
+        first = (str(e).splitlines() or [""])[0][:160]
+        raise ReliefError(f"--base {path}: not a relief-mpi checkpoint ({type(e).__name__}: {first})") from None
     meta = ckpt.get("meta", {}) if isinstance(ckpt, dict) else {}
     want = {"modalities": list(spec.modality_names()), "channels": [len(m.channels) for m in spec.modalities],
             "classes": list(spec.classes)}

@@ -4,7 +4,8 @@ Each client gets a time budget (the round deadline) and fills it greedily with t
 owns, by UCB score per unit of cost; the shared block is always in. The score of block b is
 D_b / max(D) + beta * sqrt(2 ln t / n_b): the running mean of its observed, normalised cohort
 divergence (scaled to [0, 1] so beta means the same on every model) plus an exploration bonus;
-a block never trained scores infinity. Every block whose cohort can afford it gets at least one
+a block never trained scores infinity. The scale is the largest mean among the blocks chosen
+between (not the always-trained shared block). Every block whose cohort can afford it gets at least one
 trainer. Costs come from FlopCosts (measured FLOPs) and the client's profile speed and link.
 """
 
@@ -16,14 +17,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from relief_mpi.comm.wire import plan_nbytes, report_nbytes
 from relief_mpi.strategy.base import BlockInfo, FleetInfo, StrategyContext
 
 
 class UcbScores:
     """Running mean of observed divergence per block and the UCB score built on it."""
 
-    def __init__(self, n_blocks: int, beta: float) -> None:
+    def __init__(self, n_blocks: int, beta: float, candidates: np.ndarray | None = None) -> None:
         self.beta = beta
+        # Only blocks the allocator chooses between set the scale: the shared block is always
+        # trained, and its divergence (head, biases) is orders larger than a modality block's.
+        self.candidates = np.ones(n_blocks, bool) if candidates is None else np.asarray(candidates, bool)
         self.mean = np.zeros(n_blocks)
         self.count = np.zeros(n_blocks)
         self.t = 0
@@ -36,7 +41,7 @@ class UcbScores:
         self.t += 1
 
     def scores(self) -> np.ndarray:
-        top = self.mean.max()
+        top = self.mean[self.candidates].max() if self.candidates.any() else 0.0
         d = self.mean / top if top > 0 else np.zeros_like(self.mean)
         with np.errstate(divide="ignore", invalid="ignore"):
             bonus = self.beta * np.sqrt(2.0 * math.log(max(self.t, 1)) / self.count)
@@ -76,8 +81,10 @@ class ClientCost:
         return self.ctx.costs.step(present, enc) / speed
 
     def transfer_s(self, k: int, blocks: frozenset[int]) -> float:
-        up = sum(4 * (self.blocks.sizes[b] + 2) for b in blocks)
-        down = sum(4 * self.blocks.sizes[b] for b in np.flatnonzero(self.ownership[k]))
+        """The same bytes a client counts: its update buffers + report up, plan + owned blocks down."""
+        up = sum(4 * (self.blocks.sizes[b] + 2) for b in blocks) + report_nbytes()
+        owned = np.flatnonzero(self.ownership[k])
+        down = plan_nbytes(*self.ownership.shape) + sum(4 * self.blocks.sizes[b] for b in owned)
         lat = self.fleet.latency_ms[k] / 1000.0
         return (2 * lat + up * 8 / (self.fleet.uplink_mbps[k] * 1e6)
                 + down * 8 / (self.fleet.downlink_mbps[k] * 1e6))

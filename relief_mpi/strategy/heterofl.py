@@ -10,8 +10,6 @@ per-entry denominators need no extra bytes on the wire.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from relief_mpi.strategy.base import BlockSums, RoundPlan, Strategy, StrategyContext
@@ -24,10 +22,12 @@ class HeteroFL(Strategy):
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
         widths = ctx.config.heterofl_widths
-        order: list[str] = []
-        for t in ctx.fleet.tiers:
-            if t not in order:
-                order.append(t)
+        # Tiers ranked by device speed (fastest first, a native profile counts as fastest), so the
+        # widest sub-model goes to the strongest tier whatever order the fleet file lists them in.
+        speed: dict[str, float] = {}
+        for t, f in zip(ctx.fleet.tiers, ctx.fleet.flops, strict=True):
+            speed[t] = max(speed.get(t, 0.0), f)
+        order = sorted(speed, key=lambda t: -speed[t])
         self.widths = [float(widths[min(order.index(t), len(widths) - 1)]) for t in ctx.fleet.tiers]
         self.entry_masks: dict[float, list[np.ndarray]] = {}  # width -> per-block 0/1 vectors
 
@@ -53,7 +53,3 @@ class HeteroFL(Strategy):
             div[b] = max(0.0, (s.weighted_sq_norm / s.weight - float(mean @ mean)) / max(1, mean.size))
         self.observe(rnd, plan, div)
         return div
-
-    def configure_round(self, rnd: int) -> RoundPlan:
-        plan = super().configure_round(rnd)
-        return RoundPlan(plan.round, plan.alloc, plan.steps, math.inf)

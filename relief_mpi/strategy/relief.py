@@ -35,7 +35,8 @@ class Relief(Strategy):
         steps = ctx.config.local_steps
         self.full_times = [self.cost.seconds(k, frozenset(self.owned[k]), steps) for k in range(ctx.fleet.n_clients)]
         self.deadline = resolve_deadline(ctx.config.deadline, self.full_times)
-        self.ucb = UcbScores(len(ctx.blocks.names), ctx.config.beta)
+        self.ucb = UcbScores(len(ctx.blocks.names), ctx.config.beta,
+                             np.array([m is not None for m in ctx.blocks.modality]))
         self.rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, 0xA110C]))
 
     def priority(self, k: int, candidates: list[int]) -> list[int]:

@@ -62,3 +62,14 @@ def test_fleet_that_does_not_fit_is_one_line(tmp_path: Path) -> None:
     lines = [x for x in res.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "4 client ranks" in lines[0], res.stderr
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_bad_base_under_mpi_is_one_line_before_any_round(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"garbage")
+    res = run_mpi(3, ["train", "--mode", "lora", "--base", str(bad), "--rounds", "1", "--out", str(tmp_path / "b.h5")],
+                  timeout=180)
+    assert res.returncode == 2, res.stderr
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "not a relief-mpi checkpoint" in lines[0], res.stderr
+    assert not (tmp_path / "b.h5").exists()

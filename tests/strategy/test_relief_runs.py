@@ -111,3 +111,14 @@ def test_relief_shortens_the_low_tier_straggler(tmp_path: Path) -> None:
 
 def test_synthetic_config_default_is_synthetic() -> None:
     assert DataConfig().dataset == "synthetic"
+
+
+def test_heterofl_gives_the_widest_model_to_the_fastest_tier(tmp_path: Path) -> None:
+    from relief_mpi.setup import build_setup
+
+    fleet = tmp_path / "f.toml"
+    fleet.write_text('[[tier]]\nname = "low"\nprofile = "raspberry-pi-4"\nsensors = ["acc"]\nfraction = 0.5\n'
+                     '[[tier]]\nname = "high"\nprofile = "jetson-agx-orin"\nfraction = 0.5\n')
+    setup = build_setup(RunConfig(strategy=StrategyConfig(name="heterofl"), device=DeviceConfig(fleet=str(fleet))), 4)
+    widths = {d.tier: setup.strategy.client_width(d.client) for d in setup.devices}
+    assert widths == {"low": 0.5, "high": 1.0}
