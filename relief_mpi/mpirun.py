@@ -17,6 +17,7 @@ from mpi4py import MPI
 from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
 from relief_mpi.comm.transport import Handshake
 from relief_mpi.comm.wait import wait_all
+from relief_mpi.comm.wire import fixed_utf8, utf8_text
 from relief_mpi.config import RunConfig
 from relief_mpi.device.throttle import prepare_ranks
 from relief_mpi.errors import ReliefError
@@ -27,33 +28,22 @@ from relief_mpi.setup import RunSetup, build_setup
 _MSG_LEN = 512
 
 
-def _fixed(text: str, n: int) -> np.ndarray:
-    out = np.zeros(n, np.uint8)
-    raw = text.encode("utf-8")[:n]
-    out[:len(raw)] = np.frombuffer(raw, np.uint8)
-    return out
-
-
-def _text(buf: np.ndarray) -> str:
-    return bytes(buf).rstrip(b"\0").decode("utf-8", "replace")
-
-
 def mpi_library_line() -> str:
     """The MPI library's first version line (Open MPI ends the string with a NUL byte)."""
     return MPI.Get_library_version().replace("\0", "").splitlines()[0].strip()
 
 
 def gather_hosts(world: MPI.Comm) -> list[str]:
-    mine = _fixed(socket.gethostname(), 64)
+    mine = fixed_utf8(socket.gethostname(), 64)
     allh = np.zeros((world.Get_size(), 64), np.uint8)
     wait_all([world.Iallgather(mine, allh)])
-    return [_text(r) for r in allh]
+    return [utf8_text(r) for r in allh]
 
 
 def agree_to_start(world: MPI.Comm, error: str | None) -> None:
     """Every rank states its start-up verdict; if any failed, all raise StartupRefused."""
     rank = world.Get_rank()
-    mine = _fixed(error or "", _MSG_LEN)
+    mine = fixed_utf8(error or "", _MSG_LEN)
     flags = np.zeros(1, np.int64)
     allmsg = np.zeros((world.Get_size(), _MSG_LEN), np.uint8) if rank == 0 else None
     wait_all([world.Igather(mine, allmsg, root=0)])
@@ -61,7 +51,7 @@ def agree_to_start(world: MPI.Comm, error: str | None) -> None:
     if rank == 0:
         for r, msg in enumerate(allmsg):
             if msg.any():
-                text = _text(msg)
+                text = utf8_text(msg)
                 first = text if r == 0 or text.startswith("rank ") else f"rank {r}: {text}"
                 break
         flags[0] = 1 if first else 0

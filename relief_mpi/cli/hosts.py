@@ -430,7 +430,8 @@ def check(hostfile: str | None, **kw: Any) -> None:
     from mpi4py import MPI
 
     from relief_mpi.comm.wait import wait_all
-    from relief_mpi.mpirun import _fixed, _text, gather_hosts
+    from relief_mpi.comm.wire import fixed_utf8, utf8_text
+    from relief_mpi.mpirun import gather_hosts
 
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
@@ -440,12 +441,12 @@ def check(hostfile: str | None, **kw: Any) -> None:
     node.Free()
     info = local_info(cfg, rank, size, hosts, local_rank)
     recv = np.zeros((size, RECORD_LEN), np.uint8) if rank == 0 else None
-    wait_all([world.Igather(_fixed(info.encode(), RECORD_LEN), recv, root=0)])
+    wait_all([world.Igather(fixed_utf8(info.encode(), RECORD_LEN), recv, root=0)])
     code = np.zeros(1, np.int32)
     message = ""
     if rank == 0:
         assert recv is not None
-        infos = [RankInfo.decode(r, _text(recv[r])) for r in range(size)]
+        infos = [RankInfo.decode(r, utf8_text(recv[r])) for r in range(size)]
         hf: Hostfile | None = None
         try:
             hf = parse_hostfile(hostfile) if hostfile else None

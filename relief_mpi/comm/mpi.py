@@ -26,19 +26,13 @@ _HS_LEN = sum(n for _, n in _HS_FIELDS)
 
 
 def encode_handshake(h: Handshake) -> np.ndarray:
-    out = np.zeros(_HS_LEN, np.uint8)
-    off = 0
-    for name, n in _HS_FIELDS:
-        raw = getattr(h, name).encode("utf-8")[:n]
-        out[off:off + len(raw)] = np.frombuffer(raw, np.uint8)
-        off += n
-    return out
+    return np.concatenate([wire.fixed_utf8(getattr(h, name), n) for name, n in _HS_FIELDS])
 
 
 def decode_handshake(buf: np.ndarray) -> Handshake:
     vals, off = {}, 0
     for name, n in _HS_FIELDS:
-        vals[name] = bytes(buf[off:off + n]).rstrip(b"\0").decode("utf-8", "replace")
+        vals[name] = wire.utf8_text(buf[off:off + n])
         off += n
     return Handshake(**vals)
 

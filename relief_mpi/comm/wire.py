@@ -23,6 +23,20 @@ R = {name: i for i, name in enumerate(REPORT_FIELDS)}
 HEADER_LEN = 4
 
 
+def fixed_utf8(text: str, n: int) -> np.ndarray:
+    """`text` as UTF-8 in a zero-padded uint8 buffer of n bytes (cut at n): strings on the wire
+    without pickle."""
+    out = np.zeros(n, np.uint8)
+    raw = text.encode("utf-8")[:n]
+    out[:len(raw)] = np.frombuffer(raw, np.uint8)
+    return out
+
+
+def utf8_text(buf: np.ndarray) -> str:
+    """The string in a buffer written by fixed_utf8."""
+    return bytes(buf).rstrip(b"\0").decode("utf-8", "replace")
+
+
 def plan_header(plan: RoundPlan | None, k: int, b: int) -> np.ndarray:
     if plan is None:
         return np.array([0, 1, k, b], np.int64)

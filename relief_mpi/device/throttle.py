@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from relief_mpi.comm.wire import fixed_utf8, utf8_text
 from relief_mpi.device.energy import process_meter, source_of
 from relief_mpi.device.profiles import DeviceProfile
 
@@ -144,13 +145,6 @@ def cgroup_cpu_max(cpus: float, name: str, root: str | Path = "/", period_us: in
     return f"cpu.max {int(cpus * period_us)} {period_us}"
 
 
-def _fixed(text: str, n: int) -> np.ndarray:
-    out = np.zeros(n, np.uint8)
-    raw = text.encode("utf-8")[:n]
-    out[:len(raw)] = np.frombuffer(raw, np.uint8)
-    return out
-
-
 def prepare_ranks(world: Any, profiles: Sequence[DeviceProfile], hosts: Sequence[str]) -> dict[int, dict]:
     """Every rank calls this once (collective). Client ranks throttle themselves and find their
     energy meter; rank 0 gets {client index: settings} for the log, the clients get {}."""
@@ -166,13 +160,13 @@ def prepare_ranks(world: Any, profiles: Sequence[DeviceProfile], hosts: Sequence
         if len(mine.encode()) > _INFO_LEN:  # many cores: keep the record short
             rep.cores = rep.cores[:1] + [-1]
             mine = rep.to_json()
-    buf = _fixed(mine, _INFO_LEN)
+    buf = fixed_utf8(mine, _INFO_LEN)
     allbuf = np.zeros((world.Get_size(), _INFO_LEN), np.uint8) if rank == 0 else None
     wait_all([world.Igather(buf, allbuf, root=0)])
     if rank != 0:
         return {}
     out = {}
     for r in range(1, world.Get_size()):
-        text = bytes(allbuf[r]).rstrip(b"\0").decode("utf-8", "replace")
+        text = utf8_text(allbuf[r])
         out[r - 1] = json.loads(text) if text else {}
     return out
