@@ -64,6 +64,27 @@ class Rail:
     read_w: Callable[[], float]
 
 
+class _Poller:
+    """Calls `tick` every `every_s` seconds on a daemon thread until closed or until the meter's
+    files go away (OSError: a driver unbound), so a meter keeps up between reads."""
+
+    def __init__(self, tick: Callable[[], float], every_s: float, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(tick, every_s), name=name, daemon=True)
+        self._thread.start()
+
+    def _run(self, tick: Callable[[], float], every_s: float) -> None:
+        while not self._stop.wait(every_s):
+            try:
+                tick()
+            except OSError:
+                return
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1.0)
+
+
 class PowerSampler:
     """Integrates a power reading (W) over time, on a background thread and at every read."""
 
@@ -76,12 +97,7 @@ class PowerSampler:
         self._joules = 0.0
         self._t = clock()
         self._p = read_w()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        if background:
-            self._thread = threading.Thread(target=self._run, args=(interval_s,), name=f"{source}-sampler",
-                                            daemon=True)
-            self._thread.start()
+        self._poller = _Poller(self.sample, interval_s, f"{source}-sampler") if background else None
 
     def sample(self) -> float:
         """Take one sample now; returns the joules integrated so far."""
@@ -94,17 +110,9 @@ class PowerSampler:
     def read(self) -> float:
         return self.sample()
 
-    def _run(self, interval_s: float) -> None:
-        while not self._stop.wait(interval_s):
-            try:
-                self.sample()
-            except OSError:  # a rail went away (driver unbound): keep what we have
-                return
-
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1.0)
+        if self._poller is not None:
+            self._poller.close()
 
 
 def _iio_rails(root: Path) -> list[Rail]:
@@ -183,11 +191,7 @@ class CounterMeter:
         self._lock = threading.Lock()
         self._last = [read() for read, _ in self._counters]
         self._total = 0.0
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        if poll_s > 0:
-            self._thread = threading.Thread(target=self._run, args=(poll_s,), name=f"{source}-poll", daemon=True)
-            self._thread.start()
+        self._poller = _Poller(self.read, poll_s, f"{source}-poll") if poll_s > 0 else None
 
     def read(self) -> float:
         with self._lock:
@@ -201,17 +205,9 @@ class CounterMeter:
                 self._last[i] = now
             return self._total
 
-    def _run(self, poll_s: float) -> None:
-        while not self._stop.wait(poll_s):
-            try:
-                self.read()
-            except OSError:
-                return
-
     def close(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=1.0)
+        if self._poller is not None:
+            self._poller.close()
 
 
 def rapl_meter(root: str | Path = "/", poll_s: float = 10.0) -> CounterMeter | None:
