@@ -24,6 +24,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -181,13 +182,8 @@ def window_index(store: H5Store, window_s: float, overlap: float,
     """The window index and training statistics of a cached store, computed once per settings."""
     wkey = key_of([FORMAT, window_s, overlap, test_fraction])
     path = store.path.with_name(f"{store.path.stem}-w{wkey}.npz")
-    got = _read_index(path)
-    if got is not None:
-        return got
-    with file_lock(path.with_suffix(".lock")):
-        got = _read_index(path)
-        if got is not None:
-            return got
+
+    def build() -> tuple[WindowIndex, np.ndarray, np.ndarray]:
         ix = index_windows(store, window_s, overlap, test_fraction)
         mean, std = channel_stats(store, ix.train, ix.length)
         tmp = _tmp_near(path, ".npz")
@@ -201,6 +197,8 @@ def window_index(store: H5Store, window_s: float, overlap: float,
             with contextlib.suppress(OSError):
                 tmp.unlink()
         return ix, mean, std
+
+    return _read_or_build(path, lambda: _read_index(path), build)
 
 
 def _read_index(path: Path) -> tuple[WindowIndex, np.ndarray, np.ndarray] | None:
@@ -223,19 +221,30 @@ def open_store(dataset: str, identity: object, downsample: int, build: Callable)
     if root is None:
         return None
     path = root / f"{dataset}-{key_of([FORMAT, dataset, downsample, identity])}.h5"
-    store = _try_open(path)
-    if store is not None:
-        return store
-    with file_lock(path.with_suffix(".lock")):
-        store = _try_open(path)
-        if store is not None:
-            return store
+
+    def write() -> H5Store | None:
         spec, recs, notes = build()
         try:
             write_store(path, spec, recs, notes)
         except OSError:
             return None
-    return _try_open(path)
+        return _try_open(path)
+
+    return _read_or_build(path, lambda: _try_open(path), write)
+
+
+T = TypeVar("T")
+
+
+def _read_or_build(path: Path, read: Callable[[], T | None], build: Callable[[], T | None]) -> T | None:
+    """read() if the cache file is there; else build it under a file lock, unless another rank
+    built it while this one waited for the lock (ranks wait on the lock, they do not spin)."""
+    got = read()
+    if got is not None:
+        return got
+    with file_lock(path.with_suffix(".lock")):
+        got = read()
+        return got if got is not None else build()
 
 
 def _try_open(path: Path) -> H5Store | None:
