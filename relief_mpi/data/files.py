@@ -244,6 +244,18 @@ def _scan(f: DataFile, data: bytes, ncols: int, layout: str) -> None:
                 raise ReliefError(f"{f.display}: line {lineno}, column {j}: {text!r} is not a number") from None
 
 
+def by_subject(found: list[tuple[re.Match[str], DataFile]], expected: range,
+               name: Callable[[int], str]) -> tuple[list[tuple[int, DataFile]], list[str]]:
+    """(subject, file) pairs in subject order (the subject id is the pattern's first group), and a
+    note naming the expected subject files that are missing."""
+    files = sorted(((int(m.group(1)), f) for m, f in found), key=lambda t: t[0])
+    have = {s for s, _ in files}
+    missing = [s for s in expected if s not in have]
+    notes = [f"only {len(have)} of {len(expected)} subject files found (missing: "
+             + ", ".join(name(s) for s in missing) + ")"] if missing else []
+    return files, notes
+
+
 def read_subjects(path: Path, cfg: DataConfig, locate: Callable[[Path], tuple[list[tuple[int, DataFile]], list[str]]],
                   read_file: Callable[[int, DataFile, list[str]], Recording], spec: DatasetSpec,
                   rate_hz: float) -> tuple[DatasetSpec, Iterator[Recording], list[str]]:

@@ -19,6 +19,7 @@ from relief_mpi.config import DataConfig
 from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, make_spec
 from relief_mpi.data.files import (
     DataFile,
+    by_subject,
     check_sha256,
     find_files,
     load_all,
@@ -54,12 +55,7 @@ def locate(path: Path) -> tuple[list[tuple[int, DataFile]], list[str]]:
     if not found:
         raise ReliefError(f"{path}: no MHEALTH files found (expected MHEALTHDATASET/mHealth_subject1.log ... "
                           f"mHealth_subject10.log, or the UCI zip); see `relief-mpi data fetch mhealth --help`")
-    files = sorted(((int(m.group(1)), f) for m, f in found), key=lambda t: t[0])
-    have = {s for s, _ in files}
-    missing = [s for s in range(1, N_SUBJECTS + 1) if s not in have]
-    notes = [f"only {len(have)} of {N_SUBJECTS} subject files found (missing: "
-             + ", ".join(f"mHealth_subject{s}.log" for s in missing) + ")"] if missing else []
-    return files, notes
+    return by_subject(found, range(1, N_SUBJECTS + 1), lambda s: f"mHealth_subject{s}.log")
 
 
 def read_file(subject: int, f: DataFile, notes: list[str]) -> Recording:

@@ -26,6 +26,7 @@ from relief_mpi.config import DataConfig
 from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, make_spec
 from relief_mpi.data.files import (
     DataFile,
+    by_subject,
     check_sha256,
     find_files,
     load_all,
@@ -79,12 +80,7 @@ def locate(path: Path) -> tuple[list[tuple[int, DataFile]], list[str]]:
     if not found:
         raise ReliefError(f"{path}: no PAMAP2 files found (expected PAMAP2_Dataset/Protocol/subject101.dat ... "
                           f"subject109.dat, or the UCI zip); see `relief-mpi data fetch pamap2 --help`")
-    files = sorted(((int(m.group(1)), f) for m, f in found), key=lambda t: t[0])
-    have = {s for s, _ in files}
-    missing = [s for s in range(101, 101 + N_SUBJECTS) if s not in have]
-    notes = [f"only {len(have)} of {N_SUBJECTS} subject files found (missing: "
-             + ", ".join(f"subject{s}.dat" for s in missing) + ")"] if missing else []
-    return files, notes
+    return by_subject(found, range(101, 101 + N_SUBJECTS), lambda s: f"subject{s}.dat")
 
 
 def _fill(x: np.ndarray) -> np.ndarray:
