@@ -67,17 +67,20 @@ class BlockSums:
     weighted_sq_norm: float  # sum_k n_k ||delta_k||^2
 
 
+def divergence(s: BlockSums) -> float:
+    """(S_wsq / S_w - ||S_wd / S_w||^2) / size: the weighted variance of the trainers' deltas per
+    parameter, from the sums alone (the server never sees one client's delta). Needs S_w > 0."""
+    mean = s.weighted_delta.astype(np.float64) / s.weight
+    return max(0.0, (s.weighted_sq_norm / s.weight - float(mean @ mean)) / max(1, mean.size))
+
+
 def cohort_update(global_block: np.ndarray, s: BlockSums) -> tuple[np.ndarray, float]:
     """Apply the weighted mean delta; return the new block and its normalised divergence.
-
-    Divergence = (S_wsq / S_w - ||S_wd / S_w||^2) / size: the weighted variance of the trainers'
-    deltas, from the sums alone. A block nobody trained (S_w = 0) is returned unchanged, NaN.
-    """
+    A block nobody trained (S_w = 0) is returned unchanged, with NaN divergence."""
     if s.weight <= 0:
         return global_block, math.nan
     mean = s.weighted_delta.astype(np.float64) / s.weight
-    div = (s.weighted_sq_norm / s.weight - float(mean @ mean)) / max(1, mean.size)
-    return (global_block.astype(np.float64) + mean).astype(np.float32), max(0.0, div)
+    return (global_block.astype(np.float64) + mean).astype(np.float32), divergence(s)
 
 
 class Strategy(ABC):

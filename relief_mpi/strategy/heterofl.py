@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from relief_mpi.strategy.base import BlockSums, RoundPlan, Strategy, StrategyContext
+from relief_mpi.strategy.base import BlockSums, RoundPlan, Strategy, StrategyContext, divergence
 
 
 class HeteroFL(Strategy):
@@ -49,7 +49,6 @@ class HeteroFL(Strategy):
                 denom += n_samples[k] * self.entry_masks[self.widths[k]][b]
             upd = np.divide(s.weighted_delta.astype(np.float64), denom, out=np.zeros(denom.size), where=denom > 0)
             blocks[b] = (blocks[b].astype(np.float64) + upd).astype(np.float32)
-            mean = s.weighted_delta.astype(np.float64) / s.weight
-            div[b] = max(0.0, (s.weighted_sq_norm / s.weight - float(mean @ mean)) / max(1, mean.size))
+            div[b] = divergence(s)
         self.observe(rnd, plan, div)
         return div
