@@ -29,6 +29,12 @@ class DataConfig:
     alpha: float = 1.0  # Dirichlet label-skew concentration
     server_fraction: float = 0.1  # share of training windows kept on the server (LoRA pretraining)
     downsample: int = 1
+    protocol: str = "ours"  # "ours" (train-only normalisation) or "paper" (the authors' preprocessing)
+    partition: str = "dirichlet"  # "dirichlet" (label skew over n clients) or "subject" (one client per subject)
+    split: str = "time"  # "time" (last part of each label run), "paper" (random windows) or "subject"
+    window: int = 0  # window length in samples; 0 = from window_s
+    stride: int = 0  # window stride in samples; 0 = from overlap
+    test_subjects: int = 0  # split=subject: subjects held out; 0 = ~20% of them, at least 1
 
 
 @dataclass(frozen=True)
