@@ -1,7 +1,9 @@
-"""A client's local training for one round: train the allocated blocks, report what it cost.
+"""A client's local training for one round: train the allocated groups, report what it cost.
 
-Device emulation wraps this and nothing else: every step is charged FLOPs / profile speed on the
-client's DeviceClock, and training stops at the round deadline (elastic budget).
+How it trains (inputs, optimizer, proximal term, width, upload weights) comes from its
+strategy's recipe (rounds.ClientRecipe), what it trains from the plan. Device emulation wraps
+this and nothing else: every step is charged FLOPs / profile speed on the client's DeviceClock,
+and training stops at the round deadline (elastic budget).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,10 +23,16 @@ import torch.nn.functional as F
 from relief_mpi.comm import wire
 from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.device.clock import DeviceClock
-from relief_mpi.model.blocks import BlockRegistry
 from relief_mpi.model.flops import FlopCosts
-from relief_mpi.model.net import MultimodalNet
-from relief_mpi.strategy.base import RoundPlan
+from relief_mpi.rounds import (
+    ClientRecipe,
+    RoundPlan,
+    pack_update,
+    plan_nbytes,
+    report_nbytes,
+    update_nbytes,
+    zero_update,
+)
 
 
 def split_modalities(x: torch.Tensor, spec: DatasetSpec, present: frozenset[int],
@@ -42,15 +51,11 @@ def split_modalities(x: torch.Tensor, spec: DatasetSpec, present: frozenset[int]
 class ClientRole:
     client: int
     modalities: frozenset[int]
-    zero_fill: bool
-    prox_mu: float
-    lr: float
-    momentum: float
+    recipe: ClientRecipe
     batch_size: int
     seed: int
     fault: tuple[str, int] | None = None  # test-only: ("nan" | "raise" | "kill", round)
-    dump_dir: str | None = None  # test-only: save each trained block's delta and n per round
-    width: float = 1.0  # HeteroFL sub-model width
+    dump_dir: str | None = None  # test-only: save each uploaded group's delta and weight per round
 
 
 def inject(kind: str, who: str) -> None:
@@ -61,7 +66,7 @@ def inject(kind: str, who: str) -> None:
 
 
 class LocalTrainer:
-    def __init__(self, role: ClientRole, model: MultimodalNet, registry: BlockRegistry, spec: DatasetSpec,
+    def __init__(self, role: ClientRole, model: Any, registry: Any, spec: DatasetSpec,
                  data: WindowSet, clock: DeviceClock, costs: FlopCosts, ownership: np.ndarray) -> None:
         self.role = role
         self.model = model
@@ -72,26 +77,37 @@ class LocalTrainer:
         self.clock = clock
         self.costs = costs
         self.owned = [b for b in range(len(registry)) if ownership[role.client, b]]
-        self.present = frozenset(range(len(spec.modalities))) if role.zero_fill else role.modalities
-        self.energy_meter = None  # set by device emulation where a real meter exists
+        self.present = frozenset(range(len(spec.modalities))) if role.recipe.zero_fill else role.modalities
+        self.energy_meter: Any = None  # set by device emulation where a real meter exists
 
     def set_base(self, base: np.ndarray) -> None:
         if base.size:
             self.reg.set_base(self.model, base)
 
     def _trained_encoders(self, trained: frozenset[int]) -> frozenset[int]:
+        """Encoders that back-propagate: those with a trained group that holds encoder weights."""
         if self.reg.mode == "lora":
             return frozenset()
-        return frozenset(m for b in trained if (m := self.reg.modality_of(b)) is not None) & self.present
+        return frozenset(m for b in trained if (m := self.reg.modality_of(b)) is not None
+                         and self.reg.kinds[b] in ("block", "enc")) & self.present
+
+    def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
+        r = self.role.recipe
+        if not params:
+            return None
+        if r.optimizer == "adam":
+            return torch.optim.Adam(params, lr=r.lr)
+        return torch.optim.SGD(params, lr=r.lr, momentum=r.momentum)
 
     def train(self, plan: RoundPlan, blocks: dict[int, np.ndarray]) -> tuple[dict[int, np.ndarray], np.ndarray]:
-        role = self.role
+        role, recipe = self.role, self.role.recipe
         k = role.client
         for b, vec in blocks.items():
             self.reg.set(self.model, b, vec)
         trained = frozenset(int(b) for b in np.flatnonzero(plan.alloc[k]))
-        bytes_down = wire.plan_nbytes(*plan.alloc.shape) + sum(4 * self.reg.sizes[b] for b in self.owned)
-        bytes_up = sum(4 * (self.reg.sizes[b] + 2) for b in trained) + wire.report_nbytes()
+        upload = [int(b) for b in np.flatnonzero(plan.uploads[k])]
+        bytes_down = plan_nbytes(*plan.alloc.shape) + sum(4 * self.reg.sizes[b] for b in self.owned)
+        bytes_up = sum(update_nbytes(self.reg.sizes[b], bool(plan.plain[b])) for b in upload) + report_nbytes()
         self.clock.reset()
         meter_start = self.energy_meter.read() if self.energy_meter is not None else None
         download_s = self.clock.transfer(bytes_down, up=False)
@@ -102,37 +118,40 @@ class LocalTrainer:
         for name, p in params.items():
             p.requires_grad_(name in masks)
         train_params = [params[n] for n in masks]
-        anchors = {n: params[n].detach().clone() for n in masks} if role.prox_mu > 0 else {}
+        anchors = {n: params[n].detach().clone() for n in masks} if recipe.prox_mu > 0 else {}
         before = {b: blocks[b] if b in blocks else self.reg.get(self.model, b) for b in trained}
         enc_trained = self._trained_encoders(trained)
         no_grad = frozenset(range(len(self.spec.modalities))) - enc_trained
-        step_flops = self.costs.step(self.present, enc_trained)
+        n = self.y.shape[0]
+        batch = min(role.batch_size, n)
+        step_flops = self.costs.step(self.present, enc_trained, batch)
 
         seed = int(np.random.SeedSequence([role.seed, plan.round, k]).generate_state(1)[0])
         gen = torch.Generator().manual_seed(seed)
-        n = self.y.shape[0]
+        torch.manual_seed(seed)  # dropout draws from the global generator: same stream in-process and under MPI
         order = torch.randperm(n, generator=gen)
         pos = 0
         steps_done, samples, loss_sum = 0, 0, 0.0
-        opt = torch.optim.SGD(train_params, lr=role.lr, momentum=role.momentum) if train_params else None
+        opt = self._optimizer(train_params)
         self.model.train()
         if role.fault is not None and role.fault[1] == plan.round and role.fault[0] in ("raise", "kill"):
             inject(role.fault[0], f"client {k}")
-        for _ in range(int(plan.steps[k]) if train_params else 0):
+        for _ in range(int(plan.steps[k]) if opt is not None else 0):
             if (math.isfinite(plan.deadline_s) and steps_done > 0 and
                     download_s + self.clock.busy_s + self.clock.step_time(step_flops) + upload_est > plan.deadline_s):
                 break
             t0 = time.perf_counter()
-            if pos + role.batch_size > n:
+            if pos + batch > n:
                 order = torch.randperm(n, generator=gen)
                 pos = 0
-            idx = order[pos:pos + role.batch_size]
-            pos += role.batch_size
-            xs = split_modalities(self.x[idx], self.spec, self.present, role.zero_fill)
-            ce = F.cross_entropy(self.model(xs, no_grad, role.width), self.y[idx])
+            idx = order[pos:pos + batch]
+            pos += batch
+            xs = split_modalities(self.x[idx], self.spec, self.present, recipe.zero_fill)
+            ce = F.cross_entropy(self.model(xs, no_grad, recipe.width), self.y[idx])
             loss = ce
             if anchors:
-                loss = ce + 0.5 * role.prox_mu * sum(((params[nm] - a) ** 2).sum() for nm, a in anchors.items())
+                loss = ce + 0.5 * recipe.prox_mu * sum(((params[nm] - a) ** 2).sum() for nm, a in anchors.items())
+            assert opt is not None
             opt.zero_grad(set_to_none=True)
             loss.backward()
             for name, mask in masks.items():
@@ -146,16 +165,17 @@ class LocalTrainer:
             loss_sum += float(ce.detach())  # the task loss, comparable across strategies
         updates: dict[int, np.ndarray] = {}
         rejected = 0.0
-        for b in sorted(trained):
+        for b in upload:
             delta = self.reg.get(self.model, b) - before[b]
             if role.fault == ("nan", plan.round):
                 delta[:] = np.nan
-            updates[b] = wire.pack_update(delta, float(samples))
+            w = float(plan.coef[k, b]) * (samples if recipe.sample_weighted else 1.0)
+            updates[b] = pack_update(delta, self.reg.n_params[b], w, bool(plan.plain[b]))
             if role.dump_dir:
-                np.save(Path(role.dump_dir) / f"r{plan.round}-c{k}-b{b}.npy", np.append(delta, samples))
+                np.save(Path(role.dump_dir) / f"r{plan.round}-c{k}-b{b}.npy", np.append(delta, w))
         if any(not np.all(np.isfinite(u)) for u in updates.values()):
             rejected = 1.0
-            updates = {b: wire.zero_update(self.reg.sizes[b]) for b in updates}
+            updates = {b: zero_update(self.reg.sizes[b], bool(plan.plain[b])) for b in updates}
         upload_s = self.clock.transfer(bytes_up, up=True)
         measured = math.nan
         if meter_start is not None:

@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STRATEGIES = ("fedavg", "fedprox", "heterofl", "relief", "relief-cohort", "relief-random")
+# The published method presets (design.md section 0), then our own variants.
+PUBLISHED_STRATEGIES = ("fedavg", "cohort-fedavg", "relief-acc", "relief", "relief-fast", "ablation-v2",
+                        "ablation-v3", "b-uniform", "b-freeze", "b-block")
+OUR_STRATEGIES = ("fedavg-sgd", "fedprox", "heterofl", "relief-ucb", "relief-ucb-cohort", "relief-ucb-random")
+STRATEGIES = PUBLISHED_STRATEGIES + OUR_STRATEGIES
+MODELS = ("paper", "small")
+B_MODES = ("shared", "block")
+T_STAR_BRACKETS = ("published", "contains-overhead")
 DATASETS = ("synthetic", "spar", "mhealth", "pamap2")
 MODES = ("cnn", "lora")
 CLOCKS = ("virtual", "real")
@@ -40,6 +47,9 @@ class DataConfig:
 @dataclass(frozen=True)
 class ModelConfig:
     mode: str = "cnn"
+    model: str = "paper"  # "paper" (the authors' Conv-BN encoders, factored fusion) or "small" (ours, first version)
+    rho: int = 8  # paper model: rank of the factored fusion
+    b_mode: str = "shared"  # paper model: one shared B, or one B per modality ("block")
     feature_dim: int = 64
     hidden_channels: int = 32
     fusion_dim: int = 128
@@ -55,12 +65,16 @@ class StrategyConfig:
     name: str = "fedavg"
     local_steps: int = 10
     batch_size: int = 32
-    lr: float = 0.05
+    lr: float = 1e-3  # the CLI picks 1e-3 for published presets (Adam), 0.05 for our SGD variants
     momentum: float = 0.0
     mu: float = 0.01  # FedProx proximal weight
     deadline: str = "auto"  # "auto", "none" or seconds
     beta: float = 0.5  # UCB exploration weight
     heterofl_widths: tuple[float, ...] = (1.0, 0.5, 0.25)  # per tier, fastest tier first
+    local_epochs: int = 5  # published presets: E epochs over the client's windows per round
+    lam: float | None = None  # published T* interpolation (None = the preset's: 1, or 0 for relief-acc/fedavg)
+    gamma: float = 0.9  # published divergence smoothing: d_bar <- gamma d + (1 - gamma) d_bar
+    t_star_bracket: str = "published"  # or "contains-overhead" (our correction, docs/design.md)
 
 
 @dataclass(frozen=True)

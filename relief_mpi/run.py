@@ -22,10 +22,9 @@ from relief_mpi.comm.transport import Handshake, ServerTransport
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
 from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord, read_log
-from relief_mpi.model.net import MultimodalNet
 from relief_mpi.model.pretrain import load_base, pretrain
 from relief_mpi.server import Server, tier_names
-from relief_mpi.setup import RunSetup
+from relief_mpi.setup import Model, RunSetup
 
 Progress = Callable[[str], None]
 
@@ -49,7 +48,7 @@ class DebugHooks:
         return self.fault[0], self.fault[2]
 
 
-def server_model(setup: RunSetup) -> tuple[MultimodalNet, np.ndarray]:
+def server_model(setup: RunSetup) -> tuple[Model, np.ndarray]:
     """The initial global model and the frozen base vector (LoRA: pretrained or loaded)."""
     cfg = setup.config
     model = setup.make_model()
@@ -108,7 +107,7 @@ def format_round(rec: RoundRecord, rounds: int) -> str:
 def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[str], mpi_library: str,
           world_size: int, progress: Progress | None, debug: DebugHooks = DebugHooks(),
           resume: Checkpoint | None = None,
-          initial: tuple[MultimodalNet, np.ndarray] | None = None) -> list[RoundRecord]:
+          initial: tuple[Model, np.ndarray] | None = None) -> list[RoundRecord]:
     """Rank 0's whole job: start the clients, run every round, log each one, checkpoint."""
     cfg = setup.config
     check_resumable(setup, resume, out)
@@ -131,7 +130,9 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
     ckpt_path = checkpoint_path(out)
     server = Server(setup, transport, model, None, debug.dump_dir)
     if resume is not None:
-        server.restore(resume.blocks, resume.wall_elapsed, resume.virtual_elapsed)
+        last = kept[-1].row if kept else {}
+        server.restore(resume.blocks, resume.wall_elapsed, resume.virtual_elapsed,
+                       (float(last.get("analytic_elapsed_s", 0.0)), float(last.get("analytic_energy_cum_j", 0.0))))
         setup.strategy.load_state(resume.strategy)
 
     def on_round(rec: RoundRecord) -> None:

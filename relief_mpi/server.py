@@ -16,8 +16,8 @@ from relief_mpi.comm import wire
 from relief_mpi.comm.transport import ServerTransport
 from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundRecord
 from relief_mpi.metrics import accuracy, macro_f1
-from relief_mpi.model.net import MultimodalNet
-from relief_mpi.setup import RunSetup, modeled_energy
+from relief_mpi.setup import Model, RunSetup, modeled_energy
+from relief_mpi.strategy.system import analytic_round
 
 
 @dataclass
@@ -28,13 +28,13 @@ class Evaluation:
     tier_f1: dict[str, float]
 
 
-def evaluate(setup: RunSetup, model: MultimodalNet, batch: int = 512) -> Evaluation:
+def evaluate(setup: RunSetup, model: Model, batch: int = 512) -> Evaluation:
     """Each client's test windows, seen with that client's own sensors (as the fleet would use it)."""
     model.eval()
     spec = setup.data.spec
     n_classes = len(spec.classes)
     preds, trues = [], []
-    zero_fill = setup.strategy.zero_fill_absent
+    zero_fill = setup.strategy.zero_fill
     with torch.no_grad():
         for k, ws in enumerate(setup.data.clients_test):
             present = frozenset(range(len(spec.modalities))) if zero_fill else setup.client_modalities(k)
@@ -71,7 +71,7 @@ def tier_names(setup: RunSetup) -> list[str]:
 
 
 class Server:
-    def __init__(self, setup: RunSetup, transport: ServerTransport, model: MultimodalNet,
+    def __init__(self, setup: RunSetup, transport: ServerTransport, model: Model,
                  on_round: Callable[[RoundRecord], None] | None = None, dump_dir: str | None = None) -> None:
         self.setup = setup
         self.transport = transport
@@ -82,6 +82,8 @@ class Server:
         self.dump_dir = Path(dump_dir) if dump_dir else None
         self.wall_elapsed = 0.0
         self.virtual_elapsed = 0.0
+        self.analytic_elapsed = 0.0
+        self.analytic_energy = 0.0
 
     def sync_model(self) -> None:
         for b, vec in enumerate(self.blocks):
@@ -90,13 +92,20 @@ class Server:
     def run_round(self, rnd: int) -> RoundRecord:
         setup = self.setup
         t0 = time.perf_counter()
-        plan = setup.strategy.configure_round(rnd)
+        strategy = setup.strategy
+        plan = strategy.configure_round(rnd)
+        notes = strategy.notes(plan)
         self._dump(rnd, "before")
         ex = self.transport.run_round(plan, self.blocks)
         rep = ex.reports
         col = {name: rep[:, i] for i, name in enumerate(wire.REPORT_FIELDS)}
-        div = setup.strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
+        agg = strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
+        self.blocks, div = agg.groups, agg.divergence
         self._dump(rnd, "after")
+        samples = notes.samples if notes.samples is not None else plan.steps * setup.config.strategy.batch_size
+        ana = analytic_round(strategy.ctx.groups, strategy.ctx.fleet, plan.alloc, notes.accessible, samples)
+        self.analytic_elapsed += ana.time_s
+        self.analytic_energy += ana.energy_j
         wall = time.perf_counter() - t0
         span = col["download_s"] + col["busy_s"] + col["upload_s"]
         round_s = float(span.max()) if span.size else 0.0
@@ -115,6 +124,9 @@ class Server:
             "bytes_up": col["bytes_up"], "bytes_down": col["bytes_down"], "energy_j": energy,
             "energy_measured_j": col["energy_measured_j"], "steps": col["steps"], "samples": col["samples"],
             "rejected": col["rejected"], "loss": col["loss"], "flops": col["flops"],
+            "budget": (notes.budget if notes.budget is not None else plan.alloc.sum(axis=1)).astype(np.float64),
+            "n_groups": plan.alloc.sum(axis=1).astype(np.float64), "analytic_time_s": ana.compute_s + ana.comm_s,
+            "analytic_energy_j": ana.client_energy_j,
         }
         assert set(clients) == set(CLIENT_METRICS)
         losses = col["loss"][np.isfinite(col["loss"])]
@@ -130,6 +142,10 @@ class Server:
             "train_loss": float(losses.mean()) if losses.size else math.nan,
             "deadline_s": plan.deadline_s if math.isfinite(plan.deadline_s) else math.nan,
             "rejected": int(col["rejected"].sum()),
+            "t_star": notes.t_star, "analytic_time_s": ana.time_s, "analytic_elapsed_s": self.analytic_elapsed,
+            "analytic_energy_j": ana.energy_j, "analytic_energy_cum_j": self.analytic_energy,
+            "analytic_mb_up": ana.up_bytes / 1e6, "analytic_mb_down": ana.down_bytes / 1e6,
+            "trained_pct": 100.0 * ana.trained_fraction,
         }
         names = tier_names(setup)
         tier_f1 = np.array([ev.tier_f1[t] if ev else math.nan for t in names])
@@ -143,10 +159,12 @@ class Server:
             for b, vec in enumerate(self.blocks):
                 np.save(self.dump_dir / f"r{rnd}-{when}-b{b}.npy", vec)
 
-    def restore(self, blocks: list[np.ndarray], wall_elapsed: float, virtual_elapsed: float) -> None:
-        """Continue from a checkpoint's global blocks and elapsed times."""
+    def restore(self, blocks: list[np.ndarray], wall_elapsed: float, virtual_elapsed: float,
+                analytic: tuple[float, float] = (0.0, 0.0)) -> None:
+        """Continue from a checkpoint's global groups and elapsed times."""
         self.blocks = [np.array(b, np.float32) for b in blocks]
         self.wall_elapsed, self.virtual_elapsed = wall_elapsed, virtual_elapsed
+        self.analytic_elapsed, self.analytic_energy = analytic
         self.sync_model()
 
     def run(self, first_round: int = 1) -> list[RoundRecord]:

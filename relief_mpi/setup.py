@@ -7,7 +7,6 @@ every rank agrees on the fleet, the data partition, the block partition and the 
 from __future__ import annotations
 
 import copy
-import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,14 +18,21 @@ from relief_mpi.data.base import FederatedData
 from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
 from relief_mpi.device.clock import DeviceClock
 from relief_mpi.device.energy import process_meter, source_of
-from relief_mpi.device.fleet import ClientDevice, load_fleet, resolve_fleet
+from relief_mpi.device.fleet import PAPER_FLEET, ClientDevice, load_fleet, paper_fleet, resolve_fleet
 from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
 from relief_mpi.model.blocks import BlockRegistry
-from relief_mpi.model.flops import FlopCosts, measure_costs
+from relief_mpi.model.flops import FlopCosts, group_flops, measure_costs
+from relief_mpi.model.groups import GroupRegistry
 from relief_mpi.model.net import MultimodalNet, kept
-from relief_mpi.strategy.base import BlockInfo, FleetInfo, Strategy, StrategyContext
+from relief_mpi.model.paper import PaperNet
+from relief_mpi.rounds import FleetInfo, GroupInfo
+from relief_mpi.strategy.base import Strategy, StrategyContext
+from relief_mpi.strategy.heterofl import HeteroFL
 from relief_mpi.strategy.registry import make_strategy
+
+Model = MultimodalNet | PaperNet
+Registry = BlockRegistry | GroupRegistry
 
 
 @dataclass
@@ -34,7 +40,7 @@ class RunSetup:
     config: RunConfig
     devices: list[ClientDevice]
     data: FederatedData
-    registry: BlockRegistry
+    registry: Registry
     costs: FlopCosts
     strategy: Strategy
     rare_modality: int | None
@@ -46,7 +52,7 @@ class RunSetup:
     def n_clients(self) -> int:
         return len(self.devices)
 
-    def make_model(self) -> MultimodalNet:
+    def make_model(self) -> Model:
         torch.manual_seed(self.config.seed)
         return _net(self.config, self.data)
 
@@ -56,12 +62,10 @@ class RunSetup:
 
     def trainer(self, k: int, fault: tuple[str, int] | None = None, dump_dir: str | None = None) -> LocalTrainer:
         cfg = self.config
-        width = self.strategy.client_width(k)
-        role = ClientRole(client=k, modalities=self.client_modalities(k),
-                          zero_fill=self.strategy.zero_fill_absent, prox_mu=self.strategy.prox_mu,
-                          lr=cfg.strategy.lr, momentum=cfg.strategy.momentum,
-                          batch_size=cfg.strategy.batch_size, seed=cfg.seed, fault=fault,
-                          dump_dir=dump_dir, width=width)
+        recipe = self.strategy.recipe(k)
+        width = recipe.width
+        role = ClientRole(client=k, modalities=self.client_modalities(k), recipe=recipe,
+                          batch_size=cfg.strategy.batch_size, seed=cfg.seed, fault=fault, dump_dir=dump_dir)
         clock = DeviceClock(self.devices[k].profile, cfg.device.clock)
         costs = self.costs if width >= 1.0 else width_costs(cfg, self.data, width)
         trainer = LocalTrainer(role, self.make_model(), self.registry, self.data.spec, self.data.clients_train[k],
@@ -72,12 +76,36 @@ class RunSetup:
         return trainer
 
 
-def _net(cfg: RunConfig, data: FederatedData, width: float = 1.0) -> MultimodalNet:
+def _net(cfg: RunConfig, data: FederatedData, width: float = 1.0) -> Model:
     m = cfg.model
+    if m.model == "paper":
+        return PaperNet([len(x.channels) for x in data.spec.modalities], len(data.spec.classes), rho=m.rho,
+                        b_mode=m.b_mode, lora=m.mode == "lora")
     return MultimodalNet([len(x.channels) for x in data.spec.modalities], len(data.spec.classes),
                          feature_dim=kept(m.feature_dim, width), hidden_channels=kept(m.hidden_channels, width),
                          fusion_dim=kept(m.fusion_dim, width), lora_rank=m.lora_rank if m.mode == "lora" else 0,
                          lora_alpha=m.lora_alpha)
+
+
+def make_registry(cfg: RunConfig, model: Model, names: tuple[str, ...]) -> Registry:
+    """The model's parameter groups (paper model) or modality blocks (small model)."""
+    m = cfg.model
+    try:
+        if isinstance(model, PaperNet):
+            if m.groups_per_modality != 1:
+                raise ValueError("--groups-per-modality splits the small model's blocks; the paper model has its "
+                                 "own parameter groups (use --model small)")
+            return GroupRegistry(model, names, m.mode)
+        return BlockRegistry(model, names, m.mode, m.groups_per_modality)
+    except ValueError as e:
+        raise ReliefError(str(e)) from None
+
+
+def group_info(registry: Registry, model: Model, data: FederatedData) -> GroupInfo:
+    chans = [len(m.channels) for m in data.spec.modalities]
+    flops = group_flops(model, registry, chans, data.window_len)
+    return GroupInfo(registry.names, registry.kinds, tuple(registry.modality), registry.sizes, registry.n_params,
+                     flops)
 
 
 def width_costs(cfg: RunConfig, data: FederatedData, width: float) -> FlopCosts:
@@ -117,7 +145,12 @@ def rare_modality(modality_sets: list[frozenset[int]], n_modalities: int) -> int
 
 def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = None) -> RunSetup:
     profiles = load_profiles(cfg.device.profiles_dir)
-    devices = resolve_fleet(load_fleet(cfg.device.fleet), n_clients, profiles, hostnames)
+    if cfg.strategy.name == "b-block" and cfg.model.b_mode != "block":
+        raise ReliefError("--strategy b-block is the published preset with one B per modality: use --b-mode block")
+    if cfg.device.fleet == PAPER_FLEET:
+        devices = paper_fleet(cfg.data.dataset, n_clients, profiles)
+    else:
+        devices = resolve_fleet(load_fleet(cfg.device.fleet), n_clients, profiles, hostnames)
     raw = load_raw(cfg.data, cfg.seed)
     names = raw.spec.modality_names()
     sets = []
@@ -130,10 +163,7 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
     data = build_federated(cfg.data, cfg.seed, sets, raw)
     torch.manual_seed(cfg.seed)
     probe = _net(cfg, data)
-    try:
-        registry = BlockRegistry(probe, names, cfg.model.mode, cfg.model.groups_per_modality)
-    except ValueError as e:
-        raise ReliefError(str(e)) from None
+    registry = make_registry(cfg, probe, names)
     costs = measure_costs(probe, [len(m.channels) for m in data.spec.modalities], data.window_len,
                           cfg.strategy.batch_size)
     mod_sets = [frozenset(names.index(m) for m in s) for s in data.modality_sets]
@@ -142,14 +172,13 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
         flops=tuple(d.profile.flops for d in devices), uplink_mbps=tuple(d.profile.uplink_mbps for d in devices),
         downlink_mbps=tuple(d.profile.downlink_mbps for d in devices),
         latency_ms=tuple(d.profile.latency_ms for d in devices),
-        n_train=tuple(len(w) for w in data.clients_train))
-    ctx = StrategyContext(cfg.strategy, BlockInfo(registry.names, registry.sizes,
-                                                  tuple(registry.modality_of(b) for b in range(len(registry)))),
-                          fleet, costs, len(names), cfg.seed, cfg.model.mode)
+        n_train=tuple(len(w) for w in data.clients_train), p_busy_w=tuple(d.profile.p_busy_w for d in devices))
+    ctx = StrategyContext(cfg.strategy, group_info(registry, probe, data), fleet, costs, len(names), cfg.seed,
+                          cfg.model.mode, cfg.strategy.batch_size)
+    if cfg.strategy.name == "heterofl" and cfg.model.mode != "cnn":
+        raise ReliefError("--strategy heterofl scales layer widths and is defined for --mode cnn only")
     strategy = make_strategy(cfg.strategy.name, ctx)
-    if cfg.strategy.name == "heterofl":
-        if cfg.model.mode != "cnn":
-            raise ReliefError("--strategy heterofl scales layer widths and is defined for --mode cnn only")
+    if isinstance(strategy, HeteroFL) and isinstance(registry, BlockRegistry) and isinstance(probe, MultimodalNet):
         strategy.set_entry_masks({w: entry_masks(registry, probe, w) for w in set(strategy.widths)})
     return RunSetup(cfg, devices, data, registry, costs, strategy, rare_modality(mod_sets, len(names)))
 
@@ -162,7 +191,3 @@ def modeled_energy(setup: RunSetup, busy: np.ndarray, round_s: float, nbytes: np
         idle = max(0.0, round_s - busy[k])
         out[k] = p.p_busy_w * busy[k] + p.p_idle_w * idle + p.energy_per_bit_nj * 1e-9 * 8 * nbytes[k]
     return out
-
-
-def finite_or_nan(x: float) -> float:
-    return x if math.isfinite(x) else float("nan")

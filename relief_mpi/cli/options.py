@@ -8,10 +8,14 @@ from typing import Any
 import click
 
 from relief_mpi.config import (
+    B_MODES,
     CLOCKS,
     DATASETS,
+    MODELS,
     MODES,
+    PUBLISHED_STRATEGIES,
     STRATEGIES,
+    T_STAR_BRACKETS,
     DataConfig,
     DeviceConfig,
     ModelConfig,
@@ -52,19 +56,45 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                  help="Keep every k-th sample (e.g. 2 turns PAMAP2's 100 Hz into 50 Hz)."),
     click.option("--window-s", type=POS_FLOAT, default=2.56, show_default=True, help="Window length, seconds."),
     click.option("--strategy", type=click.Choice(STRATEGIES), default="fedavg", show_default=True,
-                 help="relief: cohort aggregation + divergence-guided elastic budgets; fedavg/fedprox: whole "
-                      "model, missing sensors zero-filled; heterofl: width-scaled sub-models per tier; "
-                      "relief-cohort / relief-random: ablations (no budgets / random blocks)."),
+                 help="Published presets (the authors' RELIEF, design.md section 0; Adam, --local-epochs): "
+                      "relief (= relief-fast: T*-elastic budgets, divergence-greedy groups, cohort aggregation), "
+                      "relief-acc (no budget), fedavg (whole model, zero-filled sensors, 1/N weights), "
+                      "cohort-fedavg, ablation-v2 (FedAvg weights, no mandatory A), ablation-v3 (v2 with random "
+                      "groups), b-uniform, b-freeze, b-block. Our own (SGD, --local-steps, sample weights): "
+                      "relief-ucb (our first design: UCB allocation under a FLOP deadline), relief-ucb-cohort, "
+                      "relief-ucb-random, fedavg-sgd, fedprox, heterofl (--model small)."),
+    click.option("--model", "model_name", type=click.Choice(MODELS), default="paper", show_default=True,
+                 help="paper: the authors' Conv-BN encoders (64, 128), rank-rho factored fusion, head 128-64-C; "
+                      "small: our first version's smaller CNN (needed by heterofl and --groups-per-modality)."),
+    click.option("--rho", type=click.IntRange(1, 128), default=8, show_default=True,
+                 help="Rank of the paper model's factored fusion (A_m: rho x 128)."),
+    click.option("--b-mode", type=click.Choice(B_MODES), default="shared", show_default=True,
+                 help="Paper model: one shared fusion B, or one B per modality (block; implied by b-block)."),
     click.option("--mode", type=click.Choice(MODES), default="cnn", show_default=True,
-                 help="cnn: train all parameters; lora: frozen pretrained base, LoRA on the fusion layer."),
+                 help="cnn: train all parameters; lora: frozen pretrained base, LoRA on the fusion (and, paper "
+                      "model, the head)."),
     click.option("--base", type=click.Path(dir_okay=False), default=None,
                  help="LoRA base checkpoint from `relief-mpi pretrain`; default: pretrain on the server split."),
     click.option("--groups-per-modality", type=POS_INT, default=1, show_default=True,
                  help="Split each modality block into G sub-blocks for finer budgets."),
-    click.option("--local-steps", type=POS_INT, default=10, show_default=True,
-                 help="Local SGD steps per round (a budget may cut them)."),
-    click.option("--batch-size", type=POS_INT, default=32, show_default=True, help="Local batch size."),
-    click.option("--lr", type=POS_FLOAT, default=0.05, show_default=True, help="Local learning rate."),
+    click.option("--local-steps", type=click.IntRange(1, 100_000), default=10, show_default=True,
+                 help="Our variants: local SGD steps per round (a deadline may cut them)."),
+    click.option("--local-epochs", type=click.IntRange(1, 1000), default=5, show_default=True,
+                 help="Published presets: local epochs over the client's windows per round."),
+    click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
+                 help="Local batch size (1..4096; a client with fewer windows uses them all)."),
+    click.option("--lr", type=click.FloatRange(0, 10, min_open=True), default=None,
+                 help="Local learning rate in (0, 10]; default 1e-3 (Adam) for published presets, 0.05 (SGD) "
+                      "for our variants."),
+    click.option("--lam", type=click.FloatRange(0, 1), default=None,
+                 help="Published T* interpolation: T* = (1 - lam) T_a + lam T_f; default the preset's "
+                      "(1; relief-acc and the fedavg presets are lam 0)."),
+    click.option("--gamma", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.9,
+                 show_default=True, help="Published divergence smoothing: d_bar <- gamma d + (1 - gamma) d_bar."),
+    click.option("--t-star-bracket", type=click.Choice(T_STAR_BRACKETS), default="published", show_default=True,
+                 help="published: bisect T* on [0.5 min tau, 2 max tau] as the authors do (never contains the "
+                      "communication time T_o); contains-overhead: our correction, [T_o + 0.5 min tau, "
+                      "T_o + 2 max tau max|G_n|] (docs/design.md)."),
     click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
                  help="Local SGD momentum (reset every round)."),
     click.option("--mu", type=click.FloatRange(min=0), default=0.01, show_default=True,
@@ -75,8 +105,9 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--beta", type=click.FloatRange(min=0), default=0.5, show_default=True,
                  help="UCB exploration weight of the RELIEF allocator."),
     click.option("--fleet", type=click.Path(dir_okay=False), default=None,
-                 help="Fleet file (TOML) mapping client ranks to device profiles; default: three tiers "
-                      "(high: all sensors, mid, low: accelerometer only). See `relief-mpi fleet show`."),
+                 help="Fleet file (TOML) mapping client ranks to device profiles; `paper`: the authors' device "
+                      "types (full / acc_gyro / acc_only, published proportions, in client order); default: "
+                      "three tiers (high: all sensors, mid, low: accelerometer only). See `relief-mpi fleet show`."),
     click.option("--profiles", "profiles_dir", type=click.Path(file_okay=False), default=None,
                  help="Extra device profile folder (*.toml) on top of the shipped ones."),
     click.option("--clock", type=click.Choice(CLOCKS), default="virtual", show_default=True,
@@ -112,15 +143,24 @@ def build_config(kw: dict[str, Any]) -> RunConfig:
         raise ReliefError(f"--dataset {kw['dataset']} needs --data-dir (the folder with its original files)")
     if kw["mode"] != "lora" and kw.get("base"):
         raise ReliefError("--base is only used with --mode lora")
+    model_name = kw.get("model_name", "paper")
+    b_mode = "block" if kw["strategy"] == "b-block" else kw.get("b_mode", "shared")
+    if kw["strategy"] == "heterofl" and model_name != "small":
+        raise ReliefError("--strategy heterofl scales the small model's layer widths: add --model small")
+    lr = kw.get("lr")
+    if lr is None:
+        lr = 1e-3 if kw["strategy"] in PUBLISHED_STRATEGIES else 0.05
     return RunConfig(
         rounds=kw["rounds"], seed=kw["seed"], eval_every=kw["eval_every"],
         checkpoint_every=kw.get("checkpoint_every", 0) or 0,
         data=DataConfig(dataset=kw["dataset"], data_dir=kw.get("data_dir"), modality_by=kw["modality_by"],
                         alpha=kw["alpha"], window_s=kw["window_s"], downsample=kw.get("downsample", 1)),
-        model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"]),
+        model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"],
+                          model=model_name, rho=kw.get("rho", 8), b_mode=b_mode),
         strategy=StrategyConfig(name=kw["strategy"], local_steps=kw["local_steps"], batch_size=kw["batch_size"],
-                                lr=kw["lr"], momentum=kw["momentum"], mu=kw["mu"], deadline=kw["deadline"],
-                                beta=kw["beta"]),
+                                lr=lr, momentum=kw["momentum"], mu=kw["mu"], deadline=kw["deadline"],
+                                beta=kw["beta"], local_epochs=kw.get("local_epochs", 5), lam=kw.get("lam"),
+                                gamma=kw.get("gamma", 0.9), t_star_bracket=kw.get("t_star_bracket", "published")),
         device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
     )
 
@@ -131,6 +171,8 @@ PARAM_KEYS = {
     "dataset": "data.dataset", "data_dir": "data.data_dir", "modality_by": "data.modality_by", "alpha": "data.alpha",
     "window_s": "data.window_s", "downsample": "data.downsample", "mode": "model.mode", "base": "model.base",
     "groups_per_modality": "model.groups_per_modality", "strategy": "strategy.name",
+    "model_name": "model.model", "rho": "model.rho", "b_mode": "model.b_mode", "local_epochs": "strategy.local_epochs",
+    "lam": "strategy.lam", "gamma": "strategy.gamma", "t_star_bracket": "strategy.t_star_bracket",
     "local_steps": "strategy.local_steps", "batch_size": "strategy.batch_size", "lr": "strategy.lr",
     "momentum": "strategy.momentum", "mu": "strategy.mu", "deadline": "strategy.deadline", "beta": "strategy.beta",
     "fleet": "device.fleet", "profiles_dir": "device.profiles_dir", "clock": "device.clock",

@@ -11,7 +11,7 @@ import numpy as np
 from relief_mpi.client import LocalTrainer
 from relief_mpi.comm import wire
 from relief_mpi.comm.transport import Handshake, RoundExchange, ServerTransport
-from relief_mpi.strategy.base import RoundPlan
+from relief_mpi.rounds import GroupSums, RoundPlan, zero_update
 
 
 class InProcessServerTransport(ServerTransport):
@@ -33,10 +33,11 @@ class InProcessServerTransport(ServerTransport):
             updates, report = t.train(plan, received)
             for b, buf in updates.items():
                 if b not in acc:
-                    acc[b] = wire.zero_update(self.sizes[b])
+                    acc[b] = zero_update(self.sizes[b], bool(plan.plain[b]))
                 acc[b] += buf
             reports[k] = report
-        return RoundExchange({b: wire.unpack_sums(v) for b, v in sorted(acc.items())}, reports)
+        sums = {b: GroupSums.unpack(v, self.sizes[b], bool(plan.plain[b])) for b, v in sorted(acc.items())}
+        return RoundExchange(sums, reports)
 
     def stop(self) -> None:
         pass

@@ -18,7 +18,7 @@ from mpi4py import MPI
 from relief_mpi.comm import wire
 from relief_mpi.comm.transport import ClientTransport, Handshake, RoundExchange, ServerTransport
 from relief_mpi.comm.wait import wait_all
-from relief_mpi.strategy.base import RoundPlan
+from relief_mpi.rounds import GroupSums, RoundPlan, zero_update
 
 Key = tuple[int, ...]
 _HS_FIELDS = (("version", 32), ("fingerprint", 32), ("host", 64))
@@ -116,7 +116,9 @@ class _MpiBase:
         self.cache.ensure([k for k in self.cohort_keys if k is not None], pin=True)
 
     def _trainer_keys(self, plan: RoundPlan) -> list[Key | None]:
-        keys = [members(plan.alloc[:, b]) for b in range(self.b)]
+        """Per group: server + the clients that upload it this round."""
+        up = plan.uploads
+        keys = [members(up[:, b]) for b in range(self.b)]
         self.cache.ensure([k for k in keys if k is not None])
         return keys
 
@@ -158,12 +160,13 @@ class MpiServerTransport(_MpiBase, ServerTransport):
         recv: dict[int, np.ndarray] = {}
         for b, key in enumerate(keys):
             if key is not None:
-                recv[b] = wire.zero_update(self.sizes[b])
+                recv[b] = zero_update(self.sizes[b], bool(plan.plain[b]))
                 reqs.append(self.cache.get(key).Ireduce(MPI.IN_PLACE, recv[b], op=MPI.SUM, root=0))
         reports = np.zeros((self.k + 1, len(wire.REPORT_FIELDS)), np.float64)
         reqs.append(self.world.Igather(np.zeros(len(wire.REPORT_FIELDS)), reports, root=0))
         wait_all(reqs)
-        return RoundExchange({b: wire.unpack_sums(v) for b, v in recv.items()}, reports[1:])
+        sums = {b: GroupSums.unpack(v, self.sizes[b], bool(plan.plain[b])) for b, v in recv.items()}
+        return RoundExchange(sums, reports[1:])
 
     def stop(self) -> None:
         wait_all([self.world.Ibcast(wire.plan_header(None, self.k, self.b), root=0)])
@@ -189,7 +192,7 @@ class MpiClientTransport(_MpiBase, ClientTransport):
         if header[1]:
             self.cache.close()
             return None
-        body = np.zeros((self.k, self.b + 2), np.float64)
+        body = np.zeros((self.k + 1, 2 * self.b + 2), np.float64)
         wait_all([self.world.Ibcast(body, root=0)])
         plan = wire.decode_plan(header, body)
         self._keys = self._trainer_keys(plan)

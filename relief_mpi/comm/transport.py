@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from relief_mpi.strategy.base import BlockSums, RoundPlan
+from relief_mpi.rounds import GroupSums, RoundPlan
 
 
 @dataclass(frozen=True)
@@ -24,7 +24,7 @@ class Handshake:
 
 @dataclass
 class RoundExchange:
-    sums: dict[int, BlockSums]  # per block that had at least one trainer
+    sums: dict[int, GroupSums]  # per group that had at least one upload
     reports: np.ndarray  # float64 [K, len(REPORT_FIELDS)]
 
 

@@ -23,6 +23,7 @@ else:  # pragma: no cover
     import tomli as tomllib
 
 DEFAULT_FLEET = Path(__file__).parent / "fleets" / "default.toml"
+PAPER_FLEET = "paper"  # `--fleet paper`: the authors' device types, given to clients in order
 _TIER_KEYS = ("name", "profile", "sensors", "fraction", "ranks", "hosts")
 
 
@@ -150,3 +151,31 @@ def _largest_remainder(fracs: Sequence[float], n: int) -> list[int]:
         counts[donor] -= 1
         counts[first] += 1
     return counts
+
+
+# The published device-type counts (full, acc_gyro, acc_only) per dataset (design.md section 0).
+PAPER_COUNTS = {"mhealth": (3, 3, 4), "pamap2": (3, 3, 2), "spar": (5, 0, 5), "synthetic": (3, 3, 4)}
+PAPER_TYPES = (("full", "paper-full", None), ("acc_gyro", "paper-acc-gyro", ("acc", "gyro")),
+               ("acc_only", "paper-acc-only", ("acc",)))
+
+
+def paper_type_counts(dataset: str, n_clients: int) -> list[int]:
+    """How many clients of each published device type: the dataset's own counts when the client
+    count matches them, else the same proportions (largest remainder, full first)."""
+    counts = PAPER_COUNTS.get(dataset, PAPER_COUNTS["mhealth"])
+    if sum(counts) == n_clients:
+        return list(counts)
+    return _largest_remainder([c / sum(counts) for c in counts], n_clients)
+
+
+def paper_fleet(dataset: str, n_clients: int, profiles: dict[str, DeviceProfile]) -> list[ClientDevice]:
+    """`--fleet paper`: full, acc_gyro, acc_only in the published proportions, in client order (so,
+    with one client per subject, by sorted subject as the authors assign them)."""
+    if n_clients < 1:
+        raise ReliefError("the fleet needs at least one client rank (run with at least 2 MPI ranks)")
+    out: list[ClientDevice] = []
+    for (tier, profile, sensors), c in zip(PAPER_TYPES, paper_type_counts(dataset, n_clients), strict=True):
+        for _ in range(c):
+            k = len(out)
+            out.append(ClientDevice(k, k + 1, tier, profiles[profile], sensors))
+    return out

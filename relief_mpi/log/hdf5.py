@@ -25,12 +25,15 @@ ROUND_FIELDS: tuple[tuple[str, str], ...] = (
     ("virtual_elapsed_s", "<f8"), ("accuracy", "<f8"), ("macro_f1", "<f8"), ("rare_f1", "<f8"),
     ("bytes_up", "<f8"), ("bytes_down", "<f8"), ("energy_j", "<f8"), ("energy_measured_j", "<f8"),
     ("train_loss", "<f8"), ("deadline_s", "<f8"), ("rejected", "<i4"),
+    # The published analytic system model (design.md section 0), next to our emulated figures.
+    ("t_star", "<f8"), ("analytic_time_s", "<f8"), ("analytic_elapsed_s", "<f8"), ("analytic_energy_j", "<f8"),
+    ("analytic_energy_cum_j", "<f8"), ("analytic_mb_up", "<f8"), ("analytic_mb_down", "<f8"), ("trained_pct", "<f8"),
 )
 ROUND_DTYPE = np.dtype(list(ROUND_FIELDS))
 
 CLIENT_METRICS = ("busy_s", "wait_s", "idle_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
                   "bytes_up", "bytes_down", "energy_j", "energy_measured_j", "steps", "samples",
-                  "rejected", "loss", "flops")
+                  "rejected", "loss", "flops", "budget", "n_groups", "analytic_time_s", "analytic_energy_j")
 
 
 @dataclass

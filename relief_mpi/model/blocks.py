@@ -73,12 +73,33 @@ class BlockRegistry:
         in_block = {s.param for b in blocks for s in b.slices}
         self.base_params = tuple(n for n in params if n not in in_block)
         self.mode = mode
+        self.kinds = tuple("shared" if b.modality is None else "block" for b in blocks)
+        self.modality = tuple(b.modality for b in blocks)
+        self.n_params = self.sizes  # no buffers in the small model
+        self.n_stages = 0
+        self.n_head = 0
+        self._per_modality = g_n
 
     def __len__(self) -> int:
         return len(self.blocks)
 
     def modality_of(self, b: int) -> int | None:
         return self.blocks[b].modality
+
+    def group_macs(self, module_macs: dict[str, float], model: MultimodalNet) -> list[float]:
+        """Forward MACs per sample of each block: encoder m and its fusion columns to modality m's
+        block(s) (shared evenly among its sub-blocks), the head to the shared block."""
+        n_mod = len(model.encoders)
+        out = []
+        for b in self.blocks:
+            if b.modality is None:
+                out.append(sum(v for n, v in module_macs.items() if n.startswith("head")))
+                continue
+            m = b.modality
+            enc = sum(v for n, v in module_macs.items() if n.startswith(f"encoders.{m}."))
+            fusion = module_macs.get("fusion", 0.0) / n_mod
+            out.append((enc + fusion) / self._per_modality)
+        return out
 
     def get(self, model: MultimodalNet, b: int) -> np.ndarray:
         params = dict(model.named_parameters())

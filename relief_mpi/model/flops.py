@@ -1,20 +1,22 @@
-"""Per-step training cost in FLOPs, measured once with torch.utils.flop_counter on a real batch.
+"""Training cost: per-step FLOPs measured with torch.utils.flop_counter, and per-group FLOPs.
 
-The cost of one local step is additive over the model's parts: every present encoder's
+The cost of one local step is additive over the model's parts: every encoded modality's
 forward, the fusion+head forward and backward, and the backward of each encoder that trains.
-Measuring the parts once gives the cost of any block set without re-running anything.
+Measuring the parts once gives the cost of any group set without re-running anything; this is
+what our emulated clock charges. The published cost model instead charges a group
+6 x its forward multiply-accumulates per sample (`group_flops`), whatever else the step runs.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
-
-from relief_mpi.model.net import MultimodalNet
 
 
 @dataclass(frozen=True)
@@ -25,36 +27,78 @@ class FlopCosts:
     top_bwd: float
     batch_size: int
 
-    def step(self, present: Iterable[int], trained_encoders: Iterable[int]) -> float:
-        """FLOPs of one step that encodes `present` and back-propagates into `trained_encoders`."""
-        return (sum(self.enc_fwd[m] for m in present) + self.top_fwd + self.top_bwd
-                + sum(self.enc_bwd[m] for m in trained_encoders))
+    def step(self, present: Iterable[int], trained_encoders: Iterable[int], batch: int | None = None) -> float:
+        """FLOPs of one step of `batch` samples (default: the measured batch) that encodes `present`
+        and back-propagates into `trained_encoders`. FLOPs scale linearly with the batch."""
+        total = (sum(self.enc_fwd[m] for m in present) + self.top_fwd + self.top_bwd
+                 + sum(self.enc_bwd[m] for m in trained_encoders))
+        return total if batch is None else total * batch / self.batch_size
 
 
-def _count(fn) -> float:
+def _count(fn: Any) -> float:
     with FlopCounterMode(display=False) as fc:
         fn()
     return float(fc.get_total_flops())
 
 
-def measure_costs(model: MultimodalNet, modality_channels: list[int], window_len: int,
-                  batch_size: int) -> FlopCosts:
+def measure_costs(model: Any, modality_channels: list[int], window_len: int, batch_size: int) -> FlopCosts:
+    """Measure on a small probe batch and scale to `batch_size`: FLOPs are linear in the batch, and
+    a probe of the full batch size would allocate memory in proportion to an option's value."""
+    probe = min(batch_size, 4)
+    was_training = model.training
+    model.train()
     enc_fwd, enc_bwd = [], []
     for m, enc in enumerate(model.encoders):
-        x = torch.zeros(batch_size, modality_channels[m], window_len)
+        x = torch.zeros(probe, modality_channels[m], window_len)
         out: dict[str, torch.Tensor] = {}
         enc_fwd.append(_count(lambda enc=enc, x=x, out=out: out.__setitem__("h", enc(x))))
-        enc_bwd.append(_count(lambda out=out: out["h"].sum().backward()))
+        h = out["h"]
+        enc_bwd.append(_count(lambda h=h: h.sum().backward()) if h.requires_grad else 0.0)
     model.zero_grad(set_to_none=True)
-    h = torch.zeros(batch_size, model.fusion.in_features, requires_grad=True)
-    y = torch.zeros(batch_size, dtype=torch.long)
+    hs = [torch.zeros(probe, e.out_dim if hasattr(e, "out_dim") else model.feature_dim, requires_grad=True)
+          for e in model.encoders]
+    y = torch.zeros(probe, dtype=torch.long)
     res: dict[str, torch.Tensor] = {}
-
-    def top() -> None:
-        z = F.relu(F.linear(h, model.fusion_weight(), model.fusion.bias))
-        res["loss"] = F.cross_entropy(model.head(z), y)
-
-    top_fwd = _count(top)
+    top_fwd = _count(lambda: res.__setitem__("loss", F.cross_entropy(model.top(hs), y)))
     top_bwd = _count(lambda: res["loss"].backward())
     model.zero_grad(set_to_none=True)
-    return FlopCosts(tuple(enc_fwd), tuple(enc_bwd), top_fwd, top_bwd, batch_size)
+    model.train(was_training)
+    scale = batch_size / probe
+    return FlopCosts(tuple(v * scale for v in enc_fwd), tuple(v * scale for v in enc_bwd), top_fwd * scale,
+                     top_bwd * scale, batch_size)
+
+
+def module_macs(model: nn.Module, modality_channels: list[int], window_len: int) -> dict[str, float]:
+    """Forward multiply-accumulates per sample of every Conv1d and Linear that runs, by module name."""
+    names = {id(mod): n for n, mod in model.named_modules()}
+    macs: dict[str, float] = {}
+
+    def hook(mod: nn.Module, inputs: Any, out: torch.Tensor) -> None:
+        n = out.shape[0]
+        if isinstance(mod, nn.Conv1d):
+            v = out.numel() / n * (mod.in_channels // mod.groups) * mod.kernel_size[0]
+        else:
+            assert isinstance(mod, nn.Linear)
+            v = out.numel() / n * mod.in_features
+        macs[names[id(mod)]] = macs.get(names[id(mod)], 0.0) + float(v)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, (nn.Conv1d, nn.Linear))]
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model([torch.zeros(2, c, window_len) for c in modality_channels])
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    fusion = getattr(model, "fusion", None)
+    if isinstance(fusion, nn.Linear) and "fusion" not in macs:  # the small model applies it functionally
+        macs["fusion"] = float(fusion.in_features * fusion.out_features)
+    return macs
+
+
+def group_flops(model: Any, registry: Any, modality_channels: list[int], window_len: int) -> tuple[float, ...]:
+    """Training FLOPs per sample of each group as the published cost model counts them."""
+    macs = module_macs(model, modality_channels, window_len)
+    return tuple(6.0 * v for v in registry.group_macs(macs, model))

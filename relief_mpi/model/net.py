@@ -81,6 +81,11 @@ class MultimodalNet(nn.Module):
                 hs.append(enc(x, width))
         return torch.cat(hs, dim=1)
 
+    def top(self, hs: Sequence[torch.Tensor]) -> torch.Tensor:
+        """Fusion and head on the encoders' features."""
+        z = F.relu(F.linear(torch.cat(list(hs), dim=1), self.fusion_weight(), self.fusion.bias))
+        return self.head(z)
+
     def forward(self, xs: Sequence[torch.Tensor | None], no_grad: frozenset[int] = frozenset(),
                 width: float = 1.0) -> torch.Tensor:
         h = self.features(xs, no_grad, width)

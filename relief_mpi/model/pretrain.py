@@ -6,20 +6,24 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.errors import ReliefError
-from relief_mpi.model.net import MultimodalNet
 
 
-def pretrain(model: MultimodalNet, spec: DatasetSpec, data: WindowSet, epochs: int, batch_size: int,
+def pretrain(model: nn.Module, spec: DatasetSpec, data: WindowSet, epochs: int, batch_size: int,
              lr: float, seed: int) -> float:
     """Train encoders, fusion and head on all modalities; return the last epoch's mean loss."""
     if len(data) == 0:
         raise ReliefError("the server split is empty: raise --server-fraction to pretrain a LoRA base")
     x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
     gen = torch.Generator().manual_seed(seed)
-    params = [p for n, p in model.named_parameters() if not n.startswith("lora_")]
+    params = [p for n, p in model.named_parameters() if not _adapter(n)]
+    for p in params:
+        p.requires_grad_(True)
+    if hasattr(model, "base_training"):
+        model.base_training = True  # the paper model's frozen encoders learn BatchNorm statistics here
     opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
     chans = [list(m.channels) for m in spec.modalities]
     last = float("nan")
@@ -35,13 +39,21 @@ def pretrain(model: MultimodalNet, spec: DatasetSpec, data: WindowSet, epochs: i
             opt.step()
             losses.append(float(loss.detach()))
         last = sum(losses) / len(losses)
+    if hasattr(model, "base_training"):
+        model.base_training = False
+        model.freeze_base()
     return last
+
+
+def _adapter(name: str) -> bool:
+    """Parameters trained by the federation in LoRA mode, not by pretraining."""
+    return "lora_" in name or name.startswith(("fusion.A.", "fusion.B."))
 
 
 BASE_KEYS = ("encoders.", "fusion.", "head.")
 
 
-def save_base(model: MultimodalNet, spec: DatasetSpec, path: Path) -> None:
+def save_base(model: nn.Module, spec: DatasetSpec, path: Path) -> None:
     state = {n: p.detach().clone() for n, p in model.state_dict().items() if n.startswith(BASE_KEYS)}
     meta = {"dataset": spec.name, "modalities": list(spec.modality_names()),
             "channels": [len(m.channels) for m in spec.modalities], "classes": list(spec.classes)}
@@ -50,7 +62,7 @@ def save_base(model: MultimodalNet, spec: DatasetSpec, path: Path) -> None:
     tmp.replace(path)
 
 
-def load_base(model: MultimodalNet, spec: DatasetSpec, path: Path) -> None:
+def load_base(model: nn.Module, spec: DatasetSpec, path: Path) -> None:
     """Load a base checkpoint (weights_only: a checkpoint cannot run code)."""
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

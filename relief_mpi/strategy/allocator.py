@@ -1,7 +1,7 @@
-"""Divergence-guided elastic allocation (design.md section 5).
+"""Our divergence-guided elastic allocation (design.md section 5; used by relief-ucb).
 
 Each client gets a time budget (the round deadline) and fills it greedily with the blocks it
-owns, by UCB score per unit of cost; the shared block is always in. The score of block b is
+owns, by UCB score per unit of cost; the groups of every client (no modality) are always in. The score of block b is
 D_b / max(D) + beta * sqrt(2 ln t / n_b): the running mean of its observed, normalised cohort
 divergence (scaled to [0, 1] so beta means the same on every model) plus an exploration bonus;
 a block never trained scores infinity. The scale is the largest mean among the blocks chosen
@@ -17,8 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from relief_mpi.comm.wire import plan_nbytes, report_nbytes
-from relief_mpi.strategy.base import BlockInfo, FleetInfo, StrategyContext
+from relief_mpi.rounds import FleetInfo, GroupInfo, plan_nbytes, report_nbytes, update_nbytes
 
 
 class UcbScores:
@@ -63,8 +62,9 @@ class ClientCost:
     """Emulated seconds for client k to run `steps` steps over a block set and move its bytes."""
 
     fleet: FleetInfo
-    blocks: BlockInfo
-    ctx: StrategyContext
+    blocks: GroupInfo
+    costs: object  # FlopCosts
+    lora: bool
     ownership: np.ndarray
 
     def seconds(self, k: int, blocks: frozenset[int], steps: int) -> float:
@@ -76,13 +76,14 @@ class ClientCost:
             return 0.0  # a native device's speed is measured, not known in advance
         present = self.fleet.modality_sets[k]
         enc: set[int] = set()
-        if self.ctx.mode == "cnn":  # LoRA: encoders frozen, no block adds encoder backward
-            enc = {m for b in blocks if (m := self.blocks.modality[b]) is not None} & present
-        return self.ctx.costs.step(present, enc) / speed
+        if not self.lora:  # LoRA: encoders frozen, no group adds encoder backward
+            enc = {m for b in blocks if (m := self.blocks.modality[b]) is not None
+                   and self.blocks.kinds[b] in ("block", "enc")} & present
+        return self.costs.step(present, enc) / speed  # type: ignore[attr-defined]
 
     def transfer_s(self, k: int, blocks: frozenset[int]) -> float:
         """The same bytes a client counts: its update buffers + report up, plan + owned blocks down."""
-        up = sum(4 * (self.blocks.sizes[b] + 2) for b in blocks) + report_nbytes()
+        up = sum(update_nbytes(self.blocks.sizes[b], False) for b in blocks) + report_nbytes()
         owned = np.flatnonzero(self.ownership[k])
         down = plan_nbytes(*self.ownership.shape) + sum(4 * self.blocks.sizes[b] for b in owned)
         lat = self.fleet.latency_ms[k] / 1000.0
@@ -99,7 +100,7 @@ def resolve_deadline(spec: str, full_times: list[float]) -> float:
     return float(spec)
 
 
-def allocate(cost: ClientCost, owned: list[list[int]], shared: int, deadline: float, local_steps: int,
+def allocate(cost: ClientCost, owned: list[list[int]], shared: frozenset[int], deadline: float, local_steps: int,
              priority: Callable[[int, list[int]], list[int]]) -> tuple[np.ndarray, np.ndarray]:
     """Greedy budget fill per client, then coverage of every affordable block.
 
@@ -112,15 +113,15 @@ def allocate(cost: ClientCost, owned: list[list[int]], shared: int, deadline: fl
     steps = np.full(k_n, local_steps, np.int64)
     chosen: list[set[int]] = []
     for k in range(k_n):
-        sel = {shared}
-        for b in priority(k, [b for b in owned[k] if b != shared]):
+        sel = set(shared)
+        for b in priority(k, [b for b in owned[k] if b not in shared]):
             if cost.seconds(k, frozenset(sel | {b}), local_steps) <= deadline:
                 sel.add(b)
         chosen.append(sel)
     # Coverage: a block nobody picked goes to an owner that can afford it, adding it where there is
     # slack, else swapping out blocks that stay covered by someone else (never uncovering another).
     for b in range(b_n):
-        if b == shared or any(b in s for s in chosen):
+        if b in shared or any(b in s for s in chosen):
             continue
         owners = [k for k in range(k_n) if b in owned[k]]
         owners.sort(key=lambda k: cost.seconds(k, frozenset(chosen[k]), local_steps))
@@ -130,8 +131,9 @@ def allocate(cost: ClientCost, owned: list[list[int]], shared: int, deadline: fl
                 break
         else:
             for k in owners:
-                sole = {c for c in chosen[k] if c != shared and not any(c in chosen[j] for j in range(k_n) if j != k)}
-                keep = {shared, b} | sole
+                sole = {c for c in chosen[k]
+                        if c not in shared and not any(c in chosen[j] for j in range(k_n) if j != k)}
+                keep = set(shared) | {b} | sole
                 if cost.seconds(k, frozenset(keep), local_steps) > deadline:
                     continue
                 for c in priority(k, [c for c in chosen[k] if c not in keep]):

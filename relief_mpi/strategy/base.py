@@ -1,13 +1,15 @@
-"""The strategy interface: configure a round (who trains which block, how long), aggregate it.
+"""The strategy interface: what a client does (hooks), who trains what (configure_round), how the
+reduced sums become new groups (aggregate). A strategy never imports MPI and never mutates the
+groups it is given; it returns new ones.
 
-Aggregation works on per-block sums that the transport reduces, never on one client's delta:
-for block b, S_wd = sum n_k delta_k, S_w = sum n_k, S_wsq = sum n_k ||delta_k||^2.
+Aggregation sees only per-group sums that the transport reduced (rounds.GroupSums), never one
+client's delta.
 """
 
 from __future__ import annotations
 
 import math
-from abc import ABC
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -15,119 +17,74 @@ import numpy as np
 
 from relief_mpi.config import StrategyConfig
 from relief_mpi.model.flops import FlopCosts
+from relief_mpi.rounds import ClientRecipe, FleetInfo, GroupInfo, GroupSums, PlanNotes, RoundPlan
 
-
-@dataclass(frozen=True)
-class FleetInfo:
-    """What a strategy knows of the clients (index k = client k = rank k+1)."""
-
-    modality_sets: tuple[frozenset[int], ...]  # modality indices each client has
-    tiers: tuple[str, ...]
-    flops: tuple[float, ...]  # profile speed, FLOP/s (inf = native)
-    uplink_mbps: tuple[float, ...]
-    downlink_mbps: tuple[float, ...]
-    latency_ms: tuple[float, ...]
-    n_train: tuple[int, ...]
-
-    @property
-    def n_clients(self) -> int:
-        return len(self.modality_sets)
-
-
-@dataclass(frozen=True)
-class BlockInfo:
-    names: tuple[str, ...]
-    sizes: tuple[int, ...]
-    modality: tuple[int | None, ...]  # None = shared
+PAPER_KINDS = frozenset({"A", "B", "enc", "head"})
 
 
 @dataclass(frozen=True)
 class StrategyContext:
     config: StrategyConfig
-    blocks: BlockInfo
+    groups: GroupInfo
     fleet: FleetInfo
     costs: FlopCosts
     n_modalities: int
     seed: int
     mode: str = "cnn"
+    batch_size: int = 32
 
 
 @dataclass(frozen=True)
-class RoundPlan:
-    round: int
-    alloc: np.ndarray  # uint8 [K, B]: 1 = client k trains and uploads block b this round
-    steps: np.ndarray  # int64 [K]: local steps
-    deadline_s: float  # emulated seconds from round start; inf = none
-
-
-@dataclass(frozen=True)
-class BlockSums:
-    weighted_delta: np.ndarray  # sum_k n_k delta_k
-    weight: float  # sum_k n_k
-    weighted_sq_norm: float  # sum_k n_k ||delta_k||^2
-
-
-def divergence(s: BlockSums) -> float:
-    """(S_wsq / S_w - ||S_wd / S_w||^2) / size: the weighted variance of the trainers' deltas per
-    parameter, from the sums alone (the server never sees one client's delta). Needs S_w > 0."""
-    mean = s.weighted_delta.astype(np.float64) / s.weight
-    return max(0.0, (s.weighted_sq_norm / s.weight - float(mean @ mean)) / max(1, mean.size))
-
-
-def cohort_update(global_block: np.ndarray, s: BlockSums) -> tuple[np.ndarray, float]:
-    """Apply the weighted mean delta; return the new block and its normalised divergence.
-    A block nobody trained (S_w = 0) is returned unchanged, with NaN divergence."""
-    if s.weight <= 0:
-        return global_block, math.nan
-    mean = s.weighted_delta.astype(np.float64) / s.weight
-    return (global_block.astype(np.float64) + mean).astype(np.float32), divergence(s)
+class Aggregated:
+    groups: list[np.ndarray]  # the new global value of every group
+    divergence: np.ndarray  # float64 [G]; NaN where nothing was measured
 
 
 class Strategy(ABC):
-    """Base: every client trains every block it owns, full budget, cohort-wise averaging."""
+    """Hooks with the defaults of our own variants: SGD for --local-steps, absent sensors not encoded,
+    sample-weighted uploads."""
 
     name: ClassVar[str] = "base"
-    zero_fill_absent: ClassVar[bool] = False  # True: run the whole model on zero-filled inputs
+    zero_fill: ClassVar[bool] = False  # absent sensors: zero inputs through their encoders
 
     def __init__(self, ctx: StrategyContext) -> None:
         self.ctx = ctx
-        k, b = ctx.fleet.n_clients, len(ctx.blocks.names)
-        own = np.zeros((k, b), bool)
-        for i, mods in enumerate(ctx.fleet.modality_sets):
-            for j, m in enumerate(ctx.blocks.modality):
-                own[i, j] = self.zero_fill_absent or m is None or m in mods
+        g = ctx.groups
+        own = np.zeros((ctx.fleet.n_clients, len(g)), bool)
+        for k, mods in enumerate(ctx.fleet.modality_sets):
+            for j, m in enumerate(g.modality):
+                own[k, j] = self.zero_fill or m is None or m in mods
         self._ownership = own
 
-    # -- hooks ---------------------------------------------------------------------------------
-    @property
-    def prox_mu(self) -> float:
-        return 0.0
-
-    def client_width(self, k: int) -> float:
-        """Sub-model width of client k (HeteroFL); 1.0 = the whole model."""
+    # -- what a client does --------------------------------------------------------------------
+    def recipe(self, k: int) -> ClientRecipe:
         del k
-        return 1.0
+        c = self.ctx.config
+        return ClientRecipe(zero_fill=self.zero_fill, optimizer="sgd", lr=c.lr, momentum=c.momentum)
 
     def ownership(self) -> np.ndarray:
-        """bool [K, B]: blocks a client receives every round (it needs them for its forward)."""
+        """bool [K, G]: groups a client receives every round (it needs them for its forward)."""
         return self._ownership
 
+    def accessible(self, k: int) -> tuple[int, ...]:
+        """Groups client k may train (the published cost model averages its group times over them)."""
+        return tuple(int(j) for j in np.flatnonzero(self._ownership[k]))
+
+    # -- the round -----------------------------------------------------------------------------
+    @abstractmethod
     def configure_round(self, rnd: int) -> RoundPlan:
-        k = self.ctx.fleet.n_clients
-        return RoundPlan(rnd, self._ownership.astype(np.uint8),
-                         np.full(k, self.ctx.config.local_steps, np.int64), math.inf)
+        """The plan of round `rnd` (1-based)."""
 
-    def aggregate(self, rnd: int, plan: RoundPlan, blocks: list[np.ndarray], sums: dict[int, BlockSums],
-                  n_samples: np.ndarray) -> np.ndarray:
-        """Update `blocks` in place; return the divergence per block (NaN where untrained)."""
-        div = np.full(len(blocks), np.nan)
-        for b, s in sums.items():
-            blocks[b], div[b] = cohort_update(blocks[b], s)
-        self.observe(rnd, plan, div)
-        return div
+    def notes(self, plan: RoundPlan) -> PlanNotes:
+        """Facts about the last plan for the log: T*, budgets, samples per client."""
+        return PlanNotes(budget=plan.alloc.sum(axis=1).astype(np.int64),
+                         accessible=tuple(self.accessible(k) for k in range(self.ctx.fleet.n_clients)),
+                         samples=plan.steps * self.ctx.batch_size)
 
-    def observe(self, rnd: int, plan: RoundPlan, divergence: np.ndarray) -> None:
-        """Called after aggregation; stateful strategies update their statistics here."""
+    @abstractmethod
+    def aggregate(self, rnd: int, plan: RoundPlan, groups: list[np.ndarray], sums: dict[int, GroupSums],
+                  samples: np.ndarray) -> Aggregated:
+        """New groups from the old ones, the reduced sums and each client's samples processed."""
 
     def state(self) -> dict[str, np.ndarray]:
         """Statistics a checkpoint must keep (arrays only)."""
@@ -135,3 +92,42 @@ class Strategy(ABC):
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
         del state
+
+
+def weighted_divergence(s: GroupSums, n_params: int) -> float:
+    """(sum w|d|^2 / sum w - |sum w d / sum w|^2) / n_params: the weighted variance of the uploaders'
+    deltas per parameter, from the sums alone. Needs sum w > 0."""
+    mean = s.weighted[:n_params].astype(np.float64) / s.weight
+    return max(0.0, (s.weighted_sq / s.weight - float(mean @ mean)) / max(1, n_params))
+
+
+def weighted_mean_update(group: np.ndarray, s: GroupSums) -> np.ndarray:
+    """group + sum w d / sum w (a group nobody uploaded is returned as it is)."""
+    if s.weight <= 0:
+        return group
+    return (group.astype(np.float64) + s.weighted.astype(np.float64) / s.weight).astype(np.float32)
+
+
+class SampleWeighted(Strategy):
+    """Our variants' base: every client trains every group it owns for --local-steps; each group is
+    averaged over its uploaders weighted by samples processed (cohort-wise by construction)."""
+
+    def configure_round(self, rnd: int) -> RoundPlan:
+        k = self.ctx.fleet.n_clients
+        own = self._ownership.astype(np.uint8)
+        return RoundPlan(rnd, own, own.astype(np.float64), np.full(k, self.ctx.config.local_steps, np.int64),
+                         math.inf, np.zeros(len(self.ctx.groups), np.uint8))
+
+    def aggregate(self, rnd: int, plan: RoundPlan, groups: list[np.ndarray], sums: dict[int, GroupSums],
+                  samples: np.ndarray) -> Aggregated:
+        new = list(groups)
+        div = np.full(len(groups), np.nan)
+        for g, s in sums.items():
+            if s.weight > 0:
+                new[g] = weighted_mean_update(groups[g], s)
+                div[g] = weighted_divergence(s, self.ctx.groups.n_params[g])
+        self.observe(rnd, plan, div)
+        return Aggregated(new, div)
+
+    def observe(self, rnd: int, plan: RoundPlan, divergence: np.ndarray) -> None:
+        """Called after aggregation; stateful variants update their statistics here."""

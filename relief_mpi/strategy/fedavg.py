@@ -1,26 +1,28 @@
-"""FedAvg and FedProx: the whole model on every client, missing sensors zero-filled."""
+"""Our FedAvg and FedProx: the whole model on every client, missing sensors zero-filled, SGD for
+--local-steps, sample-weighted averaging (the published FedAvg preset is in relief.py)."""
 
 from __future__ import annotations
 
-from relief_mpi.strategy.base import Strategy
+from dataclasses import replace
+
+from relief_mpi.rounds import ClientRecipe
+from relief_mpi.strategy.base import SampleWeighted
 
 
-class FedAvg(Strategy):
-    """McMahan et al. 2017: every client trains the whole model; sample-weighted average.
+class FedAvgSgd(SampleWeighted):
+    """McMahan et al. 2017: every client trains every group; weights = samples processed.
 
     A missing modality is zero-filled and its encoder still runs forward and backward: the
-    compute and bytes RELIEF saves. Averaging every block over all clients is exactly FedAvg.
-    """
+    compute and bytes RELIEF saves."""
 
-    name = "fedavg"
-    zero_fill_absent = True
+    name = "fedavg-sgd"
+    zero_fill = True
 
 
-class FedProx(FedAvg):
+class FedProx(FedAvgSgd):
     """Li et al. 2020: FedAvg plus (mu/2)||w - w_global||^2 in the local objective."""
 
     name = "fedprox"
 
-    @property
-    def prox_mu(self) -> float:
-        return self.ctx.config.mu
+    def recipe(self, k: int) -> ClientRecipe:
+        return replace(super().recipe(k), prox_mu=self.ctx.config.mu)

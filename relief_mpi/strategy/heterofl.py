@@ -10,17 +10,23 @@ per-entry denominators need no extra bytes on the wire.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 
-from relief_mpi.strategy.base import BlockSums, RoundPlan, Strategy, StrategyContext, divergence
+from relief_mpi.errors import ReliefError
+from relief_mpi.rounds import ClientRecipe, GroupSums, RoundPlan
+from relief_mpi.strategy.base import Aggregated, SampleWeighted, StrategyContext, weighted_divergence
 
 
-class HeteroFL(Strategy):
+class HeteroFL(SampleWeighted):
     name = "heterofl"
-    zero_fill_absent = True
+    zero_fill = True
 
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
+        if set(ctx.groups.kinds) - {"block", "shared"}:
+            raise ReliefError("--strategy heterofl scales layer widths of the small model; use --model small")
         widths = ctx.config.heterofl_widths
         # Tiers ranked by device speed (fastest first, a native profile counts as fastest), so the
         # widest sub-model goes to the strongest tier whatever order the fleet file lists them in.
@@ -31,24 +37,25 @@ class HeteroFL(Strategy):
         self.widths = [float(widths[min(order.index(t), len(widths) - 1)]) for t in ctx.fleet.tiers]
         self.entry_masks: dict[float, list[np.ndarray]] = {}  # width -> per-block 0/1 vectors
 
-    def client_width(self, k: int) -> float:
-        return self.widths[k]
+    def recipe(self, k: int) -> ClientRecipe:
+        return replace(super().recipe(k), width=self.widths[k])
 
     def set_entry_masks(self, masks: dict[float, list[np.ndarray]]) -> None:
         """Per width, per block: 1 where the entry belongs to that width's sub-model."""
         self.entry_masks = masks
 
-    def aggregate(self, rnd: int, plan: RoundPlan, blocks: list[np.ndarray], sums: dict[int, BlockSums],
-                  n_samples: np.ndarray) -> np.ndarray:
-        div = np.full(len(blocks), np.nan)
+    def aggregate(self, rnd: int, plan: RoundPlan, groups: list[np.ndarray], sums: dict[int, GroupSums],
+                  samples: np.ndarray) -> Aggregated:
+        """Per entry: sum of n_k delta_k over the uploaders whose sub-model holds it / their samples."""
+        new = list(groups)
+        div = np.full(len(groups), np.nan)
         for b, s in sums.items():
             if s.weight <= 0:
                 continue
-            denom = np.zeros(blocks[b].size)
-            for k in np.flatnonzero(plan.alloc[:, b]):
-                denom += n_samples[k] * self.entry_masks[self.widths[k]][b]
-            upd = np.divide(s.weighted_delta.astype(np.float64), denom, out=np.zeros(denom.size), where=denom > 0)
-            blocks[b] = (blocks[b].astype(np.float64) + upd).astype(np.float32)
-            div[b] = divergence(s)
-        self.observe(rnd, plan, div)
-        return div
+            denom = np.zeros(groups[b].size)
+            for k in np.flatnonzero(plan.uploads[:, b]):
+                denom += samples[k] * self.entry_masks[self.widths[k]][b]
+            upd = np.divide(s.weighted.astype(np.float64), denom, out=np.zeros(denom.size), where=denom > 0)
+            new[b] = (groups[b].astype(np.float64) + upd).astype(np.float32)
+            div[b] = weighted_divergence(s, self.ctx.groups.n_params[b])
+        return Aggregated(new, div)

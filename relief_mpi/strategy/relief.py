@@ -1,84 +1,245 @@
-"""RELIEF and its ablations: cohort aggregation, divergence-guided elastic budgets.
+"""RELIEF as its authors built it (design.md section 0), and the published method presets.
 
-- relief: a client receives only the blocks of its modalities, trains the blocks the allocator
-  gave it (budget = round deadline, filled by UCB score on cohort divergence per unit cost),
-  sends only those; block m is averaged over its trainers only.
-- relief-cohort: cohort aggregation, no budgets (every client trains every block it owns).
-- relief-random: budgets, but blocks picked in random order instead of by score.
+Per round: every client trains its mandatory A groups plus its other accessible groups by
+descending smoothed cohort divergence, up to an elastic budget k_n from a T* search over the
+published cost model; a round-robin floor brings back groups left out for Q rounds. The first
+round (the published round 0) trains every accessible group to seed the divergences. Clients run
+Adam (fresh every round) for E epochs with absent sensors zero-filled; uploads are unweighted
+coefficients fixed by the server: 1 / (owners that trained it) for A and encoder groups, modality
+counts for the shared B, 1 / (participants) for head groups. Divergence is zero-padded over the
+whole cohort and not normalised by size. Our log's round r is the published round r - 1.
+
+Presets (one name each): fedavg, cohort-fedavg, relief-acc (lambda 0), relief = relief-fast
+(lambda 1), ablation-v2 (FedAvg weights, no mandatory A), ablation-v3 (ablation-v2, random picks),
+b-uniform, b-freeze (B trained in the first round only), b-block (one B per modality).
 """
 
 from __future__ import annotations
 
-import math
+import ast
+from dataclasses import dataclass
 
 import numpy as np
 
-from relief_mpi.strategy.allocator import ClientCost, UcbScores, allocate, resolve_deadline
-from relief_mpi.strategy.base import RoundPlan, Strategy, StrategyContext
+from relief_mpi.errors import ReliefError
+from relief_mpi.rounds import ClientRecipe, GroupSums, PlanNotes, RoundPlan
+from relief_mpi.strategy import budget, system
+from relief_mpi.strategy.base import PAPER_KINDS, Aggregated, Strategy, StrategyContext
+
+REFRESH_EVERY = 50  # rounds between T* recalibrations
 
 
-class ReliefCohort(Strategy):
-    """Ablation: cohort-wise aggregation only (absent encoders skipped), full budgets."""
+@dataclass(frozen=True)
+class Preset:
+    lam: float = 1.0
+    aggregation: str = "cohort"  # "cohort" | "fedavg"
+    b_aggregation: str = "modality_count"  # "modality_count" | "uniform" | "freeze"
+    allocation: str = "divergence"  # "divergence" | "random"
+    mandatory: bool = True
+    scope: str = "accessible"  # "accessible" | "full_model"
+    b_mode: str = "shared"
 
-    name = "relief-cohort"
+
+_FULL = {"lam": 0.0, "scope": "full_model", "b_aggregation": "uniform"}
+PRESETS: dict[str, Preset] = {
+    "relief": Preset(),
+    "relief-fast": Preset(),
+    "relief-acc": Preset(lam=0.0),
+    "fedavg": Preset(aggregation="fedavg", **_FULL),  # type: ignore[arg-type]
+    "cohort-fedavg": Preset(aggregation="cohort", **_FULL),  # type: ignore[arg-type]
+    "ablation-v2": Preset(aggregation="fedavg", mandatory=False),
+    "ablation-v3": Preset(aggregation="fedavg", mandatory=False, allocation="random"),
+    "b-uniform": Preset(b_aggregation="uniform"),
+    "b-freeze": Preset(b_aggregation="freeze"),
+    "b-block": Preset(b_mode="block"),
+}
 
 
-class Relief(Strategy):
-    name = "relief"
+def local_steps(epochs: int, n_windows: int, batch: int) -> int:
+    """E epochs of shuffled batches, the last short batch dropped when there is more than one."""
+    return epochs * max(1, n_windows // batch) if n_windows > 0 else 0
+
+
+class PublishedRelief(Strategy):
+    zero_fill = True  # absent sensors are zeros and their encoders still run forward
 
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
-        own = self.ownership()
-        self.shared = next(b for b, m in enumerate(ctx.blocks.modality) if m is None)
-        self.owned = [[int(b) for b in np.flatnonzero(own[k])] for k in range(ctx.fleet.n_clients)]
-        self.cost = ClientCost(ctx.fleet, ctx.blocks, ctx, own)
-        steps = ctx.config.local_steps
-        self.full_times = [self.cost.seconds(k, frozenset(self.owned[k]), steps) for k in range(ctx.fleet.n_clients)]
-        self.deadline = resolve_deadline(ctx.config.deadline, self.full_times)
-        self.ucb = UcbScores(len(ctx.blocks.names), ctx.config.beta,
-                             np.array([m is not None for m in ctx.blocks.modality]))
-        self.rng = np.random.default_rng(np.random.SeedSequence([ctx.seed, 0xA110C]))
+        self.preset = PRESETS[self.name]
+        g = ctx.groups
+        if not set(g.kinds) <= PAPER_KINDS:
+            raise ReliefError(f"--strategy {self.name} is defined on the paper model's parameter groups; "
+                              "use --model paper (the default)")
+        cfg = ctx.config
+        self.lam = self.preset.lam if cfg.lam is None or self.preset.lam == 0.0 else cfg.lam
+        fleet = ctx.fleet
+        self.K = fleet.n_clients
+        self.mandatory = [[j for j in range(len(g)) if g.kinds[j] == "A" and g.modality[j] in fleet.modality_sets[k]]
+                          for k in range(self.K)]
+        n_stages = max((sum(1 for j in range(len(g)) if g.kinds[j] == "enc" and g.modality[j] == m)
+                        for m in range(ctx.n_modalities)), default=0)
+        n_head = sum(1 for kind in g.kinds if kind == "head")
+        self.q = ctx.n_modalities + n_stages + n_head + 1
+        self.samples = np.array([cfg.local_epochs * n for n in fleet.n_train], float)
+        self.steps = np.array([local_steps(cfg.local_epochs, n, ctx.batch_size) for n in fleet.n_train], np.int64)
+        self.rng = np.random.default_rng(ctx.seed)
+        self.last_trained = np.zeros((self.K, len(g)), np.int64)
+        self.d_bar = np.zeros(len(g))
+        self.d_prev = np.zeros(len(g))
+        self.t_star = float("nan")
+        self.t_a = self.t_f = float("nan")
+        self._notes = PlanNotes()
+        cohort = [[k for k in range(self.K) if m is None or m in fleet.modality_sets[k]] for m in g.modality]
+        self.cohort_size = np.array([len(c) for c in cohort])
 
-    def priority(self, k: int, candidates: list[int]) -> list[int]:
-        """Best first: UCB score per second of marginal cost (never-trained blocks first)."""
-        scores = self.ucb.scores()
-        base = self.cost.seconds(k, frozenset({self.shared}), self.ctx.config.local_steps)
+    # -- hooks -----------------------------------------------------------------------------------
+    def recipe(self, k: int) -> ClientRecipe:
+        del k
+        return ClientRecipe(zero_fill=True, optimizer="adam", lr=self.ctx.config.lr, sample_weighted=False)
 
-        def key(b: int) -> tuple[float, int]:
-            extra = self.cost.seconds(k, frozenset({self.shared, b}), self.ctx.config.local_steps) - base
-            s = scores[b]
-            return (-(s / max(extra, 1e-12)) if math.isfinite(s) else -math.inf, b)
+    def accessible_at(self, k: int, r: int) -> list[int]:
+        """G_n: groups of k's modalities (every group under full_model scope), without B after the
+        first round under b-freeze."""
+        g = self.ctx.groups
+        mods = self.ctx.fleet.modality_sets[k]
+        out = []
+        for j in range(len(g)):
+            if g.kinds[j] == "B" and self.preset.b_aggregation == "freeze" and r > 0:
+                continue
+            if self.preset.scope == "accessible" and g.modality[j] is not None and g.modality[j] not in mods:
+                continue
+            out.append(j)
+        return out
 
-        return sorted(candidates, key=key)
+    def accessible(self, k: int) -> tuple[int, ...]:
+        return tuple(self.accessible_at(k, 1))
 
+    # -- the round -------------------------------------------------------------------------------
     def configure_round(self, rnd: int) -> RoundPlan:
-        self.ucb.tick()
-        alloc, steps = allocate(self.cost, self.owned, self.shared, self.deadline, self.ctx.config.local_steps,
-                                self.priority)
-        return RoundPlan(rnd, alloc, steps, self.deadline)
+        r = rnd - 1  # the published round number
+        acc = [self.accessible_at(k, r) for k in range(self.K)]
+        budgets = np.array([len(a) for a in acc], np.int64)
+        chosen = acc
+        if r > 0:
+            self._calibrate_if_due(r, acc)
+            gamma = self.ctx.config.gamma
+            self.d_bar = gamma * self.d_prev + (1.0 - gamma) * self.d_bar
+            if self.lam != 0.0:
+                chosen, budgets = self._allocate(r, acc)
+        alloc = np.zeros((self.K, len(self.ctx.groups)), np.uint8)
+        for k, sel in enumerate(chosen):
+            alloc[k, sel] = 1
+            self.last_trained[k, sel] = r
+        coef = self.coefficients(alloc)
+        plain = np.zeros(len(self.ctx.groups), np.uint8)
+        for j in range(len(self.ctx.groups)):
+            nz = coef[:, j][coef[:, j] > 0]
+            plain[j] = 1 if nz.size and not np.allclose(nz, nz[0], rtol=0, atol=1e-12) else 0
+        self._notes = PlanNotes(self.t_star, budgets, tuple(tuple(a) for a in acc), self.samples.copy())
+        return RoundPlan(rnd, alloc, coef, self.steps.copy(), float("inf"), plain)
 
-    def observe(self, rnd: int, plan: RoundPlan, divergence: np.ndarray) -> None:
-        for b, d in enumerate(divergence):
-            if math.isfinite(d):
-                self.ucb.observe(b, float(d))
+    def _calibrate_if_due(self, r: int, acc: list[list[int]]) -> None:
+        if not np.isnan(self.t_star) and r % REFRESH_EVERY != 0:
+            return
+        g, fleet = self.ctx.groups, self.ctx.fleet
+        taus = [system.tau(g, fleet, k, acc[k], self.samples[k]) for k in range(self.K)]
+        t_o = system.overhead(g, fleet, acc)
+        k_min = [self._k_min(k) for k in range(self.K)]
+        n_g = [len(a) for a in acc]
+        cfg = self.ctx.config
+        self.t_a = budget.full_training_target(t_o, taus, n_g)
+        self.t_f = budget.search_t_star(t_o, taus, k_min, n_g, bracket=cfg.t_star_bracket)
+        self.t_star = budget.interpolate_t_star(self.lam, self.t_a, self.t_f)
 
+    def _k_min(self, k: int) -> int:
+        return len(self.mandatory[k]) if self.preset.mandatory else 1
+
+    def _allocate(self, r: int, acc: list[list[int]]) -> tuple[list[list[int]], np.ndarray]:
+        d_bar = {j: float(v) for j, v in enumerate(self.d_bar)}
+        g, fleet = self.ctx.groups, self.ctx.fleet
+        t_o = system.overhead(g, fleet, acc)
+        chosen, budgets = [], np.zeros(self.K, np.int64)
+        for k in range(self.K):
+            req = self.mandatory[k] if self.preset.mandatory else []
+            tau_k = system.tau(g, fleet, k, acc[k], self.samples[k])
+            budgets[k] = budget.elastic_budget(self.t_star, t_o, tau_k, self._k_min(k))
+            if self.preset.allocation == "random":
+                sel = budget.random_selection(acc[k], req, int(budgets[k]), self.rng)
+            else:
+                sel = budget.greedy_selection(acc[k], req, d_bar, int(budgets[k]))
+            last = {j: int(self.last_trained[k, j]) for j in range(len(g))}
+            chosen.append(sorted(budget.round_robin_floor(sel, acc[k], req, last, r, self.q, d_bar)))
+        return chosen, budgets
+
+    def coefficients(self, alloc: np.ndarray) -> np.ndarray:
+        """The published aggregation weights of every (client, group) that trained (0 = not uploaded)."""
+        g, fleet = self.ctx.groups, self.ctx.fleet
+        n = self.K
+        counts = np.array([len(s) for s in fleet.modality_sets], float)
+        coef = np.zeros(alloc.shape)
+        for j in range(len(g)):
+            trainers = np.flatnonzero(alloc[:, j])
+            if trainers.size == 0:
+                continue
+            m = g.modality[j]
+            if g.kinds[j] == "B" and m is None:
+                if self.preset.b_aggregation == "uniform":
+                    coef[trainers, j] = 1.0 / n
+                else:
+                    coef[trainers, j] = counts[trainers] / counts.sum()
+            elif self.preset.aggregation == "fedavg" or m is None:
+                coef[trainers, j] = 1.0 / n
+            else:
+                owners = [k for k in trainers if m in fleet.modality_sets[k]]
+                if owners:
+                    coef[owners, j] = 1.0 / len(owners)
+        return coef
+
+    def notes(self, plan: RoundPlan) -> PlanNotes:
+        return self._notes
+
+    def aggregate(self, rnd: int, plan: RoundPlan, groups: list[np.ndarray], sums: dict[int, GroupSums],
+                  samples: np.ndarray) -> Aggregated:
+        new = list(groups)
+        div = np.zeros(len(groups))
+        for j in range(len(groups)):
+            s = sums.get(j)
+            if s is not None and s.count > 0:
+                new[j] = (groups[j].astype(np.float64) + s.weighted.astype(np.float64)).astype(np.float32)
+            div[j] = self.divergence(j, s)
+        div[self.cohort_size == 0] = np.nan
+        self.d_prev = np.nan_to_num(div, nan=0.0)
+        if rnd == 1:
+            self.d_bar = self.d_prev.copy()
+        return Aggregated(new, div)
+
+    def divergence(self, j: int, s: GroupSums | None) -> float:
+        """[sum ||d - mean||^2 + (|C| - T) ||mean||^2] / |C| with mean = sum d / |C| over the cohort C
+        (non-uploaders count as zero deltas) = sum ||d||^2 / |C| - ||sum d / |C| ||^2."""
+        if s is None or s.count <= 0:
+            return 0.0
+        n_p = self.ctx.groups.n_params[j]
+        c = max(float(self.cohort_size[j]), s.count)
+        mean = s.unweighted()[:n_p] / c
+        return max(0.0, s.plain_sq / c - float(mean @ mean))
+
+    # -- checkpoint ------------------------------------------------------------------------------
     def state(self) -> dict[str, np.ndarray]:
-        st = {f"ucb_{k}": v for k, v in self.ucb.state().items()}
-        st["rng"] = np.frombuffer(repr(self.rng.bit_generator.state).encode(), np.uint8).copy()
-        return st
+        return {"last_trained": self.last_trained.copy(), "d_bar": self.d_bar.copy(), "d_prev": self.d_prev.copy(),
+                "t": np.array([self.t_star, self.t_a, self.t_f]),
+                "rng": np.frombuffer(repr(self.rng.bit_generator.state).encode(), np.uint8).copy()}
 
     def load_state(self, state: dict[str, np.ndarray]) -> None:
-        self.ucb.load_state({k[4:]: v for k, v in state.items() if k.startswith("ucb_")})
-        if "rng" in state:
-            import ast
+        self.last_trained = np.array(state["last_trained"], np.int64)
+        self.d_bar = np.array(state["d_bar"], float)
+        self.d_prev = np.array(state["d_prev"], float)
+        self.t_star, self.t_a, self.t_f = (float(v) for v in np.asarray(state["t"]))
+        self.rng.bit_generator.state = ast.literal_eval(bytes(np.asarray(state["rng"], np.uint8)).decode())
 
-            self.rng.bit_generator.state = ast.literal_eval(bytes(np.asarray(state["rng"], np.uint8)).decode())
+
+def _preset_class(preset_name: str) -> type[PublishedRelief]:
+    return type(f"Published_{preset_name.replace('-', '_')}", (PublishedRelief,), {"name": preset_name,
+                                                                                   "__doc__": f"Preset {preset_name}."})
 
 
-class ReliefRandom(Relief):
-    """Ablation: the same budgets, blocks drawn in random order (no divergence guidance)."""
-
-    name = "relief-random"
-
-    def priority(self, k: int, candidates: list[int]) -> list[int]:
-        return [candidates[i] for i in self.rng.permutation(len(candidates))]
+PUBLISHED: dict[str, type[PublishedRelief]] = {n: _preset_class(n) for n in PRESETS}
