@@ -8,7 +8,7 @@ import contextlib
 import hashlib
 import io
 import re
-import warnings
+import sys
 import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -54,10 +54,6 @@ KNOWN_SHA256: dict[str, dict[str, str]] = {
 _CHUNK = 8 << 20
 
 
-class ChecksumWarning(UserWarning):
-    """A data file's sha256 differs from the genuine file's."""
-
-
 @dataclass(frozen=True)
 class DataFile:
     """One data file, in a folder or inside a zip (possibly a zip inside the zip)."""
@@ -84,14 +80,29 @@ class DataFile:
 
 
 def check_sha256(dataset: str, f: DataFile, digest: str) -> str | None:
-    """Warn (not fail) when a known file's sha256 differs from the genuine one; returns the note."""
+    """None when `f` is not a known file or matches the genuine one; else a note saying it differs
+    (a mismatch is never fatal: the data still load)."""
     want = KNOWN_SHA256.get(dataset, {}).get(f.name)
     if want is None or want == digest:
         return None
-    note = (f"{f.display}: sha256 {digest[:16]}... differs from the genuine UCI/README file's "
+    return (f"{f.display}: sha256 {digest[:16]}... differs from the genuine UCI/README file's "
             f"{want[:16]}...; loading it anyway (a modified or truncated copy?)")
-    warnings.warn(note, ChecksumWarning, stacklevel=3)
-    return note
+
+
+def checksum_note(dataset: str, mismatched: list[DataFile], n_files: int) -> str | None:
+    """One note for every file of a load whose sha256 differs from the genuine file's."""
+    if not mismatched:
+        return None
+    names = ", ".join(f.name for f in mismatched[:3]) + (", ..." if len(mismatched) > 3 else "")
+    where = str(Path(mismatched[0].display).parent) if len(mismatched) > 1 else mismatched[0].display
+    return (f"{where}: sha256 of {len(mismatched)} of {n_files} {dataset} files ({names}) differs from the "
+            f"genuine UCI/README files'; loading them anyway (modified, truncated or synthetic copies?)")
+
+
+def announce(note: str) -> None:
+    """Print a data warning as one line on stderr. Loading happens once per dataset and settings
+    (the prepared cache), so this is printed once, not on every run or rank."""
+    print(f"warning: {note}", file=sys.stderr, flush=True)
 
 
 def folder_file(p: Path) -> DataFile:
@@ -257,17 +268,30 @@ def by_subject(found: list[tuple[re.Match[str], DataFile]], expected: range,
 
 
 def read_subjects(path: Path, cfg: DataConfig, locate: Callable[[Path], tuple[list[tuple[int, DataFile]], list[str]]],
-                  read_file: Callable[[int, DataFile, list[str]], Recording], spec: DatasetSpec,
+                  parse: Callable[[int, DataFile, bytes], Recording], spec: DatasetSpec,
                   rate_hz: float) -> tuple[DatasetSpec, Iterator[Recording], list[str]]:
     """Spec, a generator of per-subject recordings (one file at a time) and notes filled as it runs:
-    the reading loop shared by the one-file-per-subject loaders (MHEALTH, PAMAP2)."""
+    the reading loop shared by the one-file-per-subject loaders (MHEALTH, PAMAP2). Each file is
+    read with its checksum, parsed by `parse`, then downsampled (protocol "ours": block means) or
+    preprocessed as the paper did (protocol "paper": decimation, forward-fill, per-subject z-score)."""
+    from relief_mpi.data.preprocess import paper_recording
     from relief_mpi.data.windows import downsample
 
     files, notes = locate(path)
 
     def gen() -> Iterator[Recording]:
+        mismatched = []
         for subject, f in files:
-            yield downsample(read_file(subject, f, notes), cfg.downsample)
+            data, digest = f.read()
+            if check_sha256(spec.name, f, digest):
+                mismatched.append(f)
+            rec = parse(subject, f, data)
+            del data
+            yield paper_recording(rec, cfg.downsample) if cfg.protocol == "paper" else downsample(rec, cfg.downsample)
+        note = checksum_note(spec.name, mismatched, len(files))
+        if note:
+            notes.append(note)
+            announce(note)
 
     if cfg.downsample > 1:
         spec = replace(spec, sample_rate_hz=rate_hz / cfg.downsample)

@@ -6,6 +6,9 @@ Whitespace-separated, 24 columns, 50 Hz, one file per subject:
   (0 = null class, dropped; 1..12 -> classes 0..11).
 Modalities by sensor type: acc (9 channels), gyro (6), mag (6), ecg (2);
 by body position: chest (acc + ECG, 5), ankle (9), arm (9).
+The by-type grouping is exactly the published modality map (acc = columns 0-2, 5-7, 14-16, ...),
+so protocol "paper" reads the same channels; its per-subject preprocessing is in
+files.read_subjects.
 """
 
 from __future__ import annotations
@@ -20,7 +23,6 @@ from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, make_spec
 from relief_mpi.data.files import (
     DataFile,
     by_subject,
-    check_sha256,
     find_files,
     load_all,
     parse_table,
@@ -49,6 +51,11 @@ def spec(modality_by: str = "type") -> DatasetSpec:
     return make_spec(NAME, CLASSES, CHANNELS, RATE_HZ, modality_by, TYPE_ORDER, POSITION_ORDER)
 
 
+def source_columns(protocol: str = "ours") -> tuple[int, ...]:
+    """The file column (0-based) of every channel, in channel order."""
+    return tuple(range(23))
+
+
 def locate(path: Path) -> tuple[list[tuple[int, DataFile]], list[str]]:
     """(subject, file) pairs in subject order, and notes (e.g. subjects missing)."""
     found = find_files(path, FILE_PATTERN, prefer_dir="MHEALTHDATASET")
@@ -58,11 +65,8 @@ def locate(path: Path) -> tuple[list[tuple[int, DataFile]], list[str]]:
     return by_subject(found, range(1, N_SUBJECTS + 1), lambda s: f"mHealth_subject{s}.log")
 
 
-def read_file(subject: int, f: DataFile, notes: list[str]) -> Recording:
-    data, digest = f.read()
-    note = check_sha256(NAME, f, digest)
-    if note:
-        notes.append(note)
+def parse(subject: int, f: DataFile, data: bytes) -> Recording:
+    """One subject's file: 23 sensor channels as they are, labels 1..12 -> 0..11, null -> -1."""
     arr = parse_table(f, data, N_COLUMNS, LAYOUT)
     lab = arr[:, 23]
     bad = np.flatnonzero(~np.isfinite(lab) | (lab != np.round(lab)) | (lab < 0) | (lab > len(CLASSES)))
@@ -78,7 +82,7 @@ def read_file(subject: int, f: DataFile, notes: list[str]) -> Recording:
 
 def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording], list[str]]:
     """Spec, a generator of recordings (one file at a time) and notes filled as it runs."""
-    return read_subjects(path, cfg, locate, read_file, spec(cfg.modality_by), RATE_HZ)
+    return read_subjects(path, cfg, locate, parse, spec(cfg.modality_by), RATE_HZ)
 
 
 def load(path: Path, cfg: DataConfig) -> RawDataset:

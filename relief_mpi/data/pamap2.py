@@ -13,6 +13,11 @@ Cleaning: heart rate forward-filled (back-filled before its first reading); IMU 
 linearly interpolated; samples inside a gap longer than MAX_GAP_S are also dropped (label -1).
 Modalities by type: acc (9), gyro (9), mag (9), physio = heart rate + 3 temperatures (4).
 By position: hand (10), chest (heart rate + 10), ankle (10).
+
+Protocol "paper" (the authors' preprocessing, docs/design.md section 0): subjects 101-108 only
+(109 excluded), 28 channels: heart rate as modality `hr` (1) and per IMU acc16g, gyro, mag (no
+temperatures); no interpolation and no gap dropping: every second sample kept (100 -> 50 Hz with
+downsample 2), NaNs forward-filled per channel, per-subject z-score (files.read_subjects).
 """
 
 from __future__ import annotations
@@ -27,7 +32,6 @@ from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, make_spec
 from relief_mpi.data.files import (
     DataFile,
     by_subject,
-    check_sha256,
     find_files,
     load_all,
     parse_table,
@@ -71,16 +75,48 @@ def _channel_table() -> tuple[tuple[tuple[str, str, str], ...], tuple[int, ...]]
 CHANNELS, COLUMNS = _channel_table()
 
 
-def spec(modality_by: str = "type") -> DatasetSpec:
+def _paper_channel_table() -> tuple[tuple[tuple[str, str, str], ...], tuple[int, ...]]:
+    chans: list[tuple[str, str, str]] = [("heart_rate", "hr", "chest")]
+    cols = [2]
+    for pos, b in _IMU_BASE.items():
+        for kind, off in (("acc", 1), ("gyro", 7), ("mag", 10)):
+            for i, ax in enumerate("xyz"):
+                chans.append((f"{pos}_{kind}_{ax}", kind, pos))
+                cols.append(b + off + i)
+    return tuple(chans), tuple(cols)
+
+
+PAPER_CHANNELS, PAPER_COLUMNS = _paper_channel_table()
+PAPER_TYPE_ORDER = ("acc", "gyro", "mag", "hr")
+PAPER_SUBJECTS = range(101, 109)  # the authors exclude subject 109
+
+
+def spec(modality_by: str = "type", protocol: str = "ours") -> DatasetSpec:
+    if protocol == "paper":
+        return make_spec(NAME, CLASSES, PAPER_CHANNELS, RATE_HZ, modality_by, PAPER_TYPE_ORDER, POSITION_ORDER)
     return make_spec(NAME, CLASSES, CHANNELS, RATE_HZ, modality_by, TYPE_ORDER, POSITION_ORDER)
 
 
-def locate(path: Path) -> tuple[list[tuple[int, DataFile]], list[str]]:
+def source_columns(protocol: str = "ours") -> tuple[int, ...]:
+    """The file column (0-based) of every channel, in channel order."""
+    return PAPER_COLUMNS if protocol == "paper" else COLUMNS
+
+
+def locate(path: Path, protocol: str = "ours") -> tuple[list[tuple[int, DataFile]], list[str]]:
+    """(subject, file) pairs in subject order, and notes; protocol "paper" leaves out subject 109."""
     found = find_files(path, FILE_PATTERN, prefer_dir="Protocol", avoid_dirs=("Optional",))
     if not found:
         raise ReliefError(f"{path}: no PAMAP2 files found (expected PAMAP2_Dataset/Protocol/subject101.dat ... "
                           f"subject109.dat, or the UCI zip); see `relief-mpi data fetch pamap2 --help`")
-    return by_subject(found, range(101, 101 + N_SUBJECTS), lambda s: f"subject{s}.dat")
+    if protocol != "paper":
+        return by_subject(found, range(101, 101 + N_SUBJECTS), lambda s: f"subject{s}.dat")
+    kept = [(m, f) for m, f in found if int(m.group(1)) in PAPER_SUBJECTS]
+    files, notes = by_subject(kept, PAPER_SUBJECTS, lambda s: f"subject{s}.dat")
+    if len(kept) < len(found):
+        notes.append("subject109.dat left out (protocol paper uses subjects 101-108, as the authors did)")
+    if not files:
+        raise ReliefError(f"{path}: no PAMAP2 files of subjects 101-108 found (protocol paper excludes 109)")
+    return files, notes
 
 
 def _fill(x: np.ndarray) -> np.ndarray:
@@ -132,12 +168,8 @@ def clean(arr: np.ndarray, f: DataFile) -> tuple[np.ndarray, np.ndarray, dict[st
     return x.astype(np.float32), labels, stats
 
 
-def read_file(subject: int, f: DataFile, notes: list[str]) -> Recording:
-    data, digest = f.read()
-    note = check_sha256(NAME, f, digest)
-    if note:
-        notes.append(note)
-    arr = parse_table(f, data, N_COLUMNS, LAYOUT)
+def _labels_and_check(f: DataFile, data: bytes, arr: np.ndarray) -> np.ndarray:
+    """Class index per sample (-1 for transients and optional activities); unknown ids are errors."""
     act = arr[:, 1]
     bad = np.flatnonzero(~np.isfinite(act) | (act != np.round(act)) | (act < 0))
     if bad.size:
@@ -146,13 +178,32 @@ def read_file(subject: int, f: DataFile, notes: list[str]) -> Recording:
     unknown = np.flatnonzero(~np.isin(act, list(known)))
     if unknown.size:
         raise row_error(f, data, int(unknown[0]), f"activityID {int(act[unknown[0]])} is not a PAMAP2 activity")
+    labels = np.full(len(act), -1, np.int64)
+    for a, c in _CLASS_OF.items():
+        labels[act == a] = c
+    return labels
+
+
+def parse(subject: int, f: DataFile, data: bytes) -> Recording:
+    """One subject's file, cleaned our way: 31 channels, gaps interpolated, long gaps dropped."""
+    arr = parse_table(f, data, N_COLUMNS, LAYOUT)
+    _labels_and_check(f, data, arr)
     signals, labels, _ = clean(arr, f)
     return Recording(subject, signals, labels, f.display)
 
 
+def parse_paper(subject: int, f: DataFile, data: bytes) -> Recording:
+    """One subject's file as the authors read it: 28 channels, NaNs kept for the forward-fill."""
+    arr = parse_table(f, data, N_COLUMNS, LAYOUT)
+    labels = _labels_and_check(f, data, arr)
+    return Recording(subject, arr[:, list(PAPER_COLUMNS)].astype(np.float32), labels, f.display)
+
+
 def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording], list[str]]:
     """Spec, a generator of recordings (one file at a time) and notes filled as it runs."""
-    return read_subjects(path, cfg, locate, read_file, spec(cfg.modality_by), RATE_HZ)
+    paper = cfg.protocol == "paper"
+    return read_subjects(path, cfg, lambda p: locate(p, cfg.protocol), parse_paper if paper else parse,
+                         spec(cfg.modality_by, cfg.protocol), RATE_HZ)
 
 
 def load(path: Path, cfg: DataConfig) -> RawDataset:

@@ -9,6 +9,9 @@ that subject's series. Modalities by type: acc (3), gyro (3). By position there 
 modality, `wrist` (all 6 channels), since one device carries both sensors: position grouping
 makes every client's modality set the same, so it only makes sense with a fleet whose tiers
 list `wrist` (the default fleet names sensor types).
+Protocol "paper": each subject's series are z-scored together (moments over all of that subject's
+samples, as one recording would be), after decimation when downsampling; windows stay within a
+series.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ import numpy as np
 
 from relief_mpi.config import DataConfig
 from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, make_spec
-from relief_mpi.data.files import DataFile, check_sha256, find_files, folder_file
+from relief_mpi.data.files import DataFile, announce, check_sha256, find_files, folder_file
+from relief_mpi.data.preprocess import paper_subject_series
 from relief_mpi.data.windows import downsample
 from relief_mpi.errors import ReliefError
 
@@ -59,6 +63,7 @@ def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording],
     note = check_sha256(NAME, f, digest)
     if note:
         notes.append(note)
+        announce(note)
     try:
         z = np.load(io.BytesIO(data), allow_pickle=False)
         arrs = {k: z[k] for k in _ARRAYS}
@@ -85,14 +90,25 @@ def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording],
         sp = replace(sp, sample_rate_hz=rate / cfg.downsample)
     side = z["side"].astype(np.int64) if "side" in z.files else np.full(n, -1)
 
+    def series(i: int) -> Recording:
+        a, b = int(off[i]), int(off[i + 1])
+        src = f"{f.display}[series {i}: subject {subj[i]}, {'right' if side[i] == 1 else 'left'}, {classes[y[i]]}]"
+        return Recording(int(subj[i]), sig[a:b].astype(np.float32), np.full(b - a, y[i], np.int64), src)
+
     def gen() -> Iterator[Recording]:
         for i in range(n):
-            a, b = int(off[i]), int(off[i + 1])
-            src = f"{f.display}[series {i}: subject {subj[i]}, {'right' if side[i] == 1 else 'left'}, {classes[y[i]]}]"
-            rec = Recording(int(subj[i]), sig[a:b].astype(np.float32), np.full(b - a, y[i], np.int64), src)
-            yield downsample(rec, cfg.downsample)
+            yield downsample(series(i), cfg.downsample)
 
-    return sp, gen(), notes
+    def gen_paper() -> Iterator[Recording]:
+        done: dict[int, Recording] = {}
+        for s in np.unique(subj):
+            idx = np.flatnonzero(subj == s)
+            done.update(zip(idx.tolist(), paper_subject_series([series(int(i)) for i in idx], cfg.downsample),
+                            strict=True))
+        for i in range(n):
+            yield done.pop(i)
+
+    return sp, (gen_paper() if cfg.protocol == "paper" else gen()), notes
 
 
 def load(path: Path, cfg: DataConfig) -> RawDataset:

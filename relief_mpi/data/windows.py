@@ -4,6 +4,10 @@ The split is made on time before windowing: each contiguous run of one label in 
 gives its last `test_fraction` of samples to test, so no window (overlapping or not) can hold
 samples of both sides and every class a recording has appears on both sides.
 
+Two kinds of windows: "pure" ones (protocol ours) lie inside one label run, so every sample has
+the window's label; "majority" ones (protocol paper) slide over the whole recording and take
+their samples' majority label, windows whose majority is not a class (null, transient) dropped.
+
 Windows are first *indexed* (recording, start sample, label, subject): cheap, labels only. The
 samples are cut later, only for the windows a rank needs (`cut_windows`), from any store that
 can read a slice of a recording (memory, or the HDF5 cache).
@@ -78,6 +82,36 @@ def geometry(rate_hz: float, window_s: float, overlap: float) -> tuple[int, int]
     return length, hop
 
 
+def window_geometry(rate_hz: float, window_s: float, overlap: float, window: int = 0,
+                    stride: int = 0) -> tuple[int, int]:
+    """Window length and hop in samples: `window` / `stride` when set (> 0), else from seconds and
+    overlap (a set window with no stride keeps the overlap)."""
+    length, hop = geometry(rate_hz, window_s, overlap)
+    if window > 0:
+        length = int(window)
+        hop = max(1, int(round(length * (1.0 - overlap))))
+    if stride > 0:
+        hop = int(stride)
+    return length, hop
+
+
+def majority_labels(labels: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
+    """The most frequent label in each window [start, start + length); a tie goes to the smaller
+    label, so -1 (null) first and then the lower class index (= the lower activity id)."""
+    labels = np.asarray(labels, np.int64)
+    starts = np.asarray(starts, np.int64)
+    if starts.size == 0:
+        return np.zeros(0, np.int64)
+    lo = int(labels.min())
+    values = labels - lo
+    n_values = int(values.max()) + 1
+    counts = np.zeros((len(labels) + 1, n_values), np.int32)
+    counts[np.arange(1, len(labels) + 1), values] = 1
+    np.cumsum(counts, axis=0, out=counts)
+    per_window = counts[starts + length] - counts[starts]
+    return per_window.argmax(axis=1).astype(np.int64) + lo
+
+
 def label_runs(labels: np.ndarray) -> list[tuple[int, int, int]]:
     """Contiguous runs (start, stop, label) of non-negative labels."""
     if labels.size == 0:
@@ -114,19 +148,53 @@ def index_windows(store: RecordingStore, window_s: float, overlap: float, test_f
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
     length, hop = geometry(store.spec.sample_rate_hz, window_s, overlap)
+    return index_recordings(store, length, hop, False, test_fraction)
+
+
+def _segments(labels: np.ndarray, test_fraction: float | None, majority: bool) -> list[tuple[int, int, bool]]:
+    """(start, stop, is_test) intervals that windows must stay inside. Pure windows: the label runs
+    (cut at 1 - test_fraction when splitting). Majority windows: the whole recording, cut into
+    alternating train and test stretches, the test ones being the last test_fraction of every
+    label run (so every class keeps test windows and no window straddles a cut)."""
+    runs = label_runs(labels)
+    cut = [] if test_fraction is None else [a + int(round((b - a) * (1.0 - test_fraction))) for a, b, _ in runs]
+    if not majority:
+        if test_fraction is None:
+            return [(a, b, False) for a, b, _ in runs]
+        return [seg for (a, b, _), c in zip(runs, cut, strict=True) for seg in ((a, c, False), (c, b, True))]
+    if test_fraction is None:
+        return [(0, len(labels), False)]
+    test = np.zeros(len(labels) + 2, np.int8)  # +1 at each test stretch's start, -1 after its end
+    for (_, b, _), c in zip(runs, cut, strict=True):
+        test[c + 1] += 1
+        test[b + 1] -= 1
+    side = np.cumsum(test)[1:-1] > 0
+    edges = np.flatnonzero(np.diff(side.astype(np.int8))) + 1
+    bounds = np.concatenate([[0], edges, [len(labels)]]).astype(np.int64)
+    return [(int(a), int(b), bool(side[a])) for a, b in zip(bounds[:-1], bounds[1:], strict=True) if b > a]
+
+
+def index_recordings(store: RecordingStore, length: int, hop: int, majority: bool,
+                     test_fraction: float | None) -> WindowIndex:
+    """Train and test windows of every recording (pure or majority-labelled, see the module
+    docstring); with test_fraction None every window is a training window (no time split)."""
+    if test_fraction is not None and not 0.0 < test_fraction < 1.0:
+        raise ValueError(f"test fraction must be in (0, 1), got {test_fraction}")
     cols: dict[str, list[np.ndarray]] = {f"{s}{c}": [] for s in ("tr", "te") for c in "rsyj"}
     for r in range(store.n_recordings):
+        labels = store.labels(r)
         subj = store.subject(r)
-        for a, b, lab in label_runs(store.labels(r)):
-            split = a + int(round((b - a) * (1.0 - test_fraction)))
-            for side, (s, e) in (("tr", (a, split)), ("te", (split, b))):
-                if e - s < length:
-                    continue
-                starts = np.arange(s, e - length + 1, hop, dtype=np.int64)
-                cols[side + "r"].append(np.full(len(starts), r, np.int64))
-                cols[side + "s"].append(starts)
-                cols[side + "y"].append(np.full(len(starts), lab, np.int64))
-                cols[side + "j"].append(np.full(len(starts), subj, np.int64))
+        for a, b, is_test in _segments(labels, test_fraction, majority):
+            if b - a < length:
+                continue
+            starts = np.arange(a, b - length + 1, hop, dtype=np.int64)
+            y = majority_labels(labels, starts, length) if majority else np.full(len(starts), labels[a], np.int64)
+            keep = y >= 0
+            side = "te" if is_test else "tr"
+            cols[side + "r"].append(np.full(int(keep.sum()), r, np.int64))
+            cols[side + "s"].append(starts[keep])
+            cols[side + "y"].append(y[keep])
+            cols[side + "j"].append(np.full(int(keep.sum()), subj, np.int64))
 
     def table(side: str) -> WindowTable:
         def cat(k: str) -> np.ndarray:

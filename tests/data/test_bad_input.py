@@ -12,8 +12,6 @@ from relief_mpi.errors import ReliefError
 from tests.data.layouts import write_mhealth, write_pamap2
 from tests.helpers import run_cli
 
-pytestmark = pytest.mark.filterwarnings("ignore::relief_mpi.data.files.ChecksumWarning")
-
 
 def _edit_line(path: Path, lineno: int, edit) -> None:  # noqa: ANN001
     lines = path.read_text().splitlines()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +9,9 @@ import pytest
 
 from relief_mpi.config import DataConfig
 from relief_mpi.data import mhealth, pamap2, spar
-from relief_mpi.data.files import ChecksumWarning
 from relief_mpi.data.registry import load_raw
 from tests.data.layouts import LONG_GAP, SHORT_GAP, write_mhealth, write_pamap2, zip_folder
 from tests.helpers import SPAR_DIR, need_shared
-
-pytestmark = pytest.mark.filterwarnings("ignore::relief_mpi.data.files.ChecksumWarning")
 
 
 def groups(raw) -> dict[str, tuple[int, ...]]:
@@ -107,12 +103,20 @@ def test_pamap2_downsample_and_zip(tmp_path: Path) -> None:
         np.testing.assert_array_equal(h.labels, np.where(pairs[:, 0] == pairs[:, 1], pairs[:, 0], -1))
 
 
-def test_checksum_mismatch_warns_and_loads(tmp_path: Path) -> None:
+def test_checksum_mismatch_is_one_line_once_and_loads(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     write_mhealth(tmp_path, subjects=(1,))
-    with pytest.warns(ChecksumWarning, match=r"mHealth_subject1\.log.*sha256"):
-        raw = mhealth.load(tmp_path, DataConfig(dataset="mhealth"))
+    raw = mhealth.load(tmp_path, DataConfig(dataset="mhealth"))
     assert len(raw.recordings) == 1
     assert any("sha256" in n for n in raw.notes) and any("only 1 of 10" in n for n in raw.notes)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("warning: ") and "mHealth_subject1.log" in err[0], err
+    # three files, one line (not one raw Python warning per file); the cached path prints it once
+    write_mhealth(tmp_path, subjects=(2, 3))
+    cfg = DataConfig(dataset="mhealth", data_dir=str(tmp_path))
+    load_raw(cfg, 0)
+    load_raw(cfg, 0)
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "sha256 of 3 of 3 mhealth files" in err[0], err
 
 
 def test_cached_load_equals_direct_load(tmp_path: Path) -> None:
@@ -134,9 +138,8 @@ def test_cached_load_equals_direct_load(tmp_path: Path) -> None:
 def test_real_spar(tmp_path: Path) -> None:
     need_shared()
     npz = SPAR_DIR / "spar_watch_10subj.npz"
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ChecksumWarning)  # the genuine file must verify
-        raw = spar.load(SPAR_DIR, DataConfig(dataset="spar"))
+    raw = spar.load(SPAR_DIR, DataConfig(dataset="spar"))
+    assert not any("sha256" in n for n in raw.notes)  # the genuine file verifies
     assert len(raw.recordings) == 140
     assert sum(len(r.labels) for r in raw.recordings) == 244102
     per = {}

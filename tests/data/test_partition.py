@@ -16,8 +16,6 @@ from relief_mpi.data.windows import normalise, window_dataset
 from tests.data.layouts import write_mhealth
 from tests.helpers import SPAR_DIR, need_shared
 
-pytestmark = pytest.mark.filterwarnings("ignore::relief_mpi.data.files.ChecksumWarning")
-
 ALL4 = ("acc", "gyro", "mag", "ecg")
 
 
