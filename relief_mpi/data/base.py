@@ -203,7 +203,12 @@ class WindowSet:
 @dataclass
 class FederatedData:
     """What a run trains and evaluates on. Client k's windows have the channels of modalities it
-    lacks set to zero at load, so no absent sensor can leak into training."""
+    lacks set to zero at load, so no absent sensor can leak into training.
+
+    With one client per subject (partition=subject), `client_subjects` holds client k's subject id
+    and `pooled_test` the union of every test window with all modalities kept: the paper's global
+    test set (split=paper), the held-out stretches (split=time) or the held-out subjects
+    (split=subject, whose clients_test are then empty). Both stay empty/None for Dirichlet."""
 
     spec: DatasetSpec
     clients_train: list[WindowSet]
@@ -213,6 +218,8 @@ class FederatedData:
     fingerprint: str = ""
     window_len: int = 0
     notes: tuple[str, ...] = field(default=())
+    pooled_test: WindowSet | None = None
+    client_subjects: tuple[int, ...] = ()
 
     @property
     def n_clients(self) -> int:

@@ -10,6 +10,10 @@ to disable caching):
   <dataset>-<key>-w<wkey>.npz window index (recording, start, label, subject for train and test)
                               and normalisation statistics; wkey = hash of window_s, overlap,
                               test_fraction.
+  <dataset>-<key>-s<skey>.npz normalisation statistics of any other set of training windows
+                              (skey = hash of their positions); the index itself is cheap.
+                              key also covers the protocol when it is not "ours" (the paper's
+                              preprocessing changes the stored signals).
 Both are written to a temporary name and renamed into place, under an exclusive file lock, so
 concurrent ranks (or runs) never see a half-written file and only one of them does the work;
 the others wait on the lock (a blocking call, no spinning) and then read.
@@ -199,6 +203,40 @@ def window_index(store: H5Store, window_s: float, overlap: float,
         return ix, mean, std
 
     return _read_or_build(path, lambda: _read_index(path), build)
+
+
+def train_stats(store: H5Store, table: WindowTable, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """channel_stats of a cached store's training windows, computed once per set of windows (it
+    reads every training sample, which is what the cache saves the other ranks from)."""
+    h = hashlib.sha256()
+    for a in (table.rec, table.start):
+        h.update(np.ascontiguousarray(a, np.int64).tobytes())
+    path = store.path.with_name(f"{store.path.stem}-s{key_of([FORMAT, length, h.hexdigest()])}.npz")
+
+    def read() -> tuple[np.ndarray, np.ndarray] | None:
+        if not path.exists():
+            return None
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                return z["mean"], z["std"]
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def build() -> tuple[np.ndarray, np.ndarray]:
+        mean, std = channel_stats(store, table, length)
+        tmp = _tmp_near(path, ".npz")
+        try:
+            with open(tmp, "wb") as fh:
+                np.savez(fh, mean=mean, std=std)
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+        return mean, std
+
+    got = _read_or_build(path, read, build)
+    assert got is not None
+    return got
 
 
 def _read_index(path: Path) -> tuple[WindowIndex, np.ndarray, np.ndarray] | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from types import ModuleType
 
@@ -20,7 +21,19 @@ from relief_mpi.config import DataConfig
 from relief_mpi.data import synthetic
 from relief_mpi.data.base import DatasetSpec, FederatedData, RawDataset, WindowSet
 from relief_mpi.data.partition import partition
-from relief_mpi.data.windows import MemoryStore, channel_stats, cut_windows, downsample, index_windows
+from relief_mpi.data.preprocess import paper_recording
+from relief_mpi.data.protocol import check_data_config
+from relief_mpi.data.windows import (
+    MemoryStore,
+    RecordingStore,
+    WindowTable,
+    channel_stats,
+    cut_windows,
+    downsample,
+    index_recordings,
+    index_windows,
+    window_geometry,
+)
 from relief_mpi.errors import ReliefError
 
 FILE_DATASETS = ("spar", "mhealth", "pamap2")
@@ -39,27 +52,32 @@ def _file_loaders() -> dict:
     return {n: loader_module(n).load for n in FILE_DATASETS}
 
 
-def source_files(name: str, path: Path) -> list:
+def source_files(name: str, path: Path, protocol: str = "ours") -> list:
     """The DataFiles a file dataset would read from `path` (raises ReliefError if none)."""
     mod = loader_module(name)
     if name == "spar":
         return [mod.locate(path)]
+    if name == "pamap2":
+        return [f for _, f in mod.locate(path, protocol)[0]]
     return [f for _, f in mod.locate(path)[0]]
 
 
 def load_raw(cfg: DataConfig, seed: int, use_cache: bool = True) -> RawDataset:
     """The recordings of the configured dataset (raises ReliefError on unusable input). File
-    datasets come back backed by the prepared cache when one is usable (recordings read lazily)."""
+    datasets come back backed by the prepared cache when one is usable (recordings read lazily).
+    Protocol "paper" returns them preprocessed as the authors did (preprocess.py)."""
+    check_data_config(cfg)
     if cfg.downsample < 1:
         raise ReliefError(f"downsample must be >= 1, got {cfg.downsample}")
     if cfg.dataset == "synthetic":
         raw = synthetic.generate(seed=seed, modality_by=cfg.modality_by)
-        if cfg.downsample > 1:
-            from dataclasses import replace
-
-            raw = RawDataset(replace(raw.spec, sample_rate_hz=raw.spec.sample_rate_hz / cfg.downsample),
-                             [downsample(r, cfg.downsample) for r in raw.recordings])
-        return raw
+        if cfg.protocol == "paper":
+            recs = [paper_recording(r, cfg.downsample) for r in raw.recordings]
+        elif cfg.downsample > 1:
+            recs = [downsample(r, cfg.downsample) for r in raw.recordings]
+        else:
+            return raw
+        return RawDataset(replace(raw.spec, sample_rate_hz=raw.spec.sample_rate_hz / cfg.downsample), recs)
     mod = loader_module(cfg.dataset)
     if cfg.data_dir is None:
         raise ReliefError(f"--dataset {cfg.dataset} needs --data-dir pointing at its files "
@@ -68,8 +86,11 @@ def load_raw(cfg: DataConfig, seed: int, use_cache: bool = True) -> RawDataset:
     if use_cache:
         from relief_mpi.data.cache import open_store
 
-        files = source_files(cfg.dataset, path)
-        store = open_store(cfg.dataset, [f.identity for f in files], cfg.downsample, lambda: mod.read(path, cfg))
+        files = source_files(cfg.dataset, path, cfg.protocol)
+        identity: object = [f.identity for f in files]
+        if cfg.protocol != "ours":  # other signals in the store; "ours" keeps its old cache keys
+            identity = {"files": identity, "protocol": cfg.protocol}
+        store = open_store(cfg.dataset, identity, cfg.downsample, lambda: mod.read(path, cfg))
         if store is not None:
             return RawDataset(store.spec.regroup(cfg.modality_by), store=store, notes=store.notes)
     return mod.load(path, cfg)
@@ -101,27 +122,89 @@ def fingerprint(sets: Sequence[WindowSet]) -> str:
     return h.hexdigest()[:16]
 
 
+def store_of(raw: RawDataset) -> RecordingStore:
+    """The store windows are cut from: the prepared cache when the dataset has one, else memory."""
+    from relief_mpi.data.cache import H5Store
+
+    return raw.store if isinstance(raw.store, H5Store) else MemoryStore(raw)
+
+
+def training_stats(store: RecordingStore, table: WindowTable, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and std of the training windows (cached next to a prepared store)."""
+    from relief_mpi.data.cache import H5Store, train_stats
+
+    if isinstance(store, H5Store):
+        return train_stats(store, table, length)
+    return channel_stats(store, table, length)
+
+
+def server_mask(y: np.ndarray, n_classes: int, fraction: float, seed: int) -> np.ndarray:
+    """A stratified share of the training windows kept on the server for LoRA base pretraining."""
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E4]))
+    picked = []
+    for c in range(n_classes):
+        idx = np.flatnonzero(y == c)
+        n = int(round(len(idx) * fraction))
+        picked.append(rng.choice(idx, size=n, replace=False) if n else np.zeros(0, np.int64))
+    mask = np.zeros(len(y), bool)
+    mask[np.concatenate(picked).astype(np.int64)] = True
+    return mask
+
+
+# Settings added with the paper protocol: hashed into the fingerprint when not at their default,
+# so fingerprints (and resumable checkpoints) of today's default runs stay what they were.
+_NEW_FIELDS = {"protocol": "ours", "partition": "dirichlet", "split": "time", "window": 0, "stride": 0,
+               "test_subjects": 0}
+
+
+def data_fingerprint(store: RecordingStore, spec: DatasetSpec, cfg: DataConfig, length: int,
+                     sets: Sequence[tuple[str, ...]], arrays: Sequence[np.ndarray], extra: object = None) -> str:
+    """Hash of everything that decides the windows a run sees, without reading any window."""
+    names = spec.modality_names()
+    h = hashlib.sha256()
+    h.update(store.content_hash().encode())
+    h.update(json.dumps([spec.name, names, [list(m.channels) for m in spec.modalities], cfg.window_s,
+                         cfg.overlap, cfg.test_fraction, length, [list(s) for s in sets]]).encode())
+    for a in arrays:
+        h.update(np.ascontiguousarray(a).tobytes())
+        h.update(b"|")
+    new = {k: getattr(cfg, k) for k, default in _NEW_FIELDS.items() if getattr(cfg, k) != default}
+    if new or extra is not None:
+        h.update(json.dumps([new, extra], sort_keys=True, default=str).encode())
+    return h.hexdigest()[:16]
+
+
 def build_federated(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[str, ...]],
                     raw: RawDataset | None = None) -> FederatedData:
     """Windows for every client (absent modalities zeroed), the server split and the test sets.
 
-    The WindowSets are lazy: samples are cut (from memory or the cache) on the first `.x` read."""
+    The WindowSets are lazy: samples are cut (from memory or the cache) on the first `.x` read.
+    partition=subject (one client per subject) is built by subjects.build_by_subject."""
+    check_data_config(cfg)
     raw = raw if raw is not None else load_raw(cfg, seed)
+    if cfg.partition == "subject":
+        from relief_mpi.data.subjects import build_by_subject
+
+        return build_by_subject(cfg, seed, modality_sets, raw)
     spec = raw.spec
     from relief_mpi.data.cache import H5Store, window_index
 
+    store = store_of(raw)
     try:
-        if isinstance(raw.store, H5Store):
-            store = raw.store
-            ix, mean, std = window_index(store, cfg.window_s, cfg.overlap, cfg.test_fraction)
+        if cfg.protocol == "ours" and cfg.window == 0 and cfg.stride == 0:  # today's path, index cached
+            if isinstance(store, H5Store):
+                ix, mean, std = window_index(store, cfg.window_s, cfg.overlap, cfg.test_fraction)
+            else:
+                ix = index_windows(store, cfg.window_s, cfg.overlap, cfg.test_fraction)
+                mean, std = channel_stats(store, ix.train, ix.length)
         else:
-            store = MemoryStore(raw)
-            ix = index_windows(store, cfg.window_s, cfg.overlap, cfg.test_fraction)
-            mean, std = channel_stats(store, ix.train, ix.length)
+            length, hop = window_geometry(spec.sample_rate_hz, cfg.window_s, cfg.overlap, cfg.window, cfg.stride)
+            ix = index_recordings(store, length, hop, cfg.protocol == "paper", cfg.test_fraction)
+            mean, std = (None, None) if cfg.protocol == "paper" else training_stats(store, ix.train, length)
     except ValueError as e:
         raise ReliefError(f"dataset {spec.name}: {e}") from None
     if len(ix.train) == 0 or len(ix.test) == 0:
-        raise ReliefError(f"dataset {spec.name}: recordings too short for {cfg.window_s} s windows")
+        raise ReliefError(f"dataset {spec.name}: recordings too short for {ix.length}-sample windows")
     length = ix.length
 
     def cutter(rec: np.ndarray, start: np.ndarray) -> np.ndarray:
@@ -130,17 +213,9 @@ def build_federated(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[st
     shape = (spec.n_channels, length)
     train = WindowSet(None, ix.train.y, ix.train.subject, ix.train.rec, ix.train.start, cutter, shape=shape)
     test = WindowSet(None, ix.test.y, ix.test.subject, ix.test.rec, ix.test.start, cutter, shape=shape)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5E4]))
-    # Server split: a stratified share of training windows kept for LoRA base pretraining.
-    server_idx = []
-    for c in range(len(spec.classes)):
-        idx = np.flatnonzero(train.y == c)
-        n = int(round(len(idx) * cfg.server_fraction))
-        server_idx.append(rng.choice(idx, size=n, replace=False) if n else np.zeros(0, np.int64))
-    server_mask = np.zeros(len(train), bool)
-    server_mask[np.concatenate(server_idx).astype(np.int64)] = True
-    server = train.take(np.flatnonzero(server_mask))
-    pool = train.take(np.flatnonzero(~server_mask))
+    smask = server_mask(train.y, len(spec.classes), cfg.server_fraction, seed)
+    server = train.take(np.flatnonzero(smask))
+    pool = train.take(np.flatnonzero(~smask))
     n_clients = len(modality_sets)
     key_tr = pool.subject * 10_000_000 + np.arange(len(pool))
     key_te = test.subject * 10_000_000 + np.arange(len(test))
@@ -155,12 +230,7 @@ def build_federated(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[st
         clients_train.append(pool.take(tr_idx[k]).without(absent))
         clients_test.append(test.take(te_idx[k]).without(absent))
     sets = [tuple(m for m in names if m in s) for s in modality_sets]
-    h = hashlib.sha256()
-    h.update(store.content_hash().encode())
-    h.update(json.dumps([spec.name, names, [list(m.channels) for m in spec.modalities], cfg.window_s,
-                         cfg.overlap, cfg.test_fraction, length, sets]).encode())
-    for a in (mean, std, np.flatnonzero(server_mask), *tr_idx, *te_idx):
-        h.update(np.ascontiguousarray(a).tobytes())
-        h.update(b"|")
-    return FederatedData(spec, clients_train, clients_test, server, sets, h.hexdigest()[:16], length,
-                         tuple(raw.notes))
+    stats = () if mean is None or std is None else (mean, std)
+    extra = None if cfg.protocol == "ours" and cfg.window == 0 and cfg.stride == 0 else [ix.hop]
+    fp = data_fingerprint(store, spec, cfg, length, sets, (*stats, np.flatnonzero(smask), *tr_idx, *te_idx), extra)
+    return FederatedData(spec, clients_train, clients_test, server, sets, fp, length, tuple(raw.notes))

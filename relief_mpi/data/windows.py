@@ -134,6 +134,10 @@ class WindowTable:
     def __len__(self) -> int:
         return int(self.y.shape[0])
 
+    def take(self, idx: np.ndarray) -> WindowTable:
+        idx = np.asarray(idx, np.int64)
+        return WindowTable(self.rec[idx], self.start[idx], self.y[idx], self.subject[idx])
+
 
 @dataclass
 class WindowIndex:
