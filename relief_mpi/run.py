@@ -159,9 +159,21 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
         writer.close()
 
 
+def set_process_threads() -> int:
+    """Torch intra-op threads for a process that trains alone: OMP_NUM_THREADS if set, else 1.
+    torch's default (every core) slowed a process 5-6x on a host loaded by other jobs."""
+    try:
+        n = max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+    except ValueError:
+        n = 1
+    torch.set_num_threads(n)
+    return n
+
+
 def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress | None = None,
                   debug: DebugHooks = DebugHooks(), resume: Checkpoint | None = None) -> list[RoundRecord]:
     """Server and every client in this process, through the in-process transport."""
+    set_process_threads()
     from relief_mpi.comm.inprocess import InProcessServerTransport
     from relief_mpi.setup import build_setup
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +43,7 @@ POS_FLOAT = click.FloatRange(min=0, min_open=True)
 
 COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--rounds", type=POS_INT, default=20, show_default=True, help="Federated rounds."),
-    click.option("--seed", type=int, default=0, show_default=True,
+    click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
                  help="Seed for data, partition, model init and local batch order (same seed, same numbers)."),
     click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True,
                  help="synthetic (built in, no download), spar (real smartwatch data), mhealth, pamap2."),
@@ -50,11 +51,12 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                  help="Folder (or zip) with the dataset's original files; not needed for synthetic."),
     click.option("--modality-by", type=click.Choice(["type", "position"]), default="type", show_default=True,
                  help="Group channels into modalities by sensor type (acc, gyro, ...) or body position."),
-    click.option("--alpha", type=POS_FLOAT, default=1.0, show_default=True,
+    click.option("--alpha", type=click.FloatRange(0, 1e6, min_open=True), default=1.0, show_default=True,
                  help="Dirichlet label-skew concentration across clients (smaller = more skew)."),
     click.option("--downsample", type=POS_INT, default=1, show_default=True,
                  help="Keep every k-th sample (e.g. 2 turns PAMAP2's 100 Hz into 50 Hz)."),
-    click.option("--window-s", type=POS_FLOAT, default=2.56, show_default=True, help="Window length, seconds."),
+    click.option("--window-s", type=click.FloatRange(0, 600, min_open=True), default=2.56, show_default=True,
+                 help="Window length, seconds (0..600)."),
     click.option("--strategy", type=click.Choice(STRATEGIES), default="fedavg", show_default=True,
                  help="Published presets (the authors' RELIEF, design.md section 0; Adam, --local-epochs): "
                       "relief (= relief-fast: T*-elastic budgets, divergence-greedy groups, cohort aggregation), "
@@ -119,16 +121,25 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
 
 
 _DATA_NAMES = ("--dataset", "--data-dir", "--modality-by", "--alpha", "--window-s", "--downsample")
+_MODEL_NAMES = ("--model", "--rho", "--b-mode")
+
+
+def _add_common(cmd: click.Command, names: tuple[str, ...]) -> click.Command:
+    for opt in COMMON:
+        param = opt(click.Command("probe")).params[0]
+        if param.opts[0] in names:
+            cmd.params.append(param)
+    return cmd
 
 
 def DATA_OPTIONS(cmd: click.Command) -> click.Command:  # noqa: N802 - used like a decorator
     """Add the data options of COMMON (the same definitions train uses) to a command."""
-    for opt in COMMON:
-        probe = opt(click.Command("probe"))
-        param = probe.params[0]
-        if param.opts[0] in _DATA_NAMES:
-            cmd.params.append(param)
-    return cmd
+    return _add_common(cmd, _DATA_NAMES)
+
+
+def MODEL_OPTIONS(cmd: click.Command) -> click.Command:  # noqa: N802 - used like a decorator
+    """Add the model-shape options of COMMON (--model, --rho, --b-mode) to a command."""
+    return _add_common(cmd, _MODEL_NAMES)
 
 
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
@@ -138,7 +149,13 @@ def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def build_config(kw: dict[str, Any]) -> RunConfig:
-    """The frozen RunConfig for the parsed options (raises ReliefError on inconsistent ones)."""
+    """The frozen RunConfig for the parsed options (raises ReliefError on inconsistent ones).
+    Ranges are checked where options are parsed (click ranges, said in --help); NaN passes a
+    click range, so finite-ness is checked here once."""
+    for key in ("lr", "alpha", "window_s", "mu", "beta", "lam", "gamma", "momentum"):
+        v = kw.get(key)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ReliefError(f"--{key.replace('_', '-')} {v}: must be a finite number")
     if kw["dataset"] != "synthetic" and kw.get("data_dir") is None:
         raise ReliefError(f"--dataset {kw['dataset']} needs --data-dir (the folder with its original files)")
     if kw["mode"] != "lora" and kw.get("base"):

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from relief_mpi.cli.options import DATA_OPTIONS, build_config
+from relief_mpi.cli.options import DATA_OPTIONS, MODEL_OPTIONS, build_config
 from relief_mpi.errors import ReliefError
 
 
@@ -37,7 +37,10 @@ def command(**kw: Any) -> None:
     out = Path(kw["out"])
     if out.exists() and not kw["overwrite"]:
         raise ReliefError(f"--out {out} exists; pass --overwrite to replace it")
-    cfg = build_config({**_defaults(), **kw, "mode": "cnn", "base": None})
+    from relief_mpi.run import set_process_threads
+
+    set_process_threads()
+    cfg = build_config({**_defaults(), **kw, "mode": "lora", "base": None})
     setup = build_setup(cfg, 1)
     model = setup.make_model()
     loss = pretrain(model, setup.data.spec, setup.data.server_train, kw["epochs"], kw["batch_size"], kw["lr"],
@@ -62,4 +65,4 @@ def _defaults() -> dict[str, Any]:
             "clock": "virtual"}
 
 
-command = DATA_OPTIONS(command)
+command = MODEL_OPTIONS(DATA_OPTIONS(command))

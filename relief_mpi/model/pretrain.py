@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -42,6 +43,10 @@ def pretrain(model: nn.Module, spec: DatasetSpec, data: WindowSet, epochs: int, 
     if hasattr(model, "base_training"):
         model.base_training = False
         model.freeze_base()
+    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad or not math.isfinite(last):
+        raise ReliefError(f"pretraining the LoRA base diverged at lr {lr} (last epoch loss {last}, non-finite "
+                          f"parameters: {', '.join(bad[:3]) or 'none'}); lower the learning rate")
     return last
 
 
