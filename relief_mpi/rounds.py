@@ -102,7 +102,16 @@ def report_nbytes() -> int:
     return len(REPORT_FIELDS) * 8
 
 
+# Update buffers hold float32 values (what a device sends; the link model charges 4 bytes each)
+# and are reduced in float64. A sum of a few float32 terms is exact in float64, so it does not
+# depend on the order in which the reduction tree adds them (MPI's algorithm, the in-process
+# loop): in-process and MPI runs give the same numbers bit for bit, even for an optimizer such as
+# Adam that turns a 1-ulp difference into a different run within a round or two.
+UPDATE_DTYPE = np.float64
+
+
 def update_nbytes(size: int, plain: bool) -> int:
+    """Bytes a device sends for one group's update (float32 values), as the link model charges them."""
     return 4 * update_len(size, plain)
 
 
@@ -112,18 +121,19 @@ def update_len(size: int, plain: bool) -> int:
 
 
 def pack_update(delta: np.ndarray, n_params: int, weight: float, plain: bool) -> np.ndarray:
-    buf = np.zeros(update_len(delta.size, plain), np.float32)
-    d64 = delta.astype(np.float64)
+    """One client's update buffer; every term rounded to float32 (see UPDATE_DTYPE)."""
+    buf = np.zeros(update_len(delta.size, plain), UPDATE_DTYPE)
+    d64 = delta.astype(np.float32).astype(np.float64)
     sq = float(d64[:n_params] @ d64[:n_params])
-    buf[:delta.size] = weight * d64
+    buf[:delta.size] = (weight * d64).astype(np.float32)
     if plain:
         buf[delta.size:2 * delta.size] = d64
-    buf[-4:] = (weight, 1.0, weight * sq, sq)
+    buf[-4:] = np.array((weight, 1.0, weight * sq, sq), np.float32)
     return buf
 
 
 def zero_update(size: int, plain: bool) -> np.ndarray:
-    return np.zeros(update_len(size, plain), np.float32)
+    return np.zeros(update_len(size, plain), UPDATE_DTYPE)
 
 
 @dataclass(frozen=True)

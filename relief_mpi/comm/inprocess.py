@@ -1,7 +1,8 @@
 """In-process transport: every client in this one process, same buffers as the MPI transport.
 
 Used by the tests and by `relief-mpi train --transport inprocess`. Sums are accumulated in
-float32 in rank order, like a Reduce, so runs match the MPI transport to float tolerance.
+float64 in client order (rounds.UPDATE_DTYPE), so runs give the MPI transport's numbers although
+MPI's Reduce adds in another order.
 """
 
 from __future__ import annotations

@@ -91,7 +91,7 @@ def test_resume_keeps_complete_logs_and_summary_ignores_unplanned_ones(tmp_path)
     first = (out / "fedavg-seed3.h5").stat().st_mtime_ns
     res = run_cli([*base, "--seeds", "3,4", "--resume"], timeout=200)
     assert res.returncode == 0, res.stderr
-    assert "fedavg seed 3 lr 0.05: complete log" in res.stdout
+    assert "fedavg seed 3 lr 0.001: complete log" in res.stdout
     assert (out / "fedavg-seed3.h5").stat().st_mtime_ns == first  # kept, not rerun
     assert read_log(out / "fedavg-seed4.h5").config["seed"] == 4
     # A new bench with other seeds: the seed-3 and seed-4 logs stay on disk but are not its runs.
