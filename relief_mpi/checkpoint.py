@@ -9,6 +9,7 @@ torch.load(weights_only=True): loading a checkpoint cannot run code.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import torch
 
 from relief_mpi.config import flatten
 from relief_mpi.errors import ReliefError
+from relief_mpi.stops import CheckpointWriteError
 
 FORMAT = 1
 
@@ -42,6 +44,8 @@ def checkpoint_path(log: Path) -> Path:
 
 
 def save_checkpoint(ck: Checkpoint, path: Path) -> None:
+    """Write atomically: a temp file beside `path`, renamed over it once complete, removed on failure
+    (CheckpointWriteError names the file and the OS's cause, e.g. "No space left on device")."""
     payload: dict[str, Any] = {
         "format": FORMAT, "round": ck.round, "config": ck.config_json, "version": ck.version,
         "fingerprint": ck.fingerprint, "blocks": [torch.from_numpy(np.ascontiguousarray(b)) for b in ck.blocks],
@@ -49,9 +53,19 @@ def save_checkpoint(ck: Checkpoint, path: Path) -> None:
         "strategy": {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in ck.strategy.items()},
         "wall_elapsed": ck.wall_elapsed, "virtual_elapsed": ck.virtual_elapsed,
     }
+    buf = io.BytesIO()
+    torch.save(payload, buf)  # in memory first: torch's own file writer loses the OS error ("iostream error")
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(buf.getbuffer())
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        prev = "the previous checkpoint is kept" if path.exists() else "there is no earlier checkpoint"
+        raise CheckpointWriteError(f"writing checkpoint {path} failed: {e.strerror or e}; {prev}") from None
 
 
 def load_checkpoint(path: Path) -> Checkpoint:

@@ -2,18 +2,22 @@
 
 Start-up problems (bad options, unreadable data, a fleet that does not fit, an existing --out)
 are found before any round: every rank reports its verdict, rank 0 prints the first problem as
-one line, and every rank exits 2. Anything raised later aborts the whole job (see cli).
+one line, and every rank exits 2. A started run that stops early (a failed log write, a diverged
+model, the round watchdog, SIGINT/SIGTERM) raises a stops exception on rank 0 (see cli.train);
+anything else raised later aborts the whole job.
 """
 
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from mpi4py import MPI
 
+from relief_mpi import signals
 from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
 from relief_mpi.comm.transport import Handshake
 from relief_mpi.comm.wait import wait_all
@@ -22,7 +26,15 @@ from relief_mpi.config import RunConfig
 from relief_mpi.device.throttle import prepare_ranks
 from relief_mpi.errors import ReliefError
 from relief_mpi.mpirun_types import Resolved, StartupRefused
-from relief_mpi.run import DebugHooks, Progress, check_resumable, serve, server_model
+from relief_mpi.run import (
+    DebugHooks,
+    Progress,
+    check_resumable,
+    serve,
+    server_model,
+    setup_done_line,
+    startup_line,
+)
 from relief_mpi.setup import RunSetup, build_setup
 
 _MSG_LEN = 512
@@ -88,18 +100,26 @@ def config_from_root(world: MPI.Comm, resolve: Callable[[], Resolved]) -> tuple[
 
 def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
             debug: DebugHooks = DebugHooks()) -> Path | None:
-    """Run the job on COMM_WORLD; returns the log path on rank 0, None on clients."""
+    """Run the job on COMM_WORLD; returns the log path on rank 0, None on clients.
+
+    Rank 0 raises stops.RunStopped / stops.Interrupted when a started run stops early (the
+    caller prints the line and, unless the clients were released, ends the job)."""
     world = MPI.COMM_WORLD
     rank, size = world.Get_rank(), world.Get_size()
     if size < 2:
         raise StartupRefused(f"relief-mpi train needs at least 2 MPI ranks (1 server + 1 or more clients), got {size}; "
                           "run e.g. `mpirun -n 5 relief-mpi train`, or `relief-mpi train --transport inprocess`",
                              printable=rank == 0)
+    signals.install("server" if rank == 0 else "client")
+    say = progress if rank == 0 else None
+    t0 = time.perf_counter()
     hosts = gather_hosts(world)
     cfg, resolved = config_from_root(world, resolve)
     error = None
     setup: RunSetup | None = None
     initial = None
+    if say is not None:
+        say(startup_line(cfg, size - 1))
     try:
         setup = build_setup(cfg, size - 1, hosts)
         if resolved is not None:
@@ -110,6 +130,8 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
         error = str(e)
     agree_to_start(world, error)
     assert setup is not None
+    if say is not None:
+        say(setup_done_line(setup, time.perf_counter() - t0))
     # Device emulation (issue 5): client ranks pin their cores, set torch threads (and GPU) from their
     # profile and find their energy meter; rank 0 gathers each client's settings for the log.
     setup.device_info.update(prepare_ranks(world, [d.profile for d in setup.devices], hosts))
@@ -117,7 +139,7 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
         assert resolved is not None
         transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world)
         serve(setup, transport, resolved.out, hosts, mpi_library_line(), size,
-              progress, debug, resolved.resume, initial)
+              progress, debug, resolved.resume, initial, resolved.round_timeout)
         return resolved.out
     transport_c = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world)
     trainer = setup.trainer(rank - 1, debug.client_fault(rank), debug.dump_dir)

@@ -18,6 +18,7 @@ class Resolved:
     out: Path
     resume: Checkpoint | None = None
     world_size: int | None = None  # a resumed run must keep its rank count
+    round_timeout: float | None = None  # the watchdog's limit per round in seconds; None = auto (run.round_timeout)
 
 
 class StartupRefused(ReliefError):

@@ -9,13 +9,14 @@ import socket
 import sys
 import time
 from collections.abc import Callable
+from contextlib import nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from relief_mpi import __version__
+from relief_mpi import __version__, signals
 from relief_mpi.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
 from relief_mpi.client import inject
 from relief_mpi.comm.transport import Handshake, ServerTransport
@@ -25,6 +26,7 @@ from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord, read_log
 from relief_mpi.model.pretrain import load_base, pretrain
 from relief_mpi.server import Server, tier_names
 from relief_mpi.setup import Model, RunSetup
+from relief_mpi.stops import DIVERGED_ROUNDS, Diverged, Interrupted, LogWriteError, RunStopped
 
 Progress = Callable[[str], None]
 
@@ -33,7 +35,7 @@ Progress = Callable[[str], None]
 class DebugHooks:
     """Test-only hooks; never part of the config, so they cannot change a run's identity."""
 
-    fault: tuple[str, int, int] | None = None  # (nan | raise | kill, rank, round)
+    fault: tuple[str, int, int] | None = None  # (nan | raise | kill | version | logfull, rank, round)
     dump_dir: str | None = None  # clients' deltas and the server's blocks, per round, as .npy
 
     def version_for(self, rank: int) -> str:
@@ -41,6 +43,12 @@ class DebugHooks:
         if self.fault is not None and self.fault[0] == "version" and self.fault[1] == rank:
             return "0.0.0-test"
         return __version__
+
+    def log_fail_after(self) -> int | None:
+        """logfull:0:R: the log write of round R fails as on a full disk (ENOSPC)."""
+        if self.fault is None or self.fault[0] != "logfull":
+            return None
+        return self.fault[2] - 1
 
     def client_fault(self, rank: int) -> tuple[str, int] | None:
         if self.fault is None or self.fault[1] != rank:
@@ -56,8 +64,11 @@ def server_model(setup: RunSetup) -> tuple[Model, np.ndarray]:
         if cfg.model.base:
             load_base(model, setup.data.spec, Path(cfg.model.base).expanduser())
         else:
-            pretrain(model, setup.data.spec, setup.data.server_train, cfg.model.pretrain_epochs,
-                     cfg.strategy.batch_size, cfg.strategy.lr, cfg.seed)
+            # the base's own optimizer settings, never the clients' --lr: the same data, model and seed
+            # give the same base whatever the strategy or --lr; a diverged base stops the run before round 1
+            m = cfg.model
+            pretrain(model, setup.data.spec, setup.data.server_train, m.pretrain_epochs, cfg.strategy.batch_size,
+                     m.pretrain_lr, cfg.seed, m.pretrain_optimizer)
     return model, setup.registry.get_base(model)
 
 
@@ -90,6 +101,8 @@ def log_attrs(setup: RunSetup, hosts: list[str], mpi_library: str, world_size: i
                                       "top_fwd": setup.costs.top_fwd, "top_bwd": setup.costs.top_bwd}),
         "torch_version": torch.__version__, "python_version": platform.python_version(),
         "clock": setup.config.device.clock, "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        # who writes the log: `report` tells a run still going from one that ended without closing it
+        "writer_pid": os.getpid(), "writer_host": socket.gethostname(),
         # measured-energy meter per client ("ina3221", "rapl", "nvml", "rapl+nvml" or "none"); modeled always
         "energy_source": json.dumps([p["energy_source"] for p in profiles]),
     }
@@ -107,12 +120,63 @@ def format_round(rec: RoundRecord, rounds: int) -> str:
             f"rare-F1 {r['rare_f1']:.3f}  round {r['wall_time_s']:.2f} s wall, {r['virtual_time_s']:.2f} s emulated")
 
 
+ROUND_TIMEOUT_FLOOR_S = 120.0
+ROUND_TIMEOUT_FACTOR = 10.0
+
+
+def round_timeout(given: float | None, longest_wall_s: float, real_clock: bool) -> float | None:
+    """The watchdog's limit for the next round (None: none): `given` (--round-timeout), else max(120 s,
+    10x the longest round so far). With --clock real the clients sleep as long as the emulated
+    device would take, which is not known before the first round: that round has no limit."""
+    if given is not None:
+        return given
+    if real_clock and longest_wall_s == 0.0:
+        return None
+    return max(ROUND_TIMEOUT_FLOOR_S, ROUND_TIMEOUT_FACTOR * longest_wall_s)
+
+
+def rejected_warning(rec: RoundRecord, streak: int) -> str | None:
+    """One line when clients' updates were rejected (non-finite), None when none were."""
+    rejected = np.flatnonzero(rec.clients["rejected"] > 0)
+    if rejected.size == 0:
+        return None
+    active = int(np.count_nonzero(rec.alloc.any(axis=1)))
+    rnd = int(rec.row["round"])
+    ranks = ", ".join(str(k + 1) for k in rejected)
+    if streak:
+        return (f"warning: round {rnd}: every client's update was rejected (non-finite: the training diverged; "
+                f"ranks {ranks}); the model did not change ({streak} of {DIVERGED_ROUNDS} rounds in a row before "
+                "the run stops; a lower --lr may help)")
+    return (f"warning: round {rnd}: {rejected.size} of {active} client updates rejected (non-finite), ranks "
+            f"{ranks}; the others were aggregated")
+
+
+def every_client_rejected(rec: RoundRecord) -> bool:
+    active = int(np.count_nonzero(rec.alloc.any(axis=1)))
+    return active > 0 and int(np.count_nonzero(rec.clients["rejected"] > 0)) >= active
+
+
+@dataclass
+class _RunState:
+    """What serve knows about its run when it has to stop early."""
+
+    in_round: bool = False  # a round was started on every rank and has not finished
+    checkpoint_round: int | None = None
+    streak: int = 0  # consecutive rounds in which every client was rejected
+    longest_wall_s: float = 0.0
+
+
 def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[str], mpi_library: str,
           world_size: int, progress: Progress | None, debug: DebugHooks = DebugHooks(),
-          resume: Checkpoint | None = None,
-          initial: tuple[Model, np.ndarray] | None = None) -> list[RoundRecord]:
-    """Rank 0's whole job: start the clients, run every round, log each one, checkpoint."""
+          resume: Checkpoint | None = None, initial: tuple[Model, np.ndarray] | None = None,
+          timeout_s: float | None = None) -> list[RoundRecord]:
+    """Rank 0's whole job: start the clients, run every round, log each one, checkpoint.
+
+    A stop (stops.RunStopped, stops.Interrupted) leaves with the log closed, its end marker set
+    and the facts the user needs filled in; if no round was in flight the clients were released
+    (e.clean), else the caller must end the job."""
     cfg = setup.config
+    t_start = time.perf_counter()
     check_resumable(setup, resume, out)
     if resume is not None:
         model = setup.make_model()
@@ -121,17 +185,30 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
             setup.registry.set_base(model, base)
     else:
         model, base = initial if initial is not None else server_model(setup)
+    if progress is not None:
+        progress(f"start: connecting {setup.n_clients} client(s) (handshake, communicators)")
     me = Handshake(debug.version_for(0), setup.data.fingerprint, hosts[0] if hosts else socket.gethostname())
     handshakes = transport.start(base, me)
     hosts = [h.host for h in handshakes]
     kept = read_log(out).records()[:resume.round] if resume is not None else None
     tmp = out.with_name(out.name + ".resume.tmp") if resume is not None else out
-    writer = RoundLogWriter(tmp, log_attrs(setup, hosts, mpi_library, world_size), setup.n_clients,
-                            setup.registry.names, tier_names(setup), existing=kept)
-    if resume is not None:
-        os.replace(tmp, out)  # the rewritten log (complete rounds up to the checkpoint) takes the old one's place
+    try:
+        writer = RoundLogWriter(tmp, log_attrs(setup, hosts, mpi_library, world_size), setup.n_clients,
+                                setup.registry.names, tier_names(setup), existing=kept)
+        writer.fail_after = debug.log_fail_after()
+        if resume is not None:
+            os.replace(tmp, out)  # the rewritten log (complete rounds up to the checkpoint) takes the old one's place
+            writer.path = out
+    except (LogWriteError, OSError) as e:
+        transport.stop()
+        stop = e if isinstance(e, LogWriteError) else LogWriteError(f"replacing {out} failed: {e.strerror or e}")
+        stop.clean = True
+        if resume is not None:
+            stop.log, stop.log_rounds, stop.checkpoint_round = out, resume.round, resume.round
+        raise stop from None
     ckpt_path = checkpoint_path(out)
     server = Server(setup, transport, model, None, debug.dump_dir)
+    state = _RunState(checkpoint_round=resume.round if resume is not None else None)
     if resume is not None:
         last = kept[-1].row if kept else {}
         server.restore(resume.blocks, resume.wall_elapsed, resume.virtual_elapsed,
@@ -139,24 +216,77 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
         setup.strategy.load_state(resume.strategy)
 
     def on_round(rec: RoundRecord) -> None:
+        state.in_round = False  # the exchange is over: every client waits for the next plan
         rnd = int(rec.row["round"])
-        writer.append(rec)
+        with signals.critical():
+            writer.append(rec)
+        finite = all(bool(np.isfinite(b).all()) for b in server.blocks)
         every = cfg.checkpoint_every
-        if every and (rnd % every == 0 or rnd == cfg.rounds):
-            save_checkpoint(Checkpoint(rnd, cfg.to_json(), __version__, setup.data.fingerprint, server.blocks,
-                                       base, setup.strategy.state(), server.wall_elapsed, server.virtual_elapsed),
-                            ckpt_path)
+        if finite and every and (rnd % every == 0 or rnd == cfg.rounds):
+            with signals.critical():
+                save_checkpoint(Checkpoint(rnd, cfg.to_json(), __version__, setup.data.fingerprint, server.blocks,
+                                           base, setup.strategy.state(), server.wall_elapsed,
+                                           server.virtual_elapsed), ckpt_path)
+            state.checkpoint_round = rnd
         if progress is not None:
             progress(format_round(rec, cfg.rounds))
+        state.longest_wall_s = max(state.longest_wall_s, float(rec.row["wall_time_s"]))
+        state.streak = state.streak + 1 if every_client_rejected(rec) else 0
+        warning = rejected_warning(rec, state.streak)
+        if warning:
+            eprint(warning)
+        if not finite:  # a NaN model stays NaN: every later round would be wasted (no checkpoint of it was written)
+            raise Diverged(f"stopped at round {rnd}: the global model's parameters are non-finite; the training "
+                           "diverged (try a lower --lr)")
+        if state.streak >= DIVERGED_ROUNDS:
+            raise Diverged(f"stopped at round {rnd}: every client's update was rejected (non-finite) for "
+                           f"{DIVERGED_ROUNDS} rounds in a row; the training diverged (try a lower --lr)")
         fault = debug.client_fault(0)
         if fault is not None and fault[1] == rnd and fault[0] in ("raise", "kill"):
             inject(fault[0], "the server")
 
     server.on_round = on_round
+    first = resume.round + 1 if resume is not None else 1
+    if progress is not None:
+        progress(f"start: ready after {time.perf_counter() - t_start:.1f} s; rounds {first}..{cfg.rounds}")
+    records = []
     try:
-        return server.run(first_round=resume.round + 1 if resume is not None else 1)
-    finally:
-        writer.close()
+        for rnd in range(first, cfg.rounds + 1):
+            transport.set_round_timeout(round_timeout(timeout_s, state.longest_wall_s, cfg.device.clock == "real"))
+            state.in_round = True
+            with signals.critical() if transport.atomic_rounds else nullcontext():
+                records.append(server.run_round(rnd))
+        transport.set_round_timeout(None)
+        transport.stop()
+        writer.close("complete")
+    except (RunStopped, Interrupted) as e:
+        e.clean = not state.in_round
+        if e.clean:
+            transport.stop()
+        _close_stopped(writer, e, resume is not None)
+        e.checkpoint_round = state.checkpoint_round if ckpt_path.exists() else None
+        raise
+    except BaseException:
+        with suppress(LogWriteError):
+            writer.close("failed")
+        raise
+    return records
+
+
+def _close_stopped(writer: RoundLogWriter, e: RunStopped | Interrupted, resumed: bool) -> None:
+    """Set the end marker and the log facts of a stop; a log with no complete round is removed
+    (it would only block the rerun), unless it continues a resumed run."""
+    if not writer.failed:
+        try:
+            if writer.n_complete == 0 and not resumed:
+                writer.remove()
+            else:
+                writer.close(e.status)
+        except LogWriteError:
+            pass
+    kept = writer.path.exists() and (writer.n_complete > 0 or resumed)
+    e.log = writer.path if kept else None
+    e.log_rounds = writer.n_complete
 
 
 def set_process_threads() -> int:
@@ -170,6 +300,16 @@ def set_process_threads() -> int:
     return n
 
 
+def startup_line(cfg: RunConfig, n_clients: int) -> str:
+    return f"start: data ({cfg.data.dataset}) and model ({cfg.model.model}, {cfg.model.mode}) for {n_clients} client(s)"
+
+
+def setup_done_line(setup: RunSetup, seconds: float) -> str:
+    n = sum(len(w) for w in setup.data.clients_train)
+    return (f"start: data and model ready in {seconds:.1f} s ({n} training windows, {len(setup.registry)} "
+            f"parameter groups, strategy {setup.config.strategy.name})")
+
+
 def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress | None = None,
                   debug: DebugHooks = DebugHooks(), resume: Checkpoint | None = None) -> list[RoundRecord]:
     """Server and every client in this process, through the in-process transport."""
@@ -177,7 +317,12 @@ def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress 
     from relief_mpi.comm.inprocess import InProcessServerTransport
     from relief_mpi.setup import build_setup
 
+    t0 = time.perf_counter()
+    if progress is not None:
+        progress(startup_line(cfg, n_clients))
     setup = build_setup(cfg, n_clients)
+    if progress is not None:
+        progress(setup_done_line(setup, time.perf_counter() - t0))
     trainers = [setup.trainer(k, debug.client_fault(k + 1), debug.dump_dir) for k in range(n_clients)]
     transport = InProcessServerTransport(trainers, setup.strategy.ownership(), setup.registry.sizes)
     host = socket.gethostname()

@@ -53,7 +53,7 @@ def _register() -> None:
 
     cli.add_command(train.train)
     cli.add_command(report.report)
-    for mod_name in ("data", "fleet", "bench", "pretrain", "hosts"):
+    for mod_name in ("data", "fleet", "bench", "pretrain", "hosts", "config"):
         try:
             mod = __import__(f"relief_mpi.cli.{mod_name}", fromlist=["command"])
         except ModuleNotFoundError as e:

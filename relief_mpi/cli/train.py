@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import math
+import os
 import sys
 import time
 import traceback
@@ -17,6 +19,7 @@ from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
 from relief_mpi.mpirun_types import Resolved
 from relief_mpi.run import DebugHooks, Progress
+from relief_mpi.stops import Interrupted, RunStopped, describe, exit_process
 
 
 def default_out(strategy: str, dataset: str, seed: int) -> Path:
@@ -24,13 +27,28 @@ def default_out(strategy: str, dataset: str, seed: int) -> Path:
 
 
 def check_out(path: Path, overwrite: bool) -> Path:
+    """The log path, refused before anything starts if it cannot be written. A 0-byte file (left by
+    a start that was killed before it wrote anything) holds nothing and is replaced."""
     if path.suffix not in (".h5", ".hdf5"):
         raise ReliefError(f"--out {path}: the log is HDF5; give a path ending in .h5")
-    if path.exists() and not overwrite:
-        raise ReliefError(f"--out {path} exists; pass --overwrite to replace it (or pick another path)")
     if path.exists() and path.is_dir():
         raise ReliefError(f"--out {path} is a directory")
+    if path.exists() and not overwrite and path.stat().st_size > 0:
+        raise ReliefError(f"--out {path} exists; pass --overwrite to replace it (or pick another path)")
+    check_writable(path, "--out")
     return path
+
+
+def check_writable(path: Path, what: str) -> None:
+    """Create the folder and a probe file beside `path`: a read-only or impossible path is one line now,
+    not an error after every rank has started."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.probe{os.getpid()}")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as e:
+        raise ReliefError(f"{what} {path}: cannot write there ({e.strerror or e})") from None
 
 
 def parse_fault(value: str | None) -> tuple[str, int, int] | None:
@@ -38,11 +56,11 @@ def parse_fault(value: str | None) -> tuple[str, int, int] | None:
         return None
     try:
         kind, rank, rnd = value.split(":")
-        if kind not in ("nan", "raise", "kill", "version"):
+        if kind not in ("nan", "raise", "kill", "version", "logfull"):
             raise ValueError
         return kind, int(rank), int(rnd)
     except ValueError:
-        raise ReliefError(f"--fault {value!r}: use nan|raise|kill|version:RANK:ROUND") from None
+        raise ReliefError(f"--fault {value!r}: use nan|raise|kill|version|logfull:RANK:ROUND") from None
 
 
 def find_log(path: Path) -> Path:
@@ -66,6 +84,7 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     if kw["out"]:
         raise ReliefError("--resume continues the log it names; drop --out")
     path = find_log(Path(kw["resume"]))
+    check_writable(path, "--resume")
     try:
         log = read_log(path)
         saved_json = log.attrs["config"]
@@ -92,6 +111,21 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     return Resolved(cfg, path, ck, world_size=int(log.attrs["world_size"]))
 
 
+def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
+    del ctx, param
+    if value == "auto":
+        return None
+    if value == "none":
+        return math.inf
+    try:
+        v = float(value)
+        if not (math.isfinite(v) and v > 0):
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: use auto, none or a number of seconds > 0") from None
+    return v
+
+
 @click.command()
 @common_options
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
@@ -102,15 +136,21 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
                    "this one process (no MPI needed).")
 @click.option("--clients", type=click.IntRange(min=1), default=4, show_default=True,
               help="Number of clients with --transport inprocess (under MPI it is N-1).")
-@click.option("--quiet", is_flag=True, help="No per-round lines.")
+@click.option("--quiet", is_flag=True, help="No start-up and per-round lines (warnings and errors still print).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Write a checkpoint (server state; clients are stateless between rounds) every K rounds and "
                    "after the last, atomically, as <log>.ckpt.pt beside the log; 0 = never.")
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue RUN.h5 (or the folder holding it) from its last checkpoint, appending to the same "
                    "log; its config is reused (only --rounds may change, to extend the run).")
+@click.option("--round-timeout", default="auto", show_default=True, callback=_round_timeout,
+              help="Round watchdog (MPI): if a round has not finished after this many seconds (a client stopped, "
+                   "hung or lost its link), rank 0 ends the job with one line naming the rank and host, keeps "
+                   "the log and the last checkpoint, and exits 4. auto = max(120 s, 10x the longest round so "
+                   "far; with --clock real the first round has no limit); none = wait forever.")
 @click.option("--fault", hidden=True, default=None,
-              help="Test only: KIND:RANK:ROUND injects nan (client update), raise or kill (any rank).")
+              help="Test only: KIND:RANK:ROUND injects nan (client update), raise or kill (any rank), or "
+                   "logfull (the log write of ROUND fails as on a full disk).")
 @click.option("--debug-dump", hidden=True, default=None, type=click.Path(file_okay=False),
               help="Test only: save every client's block deltas and the server's blocks per round here.")
 @click.pass_context
@@ -120,9 +160,16 @@ def train(ctx: click.Context, **kw: Any) -> None:
     \b
     Under MPI:   mpirun -n 5 relief-mpi train [options]
     One process: relief-mpi train --transport inprocess --clients 4
+    From a file: relief-mpi train --config run.toml [options override it]
 
     With no options it trains FedAvg for 20 rounds on the built-in synthetic dataset with the
     default three-tier fleet, prints one line per round, and ends with the log's path.
+
+    \b
+    Exit codes: 0 done; 2 bad input (nothing started); 1 the log or a checkpoint could not be
+    written; 3 diverged: every client's update was rejected (non-finite) for 3 rounds in a row
+    (a warning line names the rejected ranks each round); 4 the round watchdog ended the job;
+    130/143 interrupted by SIGINT/SIGTERM (the log keeps every complete round and says how to resume).
     """
     given = {p for p in kw if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
@@ -130,12 +177,16 @@ def train(ctx: click.Context, **kw: Any) -> None:
 
     def resolve() -> Resolved:
         if kw["resume"]:
-            return resolve_resume(kw, given)
-        cfg = build_config(kw)
-        p = Path(kw["out"]) if kw["out"] else default_out(cfg.strategy.name, cfg.data.dataset, cfg.seed)
-        return Resolved(cfg, check_out(p, kw["overwrite"]))
+            res = resolve_resume(kw, given)
+        else:
+            cfg = build_config(kw)
+            p = Path(kw["out"]) if kw["out"] else default_out(cfg.strategy.name, cfg.data.dataset, cfg.seed)
+            res = Resolved(cfg, check_out(p, kw["overwrite"]))
+        res.round_timeout = kw["round_timeout"]
+        return res
 
     if kw["transport"] == "inprocess":
+        from relief_mpi import signals
         from relief_mpi.run import run_inprocess
 
         res = resolve()
@@ -144,10 +195,34 @@ def train(ctx: click.Context, **kw: Any) -> None:
             if "clients" in given and n_clients != res.world_size - 1:
                 raise ReliefError(f"the run being resumed had {res.world_size - 1} clients, not {n_clients}")
             n_clients = res.world_size - 1
-        run_inprocess(res.config, n_clients, res.out, progress, debug, res.resume)
+        signals.install("server")
+        try:
+            run_inprocess(res.config, n_clients, res.out, progress, debug, res.resume)
+        except (RunStopped, Interrupted) as e:
+            stop_here(e)
         click.echo(f"log: {res.out}")
         return
     _train_mpi(resolve, progress, debug)
+
+
+def stop_line(e: RunStopped | Interrupted) -> str:
+    """The one line of a run that stopped early."""
+    return describe(e) if isinstance(e, Interrupted) else f"error: {describe(e)}"
+
+
+def stop_here(e: RunStopped | Interrupted) -> None:
+    """Print the stop's line and leave with its exit code. Under MPI, a stop that could not release
+    the clients (a round was in flight) ends the process at once: the launcher then ends the job,
+    without the MPI_Abort banner and without waiting on a client that may never answer."""
+    click.echo(stop_line(e), err=True)
+    if "mpi4py.MPI" in sys.modules and not e.clean:
+        from mpi4py import MPI
+
+        if MPI.Is_initialized() and MPI.COMM_WORLD.Get_size() > 1:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(e.exit_code)
+    exit_process(e.exit_code)
 
 
 def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug: DebugHooks) -> None:
@@ -166,8 +241,16 @@ def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug
 
 
 def _abort() -> None:
+    """End the whole job from the exception being handled: a stop of the run (stops) is its one
+    line and exit code; anything else is a traceback and MPI_Abort."""
     from mpi4py import MPI
 
+    e = sys.exc_info()[1]
+    if isinstance(e, (RunStopped, Interrupted)):
+        stop_here(e)
+    if isinstance(e, KeyboardInterrupt):  # a signal before the handlers were installed: no traceback
+        sys.stderr.flush()
+        os._exit(130)
     rank = MPI.COMM_WORLD.Get_rank()
     sys.stderr.write(f"relief-mpi: rank {rank} failed, aborting the job:\n{traceback.format_exc()}")
     sys.stderr.flush()

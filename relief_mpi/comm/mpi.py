@@ -6,6 +6,12 @@ block) are built once and pinned; per-round trainer communicators come from the 
 client that did not train block b takes no part in b's Reduce and sends none of its bytes.
 Every rank receives the full allocation, so every rank replays the same cache history (creation
 order, LRU eviction): members agree on which communicators exist without any extra messages.
+
+The plan, each client's acknowledgement of it and each client's report travel point to point
+between the server and that client, not through collectives: a collective can be held up by any
+one of its members, a point-to-point message only by its two ends. So when a round overruns its
+deadline (the round watchdog), the server knows which ranks never acknowledged the plan (they
+stopped answering) and which never reported (stopped, or held up by one that did).
 """
 
 from __future__ import annotations
@@ -17,10 +23,12 @@ from mpi4py import MPI
 
 from relief_mpi.comm import wire
 from relief_mpi.comm.transport import ClientTransport, Handshake, RoundExchange, ServerTransport
-from relief_mpi.comm.wait import wait_all
+from relief_mpi.comm.wait import WaitTimeout, wait_all
 from relief_mpi.rounds import GroupSums, RoundPlan, zero_update
+from relief_mpi.stops import RoundTimeout
 
 Key = tuple[int, ...]
+TAG_HEADER, TAG_BODY, TAG_ACK, TAG_REPORT = 11, 12, 13, 14
 _HS_FIELDS = (("version", 32), ("fingerprint", 32), ("host", 64))
 _HS_LEN = sum(n for _, n in _HS_FIELDS)
 
@@ -124,10 +132,14 @@ class _MpiBase:
 
 
 class MpiServerTransport(_MpiBase, ServerTransport):
+    atomic_rounds = True  # a round started on every rank must end on every rank (or the job is ended)
+    hosts: list[str]  # by rank, from the handshakes (to name a rank that stops answering)
+
     def start(self, base: np.ndarray, me: Handshake) -> list[Handshake]:
         recv = np.zeros((self.k + 1, _HS_LEN), np.uint8)
         wait_all([self.world.Igather(encode_handshake(me), recv, root=0)])
         hands = [decode_handshake(r) for r in recv]
+        self.hosts = [h.host for h in hands]
         bad = [(r, h) for r, h in enumerate(hands) if (h.version, h.fingerprint) != (me.version, me.fingerprint)]
         if bad:
             r, h = bad[0]
@@ -150,10 +162,15 @@ class MpiServerTransport(_MpiBase, ServerTransport):
         wait_all([self.world.Ibcast(np.array([1, 0], np.int64), root=0)])
 
     def run_round(self, plan: RoundPlan, blocks: list[np.ndarray]) -> RoundExchange:
-        wait_all([self.world.Ibcast(wire.plan_header(plan, self.k, self.b), root=0),
-                  self.world.Ibcast(wire.plan_body(plan), root=0)])
-        keys = self._trainer_keys(plan)
+        header, body = wire.plan_header(plan, self.k, self.b), wire.plan_body(plan)
+        acks = np.zeros((self.k, 1), np.int64)
+        reports = np.zeros((self.k, len(wire.REPORT_FIELDS)), np.float64)
         reqs = []
+        for c in range(1, self.k + 1):
+            reqs += [self.world.Isend(header, c, TAG_HEADER), self.world.Isend(body, c, TAG_BODY)]
+        ack_reqs = [self.world.Irecv(acks[c - 1], c, TAG_ACK) for c in range(1, self.k + 1)]
+        report_reqs = [self.world.Irecv(reports[c - 1], c, TAG_REPORT) for c in range(1, self.k + 1)]
+        keys = self._trainer_keys(plan)
         for b, key in enumerate(self.cohort_keys):
             if key is not None:
                 reqs.append(self.cache.get(key).Ibcast(np.ascontiguousarray(blocks[b], np.float32), root=0))
@@ -162,14 +179,36 @@ class MpiServerTransport(_MpiBase, ServerTransport):
             if key is not None:
                 recv[b] = zero_update(self.sizes[b], bool(plan.plain[b]))
                 reqs.append(self.cache.get(key).Ireduce(MPI.IN_PLACE, recv[b], op=MPI.SUM, root=0))
-        reports = np.zeros((self.k + 1, len(wire.REPORT_FIELDS)), np.float64)
-        reqs.append(self.world.Igather(np.zeros(len(wire.REPORT_FIELDS)), reports, root=0))
-        wait_all(reqs)
+        all_reqs = ack_reqs + report_reqs + reqs
+        try:
+            wait_all(all_reqs, deadline=self.deadline)
+        except WaitTimeout as e:
+            raise self._timeout(plan.round, [i for i in e.pending if i < self.k],
+                                [i - self.k for i in e.pending if self.k <= i < 2 * self.k]) from None
         sums = {b: GroupSums.unpack(v, self.sizes[b], bool(plan.plain[b])) for b, v in recv.items()}
-        return RoundExchange(sums, reports[1:])
+        return RoundExchange(sums, reports)
+
+    def _timeout(self, rnd: int, no_ack: list[int], no_report: list[int]) -> RoundTimeout:
+        """Name the ranks that stopped answering: first those that never acknowledged the plan
+        (only they themselves can be the cause), else those that never reported."""
+        def named(clients: list[int]) -> str:
+            ranks = [c + 1 for c in clients]
+            return ", ".join(f"rank {r} on {self.hosts[r] if r < len(self.hosts) else '?'}" for r in ranks)
+
+        if no_ack:
+            who, what = named(no_ack), "did not answer"
+        elif no_report:
+            who, what = named(no_report), "did not finish"
+        else:
+            who, what = "every client reported but", "a block exchange did not complete"
+        e = RoundTimeout(f"round {rnd}: {who} {what} within the round timeout of {self.timeout_s:.0f} s "
+                         "(--round-timeout); the job was ended")
+        e.ranks = [c + 1 for c in (no_ack or no_report)]
+        return e
 
     def stop(self) -> None:
-        wait_all([self.world.Ibcast(wire.plan_header(None, self.k, self.b), root=0)])
+        header = wire.plan_header(None, self.k, self.b)
+        wait_all([self.world.Isend(header, c, TAG_HEADER) for c in range(1, self.k + 1)])
         self.cache.close()
 
 
@@ -188,12 +227,13 @@ class MpiClientTransport(_MpiBase, ClientTransport):
 
     def next_plan(self) -> RoundPlan | None:
         header = np.zeros(wire.HEADER_LEN, np.int64)
-        wait_all([self.world.Ibcast(header, root=0)])
+        wait_all([self.world.Irecv(header, 0, TAG_HEADER)])
         if header[1]:
             self.cache.close()
             return None
         body = np.zeros((self.k + 1, 2 * self.b + 2), np.float64)
-        wait_all([self.world.Ibcast(body, root=0)])
+        wait_all([self.world.Irecv(body, 0, TAG_BODY)])
+        wait_all([self.world.Isend(header[:1].copy(), 0, TAG_ACK)])
         plan = wire.decode_plan(header, body)
         self._keys = self._trainer_keys(plan)
         return plan
@@ -212,5 +252,5 @@ class MpiClientTransport(_MpiBase, ClientTransport):
     def send(self, plan: RoundPlan, updates: dict[int, np.ndarray], report: np.ndarray) -> None:
         reqs = [self.cache.get(self._keys[b]).Ireduce(updates[b], None, op=MPI.SUM, root=0)
                 for b in sorted(updates)]
-        reqs.append(self.world.Igather(np.ascontiguousarray(report, np.float64), None, root=0))
+        reqs.append(self.world.Isend(np.ascontiguousarray(report, np.float64), 0, TAG_REPORT))
         wait_all(reqs)

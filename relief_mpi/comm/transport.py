@@ -5,6 +5,7 @@ Transports move buffers and never know which algorithm runs; strategies never se
 
 from __future__ import annotations
 
+import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
@@ -29,6 +30,18 @@ class RoundExchange:
 
 
 class ServerTransport(ABC):
+    # A round started on every rank must end on every rank, else the job cannot be released
+    # cleanly (MPI); the in-process transport has no other rank, so any point is safe.
+    atomic_rounds = False
+    deadline: float | None = None  # time.monotonic() by which the round in flight must finish (the watchdog)
+    timeout_s = 0.0
+
+    def set_round_timeout(self, timeout_s: float | None) -> None:
+        """The next round must finish within timeout_s (None: no limit); a transport that can
+        wait on other ranks raises stops.RoundTimeout, naming the ranks, when it does not."""
+        self.timeout_s = timeout_s or 0.0
+        self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
+
     @abstractmethod
     def start(self, base: np.ndarray, me: Handshake) -> list[Handshake]:
         """Check every rank's handshake, send the frozen base; return handshakes by rank."""

@@ -4,8 +4,9 @@
 - plan body:   float64 [K + 1, 2G + 2]: per client alloc bits, upload coefficients, local steps,
                deadline (-1 = none); the last row holds the per-group `plain` flags
 - group:       float32 [size_g]
-- update:      float64 (rounds.update_len; charged as float32 by the link model): w*delta, [delta], w, count, w*|delta_p|^2, |delta_p|^2
-- report:      float64 [len(REPORT_FIELDS)] per client
+- update:      float64 (rounds.update_len; charged as float32 by the link model): w*delta, [delta], w,
+               count, w*|delta_p|^2, |delta_p|^2
+- report:      float64 [len(REPORT_FIELDS)] per client (under MPI point to point, see comm/mpi.py)
 """
 
 from __future__ import annotations

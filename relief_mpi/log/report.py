@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -13,29 +15,74 @@ def _fmt(x: float, spec: str = ".3f") -> str:
     return "n/a" if x is None or not np.isfinite(x) else format(x, spec)
 
 
+def writer_alive(run: RunLog) -> bool | None:
+    """Is the process that writes this log still running? None when it cannot be told from here
+    (another host, or a log written before the writer was recorded)."""
+    pid, host = run.attrs.get("writer_pid"), run.attrs.get("writer_host")
+    if pid is None or host != socket.gethostname():
+        return None
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def run_status(run: RunLog) -> str:
+    """One line: is the run complete, still running, stopped early (and why), or dead?"""
+    n, planned = len(run.rounds), run.config.get("rounds", "?")
+    if run.status == "complete":
+        return f"status: complete ({n} of {planned} rounds)"
+    if run.status in ("interrupted", "diverged", "timeout", "failed"):
+        return f"status: stopped early ({run.status}) after {n} of {planned} rounds"
+    if run.status == "running":
+        alive = writer_alive(run)
+        if alive:
+            return f"status: still running ({n} of {planned} rounds so far)"
+        if alive is None:
+            return (f"status: running or ended without closing the log ({n} of {planned} rounds; the writer is on "
+                    f"{run.attrs.get('writer_host', 'another host')})")
+        return (f"status: ended without closing the log (killed, crashed or a log write failed) after {n} of "
+                f"{planned} rounds")
+    return f"{n} of {planned} rounds (a log without an end marker)"
+
+
 def summary_table(run: RunLog) -> str:
     r = run.rounds
     a = run.attrs
     lines = [f"strategy {a.get('strategy')}  dataset {a.get('dataset')}  clients {len(run.profiles)}  "
-             f"rounds {len(r)}  clock {a.get('clock')}  rare modality {a.get('rare_modality') or '-'}"]
+             f"rounds {len(r)}  clock {a.get('clock')}  rare modality {a.get('rare_modality') or '-'}",
+             run_status(run)]
+    if run.incomplete_rows:
+        after = f"after round {int(r['round'][-1])}" if len(r) else "before the first complete round"
+        lines.append(f"note: {run.incomplete_rows} row(s) {after} were not completely written (a failed write, or "
+                     "a round being written) and are not shown")
     if len(r) == 0:
-        return lines[0] + "\n(no complete round yet)"
+        return "\n".join(lines) + "\n(no complete round yet)"
     last = r[-1]
     lines.append(f"final: accuracy {_fmt(last['accuracy'])}  macro-F1 {_fmt(last['macro_f1'])}  "
                  f"rare-F1 {_fmt(last['rare_f1'])}")
     lines.append(f"time: {_fmt(last['wall_elapsed_s'], '.1f')} s wall, {_fmt(last['virtual_elapsed_s'], '.1f')} s "
                  f"emulated;  bytes up {r['bytes_up'].sum() / 1e6:.2f} MB, down {r['bytes_down'].sum() / 1e6:.2f} MB;"
                  f"  energy {r['energy_j'].sum():.1f} J (modeled)")
+    rejected = r["rejected"]
+    if rejected.sum():
+        rounds = ", ".join(str(int(x)) for x in r["round"][rejected > 0][:10]) + (", ..." if (rejected > 0).sum() > 10
+                                                                                  else "")
+        lines.append(f"rejected updates (non-finite): {int(rejected.sum())} client update(s) in round(s) {rounds}")
     lines.append("")
     lines.append(f"{'client':>6} {'rank':>4} {'tier':<6} {'profile':<18} {'modalities':<22} {'busy s':>8} "
-                 f"{'idle s':>8} {'MB up':>7} {'MB down':>8} {'energy J':>9} {'steps':>6}")
+                 f"{'idle s':>8} {'MB up':>7} {'MB down':>8} {'energy J':>9} {'steps':>6} {'rejected':>8}")
     c = run.clients
     for p in run.profiles:
         k = p["client"]
         lines.append(f"{k:>6} {p['rank']:>4} {p['tier']:<6} {p['profile']:<18} {','.join(p['modalities']):<22} "
                      f"{np.nansum(c['busy_s'][:, k]):>8.2f} {np.nansum(c['idle_s'][:, k]):>8.2f} "
                      f"{np.nansum(c['bytes_up'][:, k]) / 1e6:>7.2f} {np.nansum(c['bytes_down'][:, k]) / 1e6:>8.2f} "
-                     f"{np.nansum(c['energy_j'][:, k]):>9.1f} {int(np.nansum(c['steps'][:, k])):>6}")
+                     f"{np.nansum(c['energy_j'][:, k]):>9.1f} {int(np.nansum(c['steps'][:, k])):>6} "
+                     f"{int(np.nansum(c['rejected'][:, k])):>8}")
     if len(run.tier_names):
         lines.append("")
         lines.append("final F1 per tier: " + ", ".join(
@@ -48,6 +95,7 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     out_dir.mkdir(parents=True, exist_ok=True)
     r = run.rounds
@@ -57,6 +105,7 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
     axes[0].plot(r["round"][ok], r["macro_f1"][ok], marker="o", label="macro-F1")
     axes[0].plot(r["round"][ok], r["rare_f1"][ok], marker=".", label="rare-modality F1")
     axes[0].set_xlabel("round")
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
     axes[0].set_ylabel("F1")
     axes[0].legend()
     axes[1].plot(r["virtual_elapsed_s"][ok], r["macro_f1"][ok], marker="o", label="emulated time")
@@ -71,8 +120,9 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
     plt.close(fig)
     paths.append(p)
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     labels = [f"{p['client']} {p['tier']}" for p in run.profiles]
+    many = len(labels) > 12  # e.g. 31 clients: a wider figure, upright small labels
+    fig, axes = plt.subplots(1, 2, figsize=(min(40.0, max(10.0, 0.5 * len(labels))), 4.5 if many else 4))
     x = np.arange(len(labels))
     c = run.clients
     axes[0].bar(x - 0.2, np.nansum(c["bytes_up"], 0) / 1e6, 0.4, label="up")
@@ -84,7 +134,11 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
     axes[1].set_ylabel("J (modeled)")
     axes[1].set_title("energy per client")
     for ax in axes:
-        ax.set_xticks(x, labels, rotation=45, ha="right")
+        if many:
+            ax.set_xticks(x, labels, rotation=90, fontsize=7)
+        else:
+            ax.set_xticks(x, labels, rotation=45, ha="right")
+        ax.set_xlabel("client and tier")
     fig.tight_layout()
     p = out_dir / f"{stem}-clients.png"
     fig.savefig(p, dpi=100)

@@ -27,7 +27,8 @@ def test_layout_names_and_attrs(tmp_path: Path) -> None:
         w.append(record(r))
     w.close()
     with h5py.File(p, "r") as f:
-        assert f.attrs["schema_version"] == 1
+        assert f.attrs["schema_version"] == 2
+        assert f["n_rounds"][()] == 2 and f["status"][()] == b"complete"
         assert set(dict(ROUND_FIELDS)) <= set(f["rounds"].dtype.names)
         for m in ("busy_s", "wait_s", "bytes_up", "bytes_down", "energy_j", "steps"):
             assert f["clients"][m].shape == (2, 3) and f["clients"][m].dtype == np.float64
