@@ -143,9 +143,11 @@ def MODEL_OPTIONS(cmd: click.Command) -> click.Command:  # noqa: N802 - used lik
 
 
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    from relief_mpi.cli.config import config_option
+
     for opt in reversed(COMMON):
         f = opt(f)
-    return f
+    return config_option(f)
 
 
 def build_config(kw: dict[str, Any]) -> RunConfig:
@@ -167,7 +169,9 @@ def build_config(kw: dict[str, Any]) -> RunConfig:
     lr = kw.get("lr")
     if lr is None:
         lr = 1e-3 if kw["strategy"] in PUBLISHED_STRATEGIES else 0.05
-    return RunConfig(
+    from relief_mpi.cli.config import with_settings
+
+    return with_settings(RunConfig(
         rounds=kw["rounds"], seed=kw["seed"], eval_every=kw["eval_every"],
         checkpoint_every=kw.get("checkpoint_every", 0) or 0,
         data=DataConfig(dataset=kw["dataset"], data_dir=kw.get("data_dir"), modality_by=kw["modality_by"],
@@ -179,7 +183,7 @@ def build_config(kw: dict[str, Any]) -> RunConfig:
                                 beta=kw["beta"], local_epochs=kw.get("local_epochs", 5), lam=kw.get("lam"),
                                 gamma=kw.get("gamma", 0.9), t_star_bracket=kw.get("t_star_bracket", "published")),
         device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
-    )
+    ), kw.get("config"))  # a --config file's settings without an option (cli/config.py)
 
 
 # CLI parameter -> dotted RunConfig key (used to name what a resumed run would change).
