@@ -4,7 +4,7 @@ set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: launch/local.sh [--dry-run] N [train options...]
+usage: launch/local.sh [--dry-run] N [train options...]    (--dry-run may also follow N)
        launch/local.sh [--dry-run] N SUBCOMMAND [options...]     e.g. N hosts check
 
 Runs `relief-mpi train` (or the given subcommand) on this host with N MPI ranks:
@@ -42,6 +42,12 @@ done
 [[ $# -ge 1 ]] || { usage >&2; exit 2; }
 N=$1
 shift
+# --dry-run is this script's option wherever it stands (`local.sh 5 --dry-run` too): never pass it on.
+args=()
+for a in "$@"; do
+    if [[ "$a" == --dry-run ]]; then DRY_RUN=1; else args+=("$a"); fi
+done
+set -- ${args[@]+"${args[@]}"}
 [[ "$N" =~ ^[0-9]+$ ]] || die "N must be the number of MPI ranks (a whole number), got '$N'; see --help"
 (( N >= 2 )) || die "N must be at least 2 (1 server + at least 1 client), got $N"
 

@@ -11,6 +11,7 @@ from relief_mpi.errors import ReliefError
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.run import run_inprocess
 from tests.helpers import run_cli
+from tests.log.test_stops import small_disk  # noqa: F401, F811 - a fixture
 
 DETERMINISTIC = ("round", "virtual_time_s", "virtual_elapsed_s", "accuracy", "macro_f1", "rare_f1", "bytes_up",
                  "bytes_down", "energy_j", "train_loss", "deadline_s", "rejected")
@@ -88,3 +89,24 @@ def test_an_extended_resume_that_dies_can_be_resumed_again(tmp_path: Path) -> No
     res = run_cli(["train", "--transport", "inprocess", "--resume", str(log), "--quiet"])
     assert res.returncode == 0, res.stderr
     assert list(read_log(log).rounds["round"]) == [1, 2, 3, 4]
+
+
+def test_checkpoint_on_a_full_disk_says_so_and_leaves_no_temp(small_disk: Path) -> None:  # noqa: F811
+    from relief_mpi.checkpoint import Checkpoint, save_checkpoint
+    from relief_mpi.stops import CheckpointWriteError
+    from tests.log.test_stops import fill
+
+    path = small_disk / "r.ckpt.pt"
+
+    def ck(rnd: int) -> Checkpoint:
+        return Checkpoint(rnd, "{}", "0", "fp", [np.full(20_000, rnd, np.float32)], np.zeros(0, np.float32), {},
+                          1.0, 2.0)
+
+    save_checkpoint(ck(1), path)
+    fill(small_disk)
+    with pytest.raises(CheckpointWriteError) as e:
+        save_checkpoint(ck(2), path)
+    assert str(e.value) == f"writing checkpoint {path} failed: No space left on device; the previous checkpoint is kept"
+    assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "r.ckpt.pt"], "the temp file must be removed"
+    kept = load_checkpoint(path)
+    assert kept.round == 1 and float(kept.blocks[0][0]) == 1.0

@@ -49,9 +49,11 @@ class ClientDevice:
 def load_fleet(path: str | Path | None) -> list[Tier]:
     p = Path(path).expanduser() if path is not None else DEFAULT_FLEET
     try:
-        d = tomllib.loads(p.read_text())
+        d = tomllib.loads(p.read_text(encoding="utf-8"))
     except OSError as e:
         raise ReliefError(f"fleet file {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ReliefError(f"fleet file {p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ReliefError(f"fleet file {p}: not valid TOML ({e})") from None
     tiers_raw = d.get("tier")

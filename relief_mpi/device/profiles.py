@@ -66,9 +66,11 @@ def _number(path: Path, d: dict, key: str, minimum: float, open_min: bool) -> fl
 
 def parse_profile(path: Path) -> DeviceProfile:
     try:
-        d = tomllib.loads(path.read_text())
+        d = tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
         raise ReliefError(f"device profile {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ReliefError(f"device profile {path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
         raise ReliefError(f"device profile {path}: not valid TOML ({e})") from None
     missing = [k for k in _REQUIRED if k not in d]

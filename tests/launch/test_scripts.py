@@ -186,3 +186,13 @@ def test_slurm_sbatch_srun_command(tmp_path: Path) -> None:
                                 f"-m relief_mpi train --strategy relief --fleet {HOSTFILES}/lab-jetsons.fleet.toml")
     r = sh(["bash", str(LAUNCH / "slurm.sbatch")], env={"SLURM_JOB_ID": ""})
     assert r.returncode == 2 and "not inside a SLURM job" in r.stderr
+
+
+@pytest.mark.parametrize("args", [["--dry-run", "5", "--rounds", "2"], ["5", "--dry-run", "--rounds", "2"]],
+                         ids=["before-N", "after-N"])
+def test_local_dry_run_prints_and_starts_nothing(tmp_path: Path, args: list[str]) -> None:
+    exe = fake_mpiexec(tmp_path, "HYDRA build details:\n    Version: 4.2.0")
+    r = sh([str(LAUNCH / "local.sh"), *args], env={"MPIEXEC": str(exe)})
+    assert r.returncode == 0, r.stderr
+    assert "ARGV:" not in r.stdout, "--dry-run started the launcher"
+    assert r.stderr.strip() == f"+ {exe} -n 5 {sys.executable} -m relief_mpi train --rounds 2"
