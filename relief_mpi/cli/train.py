@@ -212,16 +212,19 @@ def stop_line(e: RunStopped | Interrupted) -> str:
 
 def stop_here(e: RunStopped | Interrupted) -> None:
     """Print the stop's line and leave with its exit code. Under MPI, a stop that could not release
-    the clients (a round was in flight) ends the process at once: the launcher then ends the job,
-    without the MPI_Abort banner and without waiting on a client that may never answer."""
+    the clients (a round was in flight, or a client stopped answering) ends the job with MPI_Abort,
+    so that the launcher exits with this code (not with the signal it then kills a stopped rank
+    with); the library's own abort line is kept off stderr, the user has ours."""
     click.echo(stop_line(e), err=True)
     if "mpi4py.MPI" in sys.modules and not e.clean:
         from mpi4py import MPI
 
-        if MPI.Is_initialized() and MPI.COMM_WORLD.Get_size() > 1:
+        if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
             sys.stdout.flush()
             sys.stderr.flush()
-            os._exit(e.exit_code)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            MPI.COMM_WORLD.Abort(e.exit_code)
     exit_process(e.exit_code)
 
 
