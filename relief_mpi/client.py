@@ -134,6 +134,10 @@ class LocalTrainer:
         steps_done, samples, loss_sum = 0, 0, 0.0
         opt = self._optimizer(train_params)
         self.model.train()
+        if recipe.freeze_absent_bn:
+            for m in range(len(self.spec.modalities)):
+                if m not in role.modalities:
+                    self.model.encoders[m].eval()
         if role.fault is not None and role.fault[1] == plan.round and role.fault[0] in ("raise", "kill"):
             inject(role.fault[0], f"client {k}")
         for _ in range(int(plan.steps[k]) if opt is not None else 0):

@@ -15,11 +15,18 @@ from typing import Any
 # The published method presets (design.md section 0), then our own variants.
 PUBLISHED_STRATEGIES = ("fedavg", "cohort-fedavg", "relief-acc", "relief", "relief-fast", "ablation-v2",
                         "ablation-v3", "b-uniform", "b-freeze", "b-block")
-OUR_STRATEGIES = ("fedavg-sgd", "fedprox", "heterofl", "relief-ucb", "relief-ucb-cohort", "relief-ucb-random")
+# Ours on the published recipe (Adam, --local-epochs, the paper model): the corrected FedAvg and the
+# controls that isolate one RELIEF mechanism each (docs/design.md, "Corrections and controls").
+CONTROL_STRATEGIES = ("fedavg-fair", "skip-absent", "fedavg-deadline", "fixed-order")
+OUR_STRATEGIES = ("fedavg-sgd", "fedprox", "heterofl", "relief-ucb", "relief-ucb-cohort",
+                  "relief-ucb-random") + CONTROL_STRATEGIES
 STRATEGIES = PUBLISHED_STRATEGIES + OUR_STRATEGIES
+ADAM_STRATEGIES = PUBLISHED_STRATEGIES + CONTROL_STRATEGIES  # default --lr 1e-3 (Adam), the others 0.05 (SGD)
 MODELS = ("paper", "small")
 B_MODES = ("shared", "block")
 T_STAR_BRACKETS = ("published", "contains-overhead")
+COST_MODELS = ("published", "flops")
+PRETRAIN_OPTIMIZERS = ("adam", "sgd")
 DATASETS = ("synthetic", "spar", "mhealth", "pamap2")
 MODES = ("cnn", "lora")
 CLOCKS = ("virtual", "real")
@@ -58,6 +65,8 @@ class ModelConfig:
     groups_per_modality: int = 1
     base: str | None = None  # LoRA base checkpoint; None = pretrain on the server split at start
     pretrain_epochs: int = 10
+    pretrain_lr: float = 1e-3  # the base's own optimizer settings, never the clients' --lr
+    pretrain_optimizer: str = "adam"  # "adam" | "sgd" (momentum 0.9)
 
 
 @dataclass(frozen=True)
@@ -75,6 +84,7 @@ class StrategyConfig:
     lam: float | None = None  # published T* interpolation (None = the preset's: 1, or 0 for relief-acc/fedavg)
     gamma: float = 0.9  # published divergence smoothing: d_bar <- gamma d + (1 - gamma) d_bar
     t_star_bracket: str = "published"  # or "contains-overhead" (our correction, docs/design.md)
+    cost_model: str = "published"  # or "flops": FLOPs of the groups a round runs, only needed groups downloaded
 
 
 @dataclass(frozen=True)

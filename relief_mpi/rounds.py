@@ -59,6 +59,9 @@ class ClientRecipe:
     prox_mu: float = 0.0  # FedProx proximal weight
     width: float = 1.0  # HeteroFL sub-model width
     sample_weighted: bool = True  # upload weight = coefficient x samples processed (else the coefficient)
+    # Absent sensors' encoders (run on zeros under zero_fill) stay in eval mode, so a client never
+    # changes the BatchNorm statistics of a sensor it lacks (fedavg-fair).
+    freeze_absent_bn: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,12 +9,14 @@ from typing import Any
 import click
 
 from relief_mpi.config import (
+    ADAM_STRATEGIES,
     B_MODES,
     CLOCKS,
+    COST_MODELS,
     DATASETS,
     MODELS,
     MODES,
-    PUBLISHED_STRATEGIES,
+    PRETRAIN_OPTIMIZERS,
     STRATEGIES,
     T_STAR_BRACKETS,
     DataConfig,
@@ -64,7 +66,11 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                       "cohort-fedavg, ablation-v2 (FedAvg weights, no mandatory A), ablation-v3 (v2 with random "
                       "groups), b-uniform, b-freeze, b-block. Our own (SGD, --local-steps, sample weights): "
                       "relief-ucb (our first design: UCB allocation under a FLOP deadline), relief-ucb-cohort, "
-                      "relief-ucb-random, fedavg-sgd, fedprox, heterofl (--model small)."),
+                      "relief-ucb-random, fedavg-sgd, fedprox, heterofl (--model small). Ours on the published "
+                      "recipe (Adam, --local-epochs): fedavg-fair (sample weights; a client never updates the "
+                      "groups or BatchNorm statistics of a sensor it lacks), skip-absent (fedavg-fair, absent "
+                      "encoders not run), fedavg-deadline (fedavg-fair under RELIEF's budget as fewer steps), "
+                      "fixed-order (RELIEF's budget, groups least recently trained first)."),
     click.option("--model", "model_name", type=click.Choice(MODELS), default="paper", show_default=True,
                  help="paper: the authors' Conv-BN encoders (64, 128), rank-rho factored fusion, head 128-64-C; "
                       "small: our first version's smaller CNN (needed by heterofl and --groups-per-modality)."),
@@ -77,6 +83,14 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                       "model, the head)."),
     click.option("--base", type=click.Path(dir_okay=False), default=None,
                  help="LoRA base checkpoint from `relief-mpi pretrain`; default: pretrain on the server split."),
+    # the LoRA base's own training: never the clients' --lr
+    click.option("--pretrain-epochs", type=click.IntRange(1, 1000), default=10, show_default=True,
+                 help="LoRA base: passes over the server split."),
+    click.option("--pretrain-lr", type=click.FloatRange(0, 10, min_open=True), default=1e-3, show_default=True,
+                 help="LoRA base: learning rate of its own optimizer (not the clients' --lr). The run stops "
+                      "before round 1 if the base is not finite or its loss on the server split did not drop."),
+    click.option("--pretrain-optimizer", type=click.Choice(PRETRAIN_OPTIMIZERS), default="adam", show_default=True,
+                 help="LoRA base: adam, or sgd with momentum 0.9."),
     click.option("--groups-per-modality", type=POS_INT, default=1, show_default=True,
                  help="Split each modality block into G sub-blocks for finer budgets."),
     click.option("--local-steps", type=click.IntRange(1, 100_000), default=10, show_default=True,
@@ -86,8 +100,9 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
                  help="Local batch size (1..4096; a client with fewer windows uses them all)."),
     click.option("--lr", type=click.FloatRange(0, 10, min_open=True), default=None,
-                 help="Local learning rate in (0, 10]; default 1e-3 (Adam) for published presets, 0.05 (SGD) "
-                      "for our variants."),
+                 help="Local learning rate in (0, 10]; default 1e-3 (Adam) for published presets and the "
+                      "controls on their recipe (fedavg-fair, skip-absent, fedavg-deadline, fixed-order), "
+                      "0.05 (SGD) for our other variants. Never used to pretrain a LoRA base (--pretrain-lr)."),
     click.option("--lam", type=click.FloatRange(0, 1), default=None,
                  help="Published T* interpolation: T* = (1 - lam) T_a + lam T_f; default the preset's "
                       "(1; relief-acc and the fedavg presets are lam 0)."),
@@ -97,6 +112,11 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                  help="published: bisect T* on [0.5 min tau, 2 max tau] as the authors do (never contains the "
                       "communication time T_o); contains-overhead: our correction, [T_o + 0.5 min tau, "
                       "T_o + 2 max tau max|G_n|] (docs/design.md)."),
+    click.option("--cost-model", type=click.Choice(COST_MODELS), default="published", show_default=True,
+                 help="Analytic cost behind T*, the budgets and the logged analytic figures. published: a round "
+                      "computes |S_n| x the mean group time and downloads the whole model; flops (ours): the "
+                      "measured FLOPs of what the round runs (forward of every encoder run, backward of what "
+                      "trains) and only the groups the client needs downloaded (docs/design.md)."),
     click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
                  help="Local SGD momentum (reset every round)."),
     click.option("--mu", type=click.FloatRange(min=0), default=0.01, show_default=True,
@@ -122,6 +142,7 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
 
 _DATA_NAMES = ("--dataset", "--data-dir", "--modality-by", "--alpha", "--window-s", "--downsample")
 _MODEL_NAMES = ("--model", "--rho", "--b-mode")
+_PRETRAIN_NAMES = ("--pretrain-epochs", "--pretrain-lr", "--pretrain-optimizer")
 
 
 def _add_common(cmd: click.Command, names: tuple[str, ...]) -> click.Command:
@@ -142,6 +163,11 @@ def MODEL_OPTIONS(cmd: click.Command) -> click.Command:  # noqa: N802 - used lik
     return _add_common(cmd, _MODEL_NAMES)
 
 
+def PRETRAIN_OPTIONS(cmd: click.Command) -> click.Command:  # noqa: N802 - used like a decorator
+    """Add the LoRA base's training options of COMMON (--pretrain-epochs, -lr, -optimizer) to a command."""
+    return _add_common(cmd, _PRETRAIN_NAMES)
+
+
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
     from relief_mpi.cli.config import config_option
 
@@ -154,7 +180,7 @@ def build_config(kw: dict[str, Any]) -> RunConfig:
     """The frozen RunConfig for the parsed options (raises ReliefError on inconsistent ones).
     Ranges are checked where options are parsed (click ranges, said in --help); NaN passes a
     click range, so finite-ness is checked here once."""
-    for key in ("lr", "alpha", "window_s", "mu", "beta", "lam", "gamma", "momentum"):
+    for key in ("lr", "alpha", "window_s", "mu", "beta", "lam", "gamma", "momentum", "pretrain_lr"):
         v = kw.get(key)
         if isinstance(v, float) and not math.isfinite(v):
             raise ReliefError(f"--{key.replace('_', '-')} {v}: must be a finite number")
@@ -168,7 +194,7 @@ def build_config(kw: dict[str, Any]) -> RunConfig:
         raise ReliefError("--strategy heterofl scales the small model's layer widths: add --model small")
     lr = kw.get("lr")
     if lr is None:
-        lr = 1e-3 if kw["strategy"] in PUBLISHED_STRATEGIES else 0.05
+        lr = 1e-3 if kw["strategy"] in ADAM_STRATEGIES else 0.05
     from relief_mpi.cli.config import with_settings
 
     return with_settings(RunConfig(
@@ -177,11 +203,14 @@ def build_config(kw: dict[str, Any]) -> RunConfig:
         data=DataConfig(dataset=kw["dataset"], data_dir=kw.get("data_dir"), modality_by=kw["modality_by"],
                         alpha=kw["alpha"], window_s=kw["window_s"], downsample=kw.get("downsample", 1)),
         model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"],
-                          model=model_name, rho=kw.get("rho", 8), b_mode=b_mode),
+                          model=model_name, rho=kw.get("rho", 8), b_mode=b_mode,
+                          pretrain_epochs=kw.get("pretrain_epochs", 10), pretrain_lr=kw.get("pretrain_lr", 1e-3),
+                          pretrain_optimizer=kw.get("pretrain_optimizer", "adam")),
         strategy=StrategyConfig(name=kw["strategy"], local_steps=kw["local_steps"], batch_size=kw["batch_size"],
                                 lr=lr, momentum=kw["momentum"], mu=kw["mu"], deadline=kw["deadline"],
                                 beta=kw["beta"], local_epochs=kw.get("local_epochs", 5), lam=kw.get("lam"),
-                                gamma=kw.get("gamma", 0.9), t_star_bracket=kw.get("t_star_bracket", "published")),
+                                gamma=kw.get("gamma", 0.9), t_star_bracket=kw.get("t_star_bracket", "published"),
+                                cost_model=kw.get("cost_model", "published")),
         device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
     ), kw.get("config"))  # a --config file's settings without an option (cli/config.py)
 
@@ -194,6 +223,8 @@ PARAM_KEYS = {
     "groups_per_modality": "model.groups_per_modality", "strategy": "strategy.name",
     "model_name": "model.model", "rho": "model.rho", "b_mode": "model.b_mode", "local_epochs": "strategy.local_epochs",
     "lam": "strategy.lam", "gamma": "strategy.gamma", "t_star_bracket": "strategy.t_star_bracket",
+    "cost_model": "strategy.cost_model", "pretrain_epochs": "model.pretrain_epochs",
+    "pretrain_lr": "model.pretrain_lr", "pretrain_optimizer": "model.pretrain_optimizer",
     "local_steps": "strategy.local_steps", "batch_size": "strategy.batch_size", "lr": "strategy.lr",
     "momentum": "strategy.momentum", "mu": "strategy.mu", "deadline": "strategy.deadline", "beta": "strategy.beta",
     "fleet": "device.fleet", "profiles_dir": "device.profiles_dir", "clock": "device.clock",

@@ -7,17 +7,13 @@ from typing import Any
 
 import click
 
-from relief_mpi.cli.options import DATA_OPTIONS, MODEL_OPTIONS, build_config
+from relief_mpi.cli.options import DATA_OPTIONS, MODEL_OPTIONS, PRETRAIN_OPTIONS, build_config
 from relief_mpi.errors import ReliefError
 
 
 @click.command(name="pretrain")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Where to write the base checkpoint (.pt).")
-@click.option("--epochs", type=click.IntRange(min=1), default=10, show_default=True,
-              help="Passes over the server split.")
-@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=0.05, show_default=True,
-              help="SGD learning rate (momentum 0.9).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Batch size.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed; use the run's seed so the server split is the one the run holds out.")
@@ -26,7 +22,9 @@ def command(**kw: Any) -> None:
     """Train encoders, fusion and head centrally on the server split (a --server-fraction share of
     the training windows, all sensors) and save them as a LoRA base: then
     `relief-mpi train --mode lora --base OUT` freezes it and federates only LoRA and the head.
-    The checkpoint holds tensors and names only and is loaded with weights_only=True."""
+    The checkpoint holds tensors and names only and is loaded with weights_only=True. The
+    --pretrain-* options (and defaults) are the ones `train --mode lora` uses when it pretrains at
+    start. Exits 2 when the base is not finite or its loss on the server split did not drop."""
     import numpy as np
     import torch
 
@@ -41,11 +39,19 @@ def command(**kw: Any) -> None:
 
     set_process_threads()
     cfg = build_config({**_defaults(), **kw, "mode": "lora", "base": None})
-    setup = build_setup(cfg, 1)
+    n_clients = 1
+    if cfg.data.partition == "subject":  # as many clients as the run has, so the server split is the run's
+        from relief_mpi.data.registry import load_raw
+        from relief_mpi.data.subjects import subject_index
+
+        n_clients = len(subject_index(cfg.data, cfg.seed, load_raw(cfg.data, cfg.seed)).clients)
+    setup = build_setup(cfg, n_clients)
     model = setup.make_model()
-    loss = pretrain(model, setup.data.spec, setup.data.server_train, kw["epochs"], kw["batch_size"], kw["lr"],
-                    cfg.seed)
-    test = setup.data.clients_test[0]
+    mc = cfg.model
+    res = pretrain(model, setup.data.spec, setup.data.server_train, mc.pretrain_epochs, kw["batch_size"],
+                   mc.pretrain_lr, cfg.seed, mc.pretrain_optimizer)
+    model.eval()
+    test = setup.data.pooled_test if setup.data.pooled_test is not None else setup.data.clients_test[0]
     chans = [list(m.channels) for m in setup.data.spec.modalities]
     with torch.no_grad():
         x = torch.from_numpy(np.ascontiguousarray(test.x))
@@ -53,7 +59,8 @@ def command(**kw: Any) -> None:
     f1 = macro_f1(test.y, pred, len(setup.data.spec.classes))
     out.parent.mkdir(parents=True, exist_ok=True)
     save_base(model, setup.data.spec, out)
-    click.echo(f"pretrained on {len(setup.data.server_train)} server windows: final loss {loss:.3f}, "
+    click.echo(f"pretrained on {len(setup.data.server_train)} server windows ({mc.pretrain_optimizer}, lr "
+               f"{mc.pretrain_lr:g}, {mc.pretrain_epochs} epochs): loss {res.loss_before:.3f} -> {res.loss_after:.3f}, "
                f"test macro-F1 {f1:.3f} (all sensors)")
     click.echo(f"base: {out}")
 
@@ -65,4 +72,4 @@ def _defaults() -> dict[str, Any]:
             "clock": "virtual"}
 
 
-command = MODEL_OPTIONS(DATA_OPTIONS(command))
+command = PRETRAIN_OPTIONS(MODEL_OPTIONS(DATA_OPTIONS(command)))

@@ -1,8 +1,10 @@
-"""Centralised pretraining of the frozen base for LoRA mode, on the server's own split."""
+"""Centralised pretraining of the frozen base for LoRA mode, on the server's own split, with its own
+optimizer settings (--pretrain-lr, --pretrain-epochs, --pretrain-optimizer), never the clients'."""
 
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -13,24 +15,34 @@ from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.errors import ReliefError
 
 
+@dataclass(frozen=True)
+class PretrainResult:
+    """The base's mean loss on the server split (eval mode, as the federation uses it) before and after."""
+
+    loss_before: float
+    loss_after: float
+
+
 def pretrain(model: nn.Module, spec: DatasetSpec, data: WindowSet, epochs: int, batch_size: int,
-             lr: float, seed: int) -> float:
-    """Train encoders, fusion and head on all modalities; return the last epoch's mean loss."""
+             lr: float, seed: int, optimizer: str = "adam") -> PretrainResult:
+    """Train encoders, fusion base and head base on all modalities with their own optimizer (Adam, or
+    SGD with momentum 0.9). Raises ReliefError, before any round, when the base is not finite or its
+    loss on the server split did not drop: a federation on such a base only rejects updates."""
     if len(data) == 0:
         raise ReliefError("the server split is empty: raise --server-fraction to pretrain a LoRA base")
     x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+    chans = [list(m.channels) for m in spec.modalities]
+    before = split_loss(model, x, y, chans)
     gen = torch.Generator().manual_seed(seed)
     params = [p for n, p in model.named_parameters() if not _adapter(n)]
     for p in params:
         p.requires_grad_(True)
     if hasattr(model, "base_training"):
         model.base_training = True  # the paper model's frozen encoders learn BatchNorm statistics here
-    opt = torch.optim.SGD(params, lr=lr, momentum=0.9)
-    chans = [list(m.channels) for m in spec.modalities]
-    last = float("nan")
+    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr, momentum=0.9)
+    model.train()
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=gen)
-        losses = []
         for i in range(0, len(y), batch_size):
             idx = order[i:i + batch_size]
             xb = x[idx]
@@ -38,16 +50,39 @@ def pretrain(model: nn.Module, spec: DatasetSpec, data: WindowSet, epochs: int, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-            losses.append(float(loss.detach()))
-        last = sum(losses) / len(losses)
     if hasattr(model, "base_training"):
         model.base_training = False
         model.freeze_base()
-    bad = [n for n, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
-    if bad or not math.isfinite(last):
-        raise ReliefError(f"pretraining the LoRA base diverged at lr {lr} (last epoch loss {last}, non-finite "
-                          f"parameters: {', '.join(bad[:3]) or 'none'}); lower the learning rate")
-    return last
+    after = split_loss(model, x, y, chans)
+    check_base(model, PretrainResult(before, after), f"{optimizer}, lr {lr:g}, {epochs} epochs")
+    return PretrainResult(before, after)
+
+
+def split_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chans: list[list[int]],
+               batch: int = 512) -> float:
+    """Mean cross-entropy over (x, y) in eval mode (no BatchNorm statistic moves)."""
+    was_training = model.training
+    model.eval()
+    total = 0.0
+    with torch.no_grad():
+        for i in range(0, len(y), batch):
+            xb = x[i:i + batch]
+            total += float(F.cross_entropy(model([xb[:, c, :] for c in chans]), y[i:i + batch], reduction="sum"))
+    model.train(was_training)
+    return total / max(len(y), 1)
+
+
+def check_base(model: nn.Module, result: PretrainResult, how: str) -> None:
+    """One-line ReliefError unless every base tensor is finite and the loss dropped."""
+    bad = [n for n, t in list(model.named_parameters()) + list(model.named_buffers())
+           if t.is_floating_point() and not bool(torch.isfinite(t).all())]
+    b, a = result.loss_before, result.loss_after
+    if bad or not math.isfinite(a):
+        raise ReliefError(f"pretraining the LoRA base diverged ({how}): loss {a:.4g} on the server split, non-finite "
+                          f"tensors: {', '.join(bad[:3]) or 'none'}; lower --pretrain-lr")
+    if not a < b:
+        raise ReliefError(f"pretraining the LoRA base did not converge ({how}): loss on the server split {b:.4g} "
+                          f"before, {a:.4g} after; lower --pretrain-lr or raise --pretrain-epochs")
 
 
 def _adapter(name: str) -> bool:

@@ -18,6 +18,7 @@ import numpy as np
 from relief_mpi.config import StrategyConfig
 from relief_mpi.model.flops import FlopCosts
 from relief_mpi.rounds import ClientRecipe, FleetInfo, GroupInfo, GroupSums, PlanNotes, RoundPlan
+from relief_mpi.strategy.system import AnalyticRound, CostModel, analytic_round
 
 PAPER_KINDS = frozenset({"A", "B", "enc", "head"})
 
@@ -55,6 +56,10 @@ class Strategy(ABC):
             for j, m in enumerate(g.modality):
                 own[k, j] = self.zero_fill or m is None or m in mods
         self._ownership = own
+        n_mod = frozenset(range(ctx.n_modalities))
+        self.cost_model = CostModel(ctx.groups, ctx.fleet, ctx.config.cost_model, ctx.costs,
+                                    tuple(n_mod if self.zero_fill else mods for mods in ctx.fleet.modality_sets),
+                                    own, encoders_train=ctx.mode != "lora")
 
     # -- what a client does --------------------------------------------------------------------
     def recipe(self, k: int) -> ClientRecipe:
@@ -80,6 +85,12 @@ class Strategy(ABC):
         return PlanNotes(budget=plan.alloc.sum(axis=1).astype(np.int64),
                          accessible=tuple(self.accessible(k) for k in range(self.ctx.fleet.n_clients)),
                          samples=plan.steps * self.ctx.batch_size)
+
+    def analytic(self, plan: RoundPlan, notes: PlanNotes) -> AnalyticRound:
+        """The plan's analytic round time, energy and bytes under this run's --cost-model."""
+        samples = notes.samples if notes.samples is not None else plan.steps * self.ctx.batch_size
+        accessible = notes.accessible or tuple(self.accessible(k) for k in range(self.ctx.fleet.n_clients))
+        return analytic_round(self.ctx.groups, self.ctx.fleet, plan.alloc, accessible, samples, self.cost_model)
 
     @abstractmethod
     def aggregate(self, rnd: int, plan: RoundPlan, groups: list[np.ndarray], sums: dict[int, GroupSums],

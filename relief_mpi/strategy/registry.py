@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from relief_mpi.errors import ReliefError
 from relief_mpi.strategy.base import Strategy, StrategyContext
+from relief_mpi.strategy.controls import CONTROL_CLASSES
 from relief_mpi.strategy.fedavg import FedAvgSgd, FedProx
 from relief_mpi.strategy.heterofl import HeteroFL
 from relief_mpi.strategy.relief import PUBLISHED
@@ -11,7 +12,7 @@ from relief_mpi.strategy.relief_ucb import ReliefUcb, ReliefUcbCohort, ReliefUcb
 
 
 def strategy_classes() -> dict[str, type[Strategy]]:
-    classes: dict[str, type[Strategy]] = dict(PUBLISHED)
+    classes: dict[str, type[Strategy]] = {**PUBLISHED, **CONTROL_CLASSES}
     for c in (FedAvgSgd, FedProx, HeteroFL, ReliefUcb, ReliefUcbCohort, ReliefUcbRandom):
         classes[c.name] = c
     return classes

@@ -11,20 +11,29 @@ whole cohort and not normalised by size. Our log's round r is the published roun
 
 Presets (one name each): fedavg, cohort-fedavg, relief-acc (lambda 0), relief = relief-fast
 (lambda 1), ablation-v2 (FedAvg weights, no mandatory A), ablation-v3 (ablation-v2, random picks),
-b-uniform, b-freeze (B trained in the first round only), b-block (one B per modality).
+b-uniform, b-freeze (B trained in the first round only), b-block (one B per modality). Our
+corrections and controls on the same recipe are presets too (strategy/controls.py).
 """
 
 from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from relief_mpi.errors import ReliefError
 from relief_mpi.rounds import ClientRecipe, GroupSums, PlanNotes, RoundPlan
-from relief_mpi.strategy import budget, system
-from relief_mpi.strategy.base import PAPER_KINDS, Aggregated, Strategy, StrategyContext
+from relief_mpi.strategy import budget
+from relief_mpi.strategy.base import (
+    PAPER_KINDS,
+    Aggregated,
+    Strategy,
+    StrategyContext,
+    weighted_divergence,
+    weighted_mean_update,
+)
 
 REFRESH_EVERY = 50  # rounds between T* recalibrations
 
@@ -32,12 +41,15 @@ REFRESH_EVERY = 50  # rounds between T* recalibrations
 @dataclass(frozen=True)
 class Preset:
     lam: float = 1.0
-    aggregation: str = "cohort"  # "cohort" | "fedavg"
+    aggregation: str = "cohort"  # "cohort" | "fedavg" | "samples" (ours: weights = samples, over the uploaders)
     b_aggregation: str = "modality_count"  # "modality_count" | "uniform" | "freeze"
-    allocation: str = "divergence"  # "divergence" | "random"
+    allocation: str = "divergence"  # "divergence" | "random" | "fixed" (ours: least recently trained first)
     mandatory: bool = True
     scope: str = "accessible"  # "accessible" | "full_model"
     b_mode: str = "shared"
+    budget_unit: str = "groups"  # "groups" | "steps" (ours: every accessible group, k_n / |G_n| of the steps)
+    zero_fill: bool = True  # absent sensors: zeros through their encoders (False: not encoded, h_m = 0)
+    freeze_absent_bn: bool = False  # absent sensors' encoders in eval mode (BatchNorm statistics untouched)
 
 
 _FULL = {"lam": 0.0, "scope": "full_model", "b_aggregation": "uniform"}
@@ -62,10 +74,10 @@ def local_steps(epochs: int, n_windows: int, batch: int) -> int:
 
 class PublishedRelief(Strategy):
     zero_fill = True  # absent sensors are zeros and their encoders still run forward
+    preset: ClassVar[Preset] = Preset()
 
     def __init__(self, ctx: StrategyContext) -> None:
         super().__init__(ctx)
-        self.preset = PRESETS[self.name]
         g = ctx.groups
         if not set(g.kinds) <= PAPER_KINDS:
             raise ReliefError(f"--strategy {self.name} is defined on the paper model's parameter groups; "
@@ -95,7 +107,9 @@ class PublishedRelief(Strategy):
     # -- hooks -----------------------------------------------------------------------------------
     def recipe(self, k: int) -> ClientRecipe:
         del k
-        return ClientRecipe(zero_fill=True, optimizer="adam", lr=self.ctx.config.lr, sample_weighted=False)
+        p = self.preset
+        return ClientRecipe(zero_fill=self.zero_fill, optimizer="adam", lr=self.ctx.config.lr,
+                            sample_weighted=p.aggregation == "samples", freeze_absent_bn=p.freeze_absent_bn)
 
     def accessible_at(self, k: int, r: int) -> list[int]:
         """G_n: groups of k's modalities (every group under full_model scope), without B after the
@@ -120,11 +134,15 @@ class PublishedRelief(Strategy):
         acc = [self.accessible_at(k, r) for k in range(self.K)]
         budgets = np.array([len(a) for a in acc], np.int64)
         chosen = acc
+        steps, samples = self.steps.copy(), self.samples.copy()
         if r > 0:
             self._calibrate_if_due(r, acc)
             gamma = self.ctx.config.gamma
             self.d_bar = gamma * self.d_prev + (1.0 - gamma) * self.d_bar
-            if self.lam != 0.0:
+            if self.lam != 0.0 and self.preset.budget_unit == "steps":
+                budgets = self._budgets(acc)
+                steps, samples = self._deadline_steps(acc, budgets)
+            elif self.lam != 0.0:
                 chosen, budgets = self._allocate(r, acc)
         alloc = np.zeros((self.K, len(self.ctx.groups)), np.uint8)
         for k, sel in enumerate(chosen):
@@ -135,15 +153,15 @@ class PublishedRelief(Strategy):
         for j in range(len(self.ctx.groups)):
             nz = coef[:, j][coef[:, j] > 0]
             plain[j] = 1 if nz.size and not np.allclose(nz, nz[0], rtol=0, atol=1e-12) else 0
-        self._notes = PlanNotes(self.t_star, budgets, tuple(tuple(a) for a in acc), self.samples.copy())
-        return RoundPlan(rnd, alloc, coef, self.steps.copy(), float("inf"), plain)
+        self._notes = PlanNotes(self.t_star, budgets, tuple(tuple(a) for a in acc), samples)
+        return RoundPlan(rnd, alloc, coef, steps, float("inf"), plain)
 
     def _calibrate_if_due(self, r: int, acc: list[list[int]]) -> None:
         if not np.isnan(self.t_star) and r % REFRESH_EVERY != 0:
             return
-        g, fleet = self.ctx.groups, self.ctx.fleet
-        taus = [system.tau(g, fleet, k, acc[k], self.samples[k]) for k in range(self.K)]
-        t_o = system.overhead(g, fleet, acc)
+        cost = self.cost_model
+        taus = [cost.tau(k, acc[k], self.samples[k]) for k in range(self.K)]
+        t_o = cost.overhead(acc)
         k_min = [self._k_min(k) for k in range(self.K)]
         n_g = [len(a) for a in acc]
         cfg = self.ctx.config
@@ -154,22 +172,41 @@ class PublishedRelief(Strategy):
     def _k_min(self, k: int) -> int:
         return len(self.mandatory[k]) if self.preset.mandatory else 1
 
+    def _budgets(self, acc: list[list[int]]) -> np.ndarray:
+        """k_n = max(k_min, floor((T* - T_o) / tau_n)) under the run's cost model."""
+        cost = self.cost_model
+        t_o = cost.overhead(acc)
+        return np.array([budget.elastic_budget(self.t_star, t_o, cost.tau(k, acc[k], self.samples[k]), self._k_min(k))
+                         for k in range(self.K)], np.int64)
+
     def _allocate(self, r: int, acc: list[list[int]]) -> tuple[list[list[int]], np.ndarray]:
         d_bar = {j: float(v) for j, v in enumerate(self.d_bar)}
-        g, fleet = self.ctx.groups, self.ctx.fleet
-        t_o = system.overhead(g, fleet, acc)
-        chosen, budgets = [], np.zeros(self.K, np.int64)
+        budgets = self._budgets(acc)
+        chosen = []
         for k in range(self.K):
             req = self.mandatory[k] if self.preset.mandatory else []
-            tau_k = system.tau(g, fleet, k, acc[k], self.samples[k])
-            budgets[k] = budget.elastic_budget(self.t_star, t_o, tau_k, self._k_min(k))
+            last = {j: int(self.last_trained[k, j]) for j in range(len(self.ctx.groups))}
+            # fixed-order ranks by age (rounds since last trained) where RELIEF ranks by divergence
+            score = {j: float(r - t) for j, t in last.items()} if self.preset.allocation == "fixed" else d_bar
             if self.preset.allocation == "random":
                 sel = budget.random_selection(acc[k], req, int(budgets[k]), self.rng)
             else:
-                sel = budget.greedy_selection(acc[k], req, d_bar, int(budgets[k]))
-            last = {j: int(self.last_trained[k, j]) for j in range(len(g))}
-            chosen.append(sorted(budget.round_robin_floor(sel, acc[k], req, last, r, self.q, d_bar)))
+                sel = budget.greedy_selection(acc[k], req, score, int(budgets[k]))
+            chosen.append(sorted(budget.round_robin_floor(sel, acc[k], req, last, r, self.q, score)))
         return chosen, budgets
+
+    def _deadline_steps(self, acc: list[list[int]], budgets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """fedavg-deadline: every accessible group for floor(E-epoch steps x min(k_n, |G_n|) / |G_n|)
+        steps (at least 1), i.e. the compute the budget k_n allots, spent on fewer steps instead of
+        fewer groups; the analytic model is charged the samples those steps process."""
+        steps, samples = self.steps.copy(), self.samples.copy()
+        for k in range(self.K):
+            n_g = len(acc[k])
+            if self.steps[k] == 0 or n_g == 0:
+                continue
+            steps[k] = max(1, int(self.steps[k]) * min(int(budgets[k]), n_g) // n_g)
+            samples[k] = self.samples[k] * steps[k] / self.steps[k]
+        return steps, samples
 
     def coefficients(self, alloc: np.ndarray) -> np.ndarray:
         """The published aggregation weights of every (client, group) that trained (0 = not uploaded)."""
@@ -182,11 +219,13 @@ class PublishedRelief(Strategy):
             if trainers.size == 0:
                 continue
             m = g.modality[j]
-            if g.kinds[j] == "B" and m is None:
+            if g.kinds[j] == "B" and m is None and self.preset.aggregation != "samples":
                 if self.preset.b_aggregation == "uniform":
                     coef[trainers, j] = 1.0 / n
                 else:
                     coef[trainers, j] = counts[trainers] / counts.sum()
+            elif self.preset.aggregation == "samples":
+                coef[trainers, j] = 1.0  # the client multiplies by its samples (recipe.sample_weighted)
             elif self.preset.aggregation == "fedavg" or m is None:
                 coef[trainers, j] = 1.0 / n
             else:
@@ -202,8 +241,15 @@ class PublishedRelief(Strategy):
                   samples: np.ndarray) -> Aggregated:
         new = list(groups)
         div = np.zeros(len(groups))
+        by_samples = self.preset.aggregation == "samples"
         for j in range(len(groups)):
             s = sums.get(j)
+            if by_samples:
+                # theta += sum n d / sum n over the uploaders; divergence: their sample-weighted variance
+                if s is not None and s.weight > 0:
+                    new[j] = weighted_mean_update(groups[j], s)
+                    div[j] = weighted_divergence(s, self.ctx.groups.n_params[j])
+                continue
             if s is not None and s.count > 0:
                 new[j] = (groups[j].astype(np.float64) + s.weighted.astype(np.float64)).astype(np.float32)
             div[j] = self.divergence(j, s)
@@ -237,9 +283,11 @@ class PublishedRelief(Strategy):
         self.rng.bit_generator.state = ast.literal_eval(bytes(np.asarray(state["rng"], np.uint8)).decode())
 
 
-def _preset_class(preset_name: str) -> type[PublishedRelief]:
-    return type(f"Published_{preset_name.replace('-', '_')}", (PublishedRelief,), {"name": preset_name,
-                                                                                   "__doc__": f"Preset {preset_name}."})
+def preset_class(preset_name: str, preset: Preset, doc: str = "") -> type[PublishedRelief]:
+    """The strategy class of one preset (its name, preset and zero-fill policy as class attributes)."""
+    return type(f"Preset_{preset_name.replace('-', '_')}", (PublishedRelief,),
+                {"name": preset_name, "preset": preset, "zero_fill": preset.zero_fill,
+                 "__doc__": doc or f"Preset {preset_name}."})
 
 
-PUBLISHED: dict[str, type[PublishedRelief]] = {n: _preset_class(n) for n in PRESETS}
+PUBLISHED: dict[str, type[PublishedRelief]] = {n: preset_class(n, p) for n, p in PRESETS.items()}
