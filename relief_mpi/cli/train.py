@@ -42,6 +42,9 @@ def check_out(path: Path, overwrite: bool) -> Path:
 def check_writable(path: Path, what: str) -> None:
     """Create the folder and a probe file beside `path`: a read-only or impossible path is one line now,
     not an error after every rank has started."""
+    blocking = next((a for a in [path.parent, *path.parent.parents] if a.exists() and not a.is_dir()), None)
+    if blocking is not None:
+        raise ReliefError(f"{what} {path}: cannot write there ({blocking} is a file, not a folder)")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         probe = path.with_name(f".{path.name}.probe{os.getpid()}")

@@ -26,3 +26,73 @@ def test_bad_option_is_one_line_and_exit_2(tmp_path: Path, args: list[str], need
     assert needle in res.stderr
     assert "Traceback" not in res.stderr
     assert not list(tmp_path.rglob("*.h5"))
+
+
+def main_in_process(args: list[str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> tuple[
+        int, str]:
+    """`relief-mpi ARGS` through the real entry point, in this process (these fail before any work)."""
+    from relief_mpi.cli import main
+
+    monkeypatch.setattr("sys.argv", ["relief-mpi", *args])
+    with pytest.raises(SystemExit) as e:
+        main()
+    return int(e.value.code or 0), capsys.readouterr().err
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["--seed", "-1"], "--seed"),
+    (["--seed", str(2**40)], "--seed"),
+    (["--window-s", "inf"], "--window-s"),
+    (["--window-s", "nan"], "--window-s"),
+    (["--alpha", "nan"], "--alpha"),
+    (["--alpha", "inf"], "--alpha"),
+    (["--lr", "nan"], "--lr"),
+    (["--lr", "inf"], "--lr"),
+    (["--lr", "1e9"], "--lr"),
+    (["--batch-size", "100000"], "--batch-size"),
+    (["--round-timeout", "0"], "--round-timeout"),
+    (["--round-timeout", "soon"], "--round-timeout"),
+    (["--out", "/proc/relief-mpi-test/x.h5"], "cannot write there"),
+])
+def test_numbers_and_paths_are_checked_where_parsed(tmp_path: Path, args: list[str], needle: str,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    code, err = main_in_process(["train", "--transport", "inprocess", "--rounds", "1", *args], capsys, monkeypatch)
+    assert code == 2, err
+    assert needle in err and "Traceback" not in err, err
+    assert not list(tmp_path.rglob("*.h5"))
+
+
+def test_out_under_a_file_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "file").write_text("x")
+    out = tmp_path / "file" / "r.h5"
+    code, err = main_in_process(["train", "--transport", "inprocess", "--out", str(out)], capsys, monkeypatch)
+    assert code == 2
+    assert err.strip() == f"error: --out {out}: cannot write there ({tmp_path / 'file'} is a file, not a folder)"
+
+
+def test_fleet_file_that_is_not_utf8_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    fleet = tmp_path / "f.toml"
+    fleet.write_bytes(b'[[tier]]\nname = "caf\xe9"\nprofile = "jetson-nano"\nfraction = 1.0\n')
+    code, err = main_in_process(["fleet", "show", "-n", "3", "--fleet", str(fleet)], capsys, monkeypatch)
+    assert code == 2
+    assert err.strip() == f"error: fleet file {fleet}: not UTF-8 text (byte 20); save it as UTF-8"
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("rounds = 2\nbogus = 1\n", "unknown option 'bogus'"),
+    ("rounds = [", "not valid TOML"),
+    ("rounds = 0\n", "--rounds"),
+    ("[data]\nalpha = 0.5\n", "[data] alpha has a command-line option"),
+    ("[data]\nnope = 1\n", "[data] has no setting 'nope'"),
+])
+def test_bad_config_file_is_one_line(tmp_path: Path, text: str, needle: str, capsys: pytest.CaptureFixture[str],
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(text)
+    code, err = main_in_process(["train", "--transport", "inprocess", "--config", str(cfg)], capsys, monkeypatch)
+    assert code == 2, err
+    assert needle in err and "Traceback" not in err, err

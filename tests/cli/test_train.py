@@ -71,3 +71,97 @@ def test_inprocess_run_and_report(tmp_path: Path) -> None:
     assert "strategy relief" in rep.stdout
     assert (tmp_path / "plots" / "ip-f1.png").stat().st_size > 1000
     assert run_cli(["report", str(tmp_path / "missing.h5")]).returncode == 2
+
+
+@pytest.mark.mpi
+def test_out_that_cannot_be_written_is_one_line_before_any_round_under_mpi(tmp_path: Path) -> None:
+    out = "/proc/relief-mpi-test/r.h5"
+    res = run_mpi(3, ["train", "--rounds", "1", "--out", out], timeout=120)
+    assert res.returncode == 2, res.stderr
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and lines[0].startswith(f"error: --out {out}: cannot write there"), res.stderr
+    assert "round" not in res.stdout
+
+
+QUICK = ["train", "--transport", "inprocess", "--clients", "3", "--local-epochs", "1"]
+SAME = ("round", "virtual_time_s", "virtual_elapsed_s", "accuracy", "macro_f1", "rare_f1", "bytes_up", "bytes_down",
+        "energy_j", "train_loss", "rejected")
+
+
+def test_config_show_then_train_config_repeats_the_run(tmp_path: Path) -> None:
+    a, b = tmp_path / "a.h5", tmp_path / "b.h5"
+    res = run_cli([*QUICK, "--rounds", "2", "--seed", "3", "--alpha", "0.5", "--quiet", "--out", str(a)])
+    assert res.returncode == 0, res.stderr
+    shown = run_cli(["config", "show", str(a)])
+    assert shown.returncode == 0, shown.stderr
+    toml = tmp_path / "run.toml"
+    toml.write_text(shown.stdout)
+    assert "local-epochs = 1" in shown.stdout and "alpha = 0.5" in shown.stdout and "clients = 3" in shown.stdout
+    b.write_bytes(b"")  # a 0-byte log, as a start killed before it wrote anything leaves: it must not block
+    res = run_cli(["train", "--transport", "inprocess", "--config", str(toml), "--out", str(b)])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0].startswith("start: data (synthetic) and model"), "start-up phases are printed"
+    ra, rb = read_log(a), read_log(b)
+    assert ra.config == rb.config
+    for f in SAME:
+        np.testing.assert_array_equal(ra.rounds[f], rb.rounds[f], err_msg=f)
+    np.testing.assert_array_equal(ra.clients["flops"], rb.clients["flops"])
+
+
+def test_ctrl_c_in_process_is_one_line_and_exit_130(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import mpi_env
+
+    log = tmp_path / "i.h5"
+    proc = subprocess.Popen([sys.executable, "-m", "relief_mpi", *QUICK, "--strategy", "fedavg-sgd", "--local-steps",
+                             "1", "--rounds", "500", "--eval-every", "1000", "--quiet", "--out", str(log)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=mpi_env())
+    try:
+        end = time.monotonic() + 150
+        while time.monotonic() < end and proc.poll() is None:
+            try:
+                if log.exists() and len(read_log(log).rounds) >= 1:
+                    break
+            except (OSError, KeyError):
+                pass
+            time.sleep(0.2)
+        os.kill(proc.pid, signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    lines = [x for x in err.splitlines() if x.strip()]
+    run = read_log(log)
+    k = len(run.rounds)
+    assert lines == [f"interrupted by SIGINT after round {k}; the log {log} keeps rounds 1..{k}"], err
+    assert run.status == "interrupted" and run.incomplete_rows == 0
+
+
+def test_diverging_run_warns_and_stops_with_exit_3(tmp_path: Path) -> None:
+    log = tmp_path / "d.h5"
+    res = run_cli([*QUICK, "--strategy", "fedavg-sgd", "--lr", "10", "--local-steps", "3", "--rounds", "6",
+                   "--quiet", "--out", str(log)])
+    assert res.returncode == 3, res.stderr
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: stopped at round ") and "diverged" in last and "lower --lr" in last, res.stderr
+    assert len(read_log(log).rounds) < 6, "the run stopped early"
+    assert "Traceback" not in res.stderr
+
+
+def test_failed_log_write_is_one_line_and_report_flags_it(tmp_path: Path) -> None:
+    log = tmp_path / "f.h5"
+    res = run_cli([*QUICK, "--strategy", "fedavg-sgd", "--local-steps", "1", "--rounds", "4", "--quiet",
+                   "--out", str(log), "--fault", "logfull:0:3"])
+    assert res.returncode == 1
+    assert res.stderr.strip() == (f"error: writing round log {log} failed: No space left on device; the log {log} "
+                                  "keeps rounds 1..2")
+    rep = run_cli(["report", str(log), "--no-plots"])
+    assert rep.returncode == 0, rep.stderr
+    assert "rounds 2" in rep.stdout and "note: 1 row(s) after round 2 were not completely written" in rep.stdout
+    assert "status: ended without closing the log" in rep.stdout
