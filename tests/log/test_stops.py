@@ -155,3 +155,21 @@ def test_report_tells_running_from_ended_and_complete(tmp_path: Path) -> None:
     w2.append(record(1))
     w2.f.close()  # as a killed writer leaves it: no end marker
     assert "status: ended without closing the log" in summary_table(read_log(q))
+
+
+def test_rejected_clients_are_a_warning_and_all_rejected_counts_toward_the_stop() -> None:
+    from relief_mpi.run import every_client_rejected, rejected_warning
+    from relief_mpi.stops import DIVERGED_ROUNDS
+
+    rec = record(4)
+    rec.clients["rejected"] = np.array([0.0, 1.0, 0.0])
+    assert not every_client_rejected(rec)
+    assert rejected_warning(rec, 0) == ("warning: round 4: 1 of 3 client updates rejected (non-finite), ranks 2; "
+                                        "the others were aggregated")
+    rec.clients["rejected"] = np.ones(3)
+    assert every_client_rejected(rec)
+    assert f"(2 of {DIVERGED_ROUNDS} rounds in a row before the run stops" in rejected_warning(rec, 2)
+    rec.clients["rejected"] = np.zeros(3)
+    assert rejected_warning(rec, 0) is None
+    rec.alloc[:] = 0  # nobody trained: nothing was rejected, nothing diverged
+    assert not every_client_rejected(rec)
