@@ -62,6 +62,7 @@ def test_no_train_test_window_overlap_in_time(synth, tmp_path: Path) -> None:
 
 def test_label_skew_grows_as_alpha_shrinks(synth) -> None:
     cfg, raw = synth
+    nc = len(raw.spec.classes)
     fd = build_federated(cfg, 0, [ALL4], raw)
     y = fd.clients_train[0].y
     key = fd.clients_train[0].subject * 10_000_000 + np.arange(len(y))
@@ -69,12 +70,12 @@ def test_label_skew_grows_as_alpha_shrinks(synth) -> None:
     for alpha in (100.0, 1.0, 0.1):
         vals = []
         for seed in range(6):
-            tr, _ = partition(y, key, y[:0], key[:0], 6, 8, alpha, seed)
-            vals.append(label_skew([y[i] for i in tr], 6))
+            tr, _ = partition(y, key, y[:0], key[:0], nc, 8, alpha, seed)
+            vals.append(label_skew([y[i] for i in tr], nc))
         skew[alpha] = float(np.mean(vals))
     assert skew[100.0] < 0.1 < skew[1.0] < skew[0.1], skew
     # the same holds end to end on the federated data
-    ends = [label_skew([c.y for c in build_federated(DataConfig(alpha=a), 0, [ALL4] * 6, raw).clients_train], 6)
+    ends = [label_skew([c.y for c in build_federated(DataConfig(alpha=a), 0, [ALL4] * 6, raw).clients_train], nc)
             for a in (100.0, 0.1)]
     assert ends[0] < ends[1]
 
