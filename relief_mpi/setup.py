@@ -161,6 +161,10 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
                               f"which the {raw.spec.name} dataset has ({', '.join(names)}); fix the fleet")
         sets.append(s)
     data = build_federated(cfg.data, cfg.seed, sets, raw)
+    if cfg.data.validation > 0:  # the bench's lr search: score on held-back training windows, not the test set
+        from relief_mpi.validation import validation_view
+
+        data = validation_view(data, cfg.data.validation)
     torch.manual_seed(cfg.seed)
     probe = _net(cfg, data)
     registry = make_registry(cfg, probe, names)
