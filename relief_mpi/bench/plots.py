@@ -1,4 +1,6 @@
-"""Bench figures (PNG): macro-F1 vs time, energy per tier, bytes per round, one colour per strategy."""
+"""Bench figures (PNG), one colour per bench row: macro-F1 vs time, energy per tier, bytes per round;
+for the paper's protocol also macro-F1 vs analytic time / emulated time / round, cumulative energy,
+and the groups each tier trained per round (the allocation, published and corrected budgets)."""
 
 from __future__ import annotations
 
@@ -8,14 +10,16 @@ from pathlib import Path
 
 import numpy as np
 
-from relief_mpi.bench.summary import Summary
+from relief_mpi.bench.paper import PaperSummary
+from relief_mpi.bench.summary import Summary, label_of
 from relief_mpi.log.hdf5 import RunLog
 
 
 def _by_strategy(logs: Sequence[tuple[RunLog, str]]) -> dict[str, list[RunLog]]:
+    """Logs by bench row (the file's label: a strategy, or strategy+correction)."""
     out: dict[str, list[RunLog]] = {}
-    for log, _ in logs:
-        out.setdefault(str(log.attrs.get("strategy")), []).append(log)
+    for log, path in logs:
+        out.setdefault(label_of(path, log), []).append(log)
     return out
 
 
@@ -114,4 +118,123 @@ def write_figures(logs: Sequence[tuple[RunLog, str]], summary: Summary, out_dir:
     fig.savefig(p, dpi=110)
     plt.close(fig)
     paths.append(p)
+    return paths
+
+
+STYLES = ["-", "--", "-.", ":"]
+MARKERS = ["o", "s", "^", "v", "D", "x", "+", "*"]
+# Rows whose allocation varies (budgets), in the order the allocation figure shows them.
+ALLOCATION_ROWS = ("relief", "relief+tstar", "relief+all", "relief+flops", "ablation-v2", "ablation-v3",
+                   "fixed-order", "relief-acc")
+BUDGET_NAMES = {"relief": "published budget", "relief+tstar": "corrected budget: T* bracket contains T_o",
+                "relief+all": "every correction", "relief+flops": "FLOP cost model"}
+
+
+def _curve(runs: list[RunLog], x_key: str | None, y: str = "macro_f1") -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                                               np.ndarray] | None:
+    """Mean x, mean / min / max y over seeds, round by round, over the rounds every seed evaluated."""
+    n = min(len(log.rounds) for log in runs)
+    if n == 0:
+        return None
+    ys = np.array([log.rounds[y][:n] for log in runs])
+    ok = np.isfinite(ys).all(axis=0)
+    if x_key is None:
+        x = runs[0].rounds["round"][:n].astype(float)
+    else:
+        x = np.mean([log.rounds[x_key][:n] for log in runs], axis=0)
+    return x[ok], ys.mean(axis=0)[ok], ys.min(axis=0)[ok], ys.max(axis=0)[ok]
+
+
+def write_paper_figures(logs: Sequence[tuple[RunLog, str]], summary: PaperSummary, out_dir: Path) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir = Path(out_dir)
+    groups = _by_strategy(logs)
+    colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(groups)}
+    paths = []
+
+    # 1. macro-F1 (pooled test set) vs the published analytic time, our emulated time, and the round.
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
+    panels = (("analytic_elapsed_s", "analytic time, s (published system model)"),
+              ("virtual_elapsed_s", "emulated time, s (ours, FLOP-measured)"), (None, "round"))
+    for i, (s, runs) in enumerate(groups.items()):
+        for ax, (key, _) in zip(axes, panels, strict=True):
+            c = _curve(runs, key)
+            if c is None:
+                continue
+            x, mean, lo, hi = c
+            ax.plot(x, mean, color=colors[s], ls=STYLES[i % len(STYLES)], marker=MARKERS[i % len(MARKERS)], ms=3,
+                    lw=1.3, label=f"{s} ({len(runs)} seeds)")
+            if len(runs) > 1:
+                ax.fill_between(x, lo, hi, color=colors[s], alpha=0.1)
+    for ax, (key, xl) in zip(axes, panels, strict=True):
+        ax.axhline(summary.target, color="grey", ls="--", lw=1, label=f"target {summary.target:g}")
+        ax.set_xlabel(xl)
+        ax.set_ylabel("macro-F1 (pooled test set, every sensor)")
+        ax.grid(alpha=0.3)
+        if key is not None and all(len(log.rounds) and log.rounds[key][0] > 0 for log, _ in logs):
+            ax.set_xscale("log")  # RELIEF's rounds can be 10x shorter than FedAvg's
+    axes[0].set_title("as published: vs analytic time")
+    axes[1].set_title("ours: vs emulated time")
+    axes[2].set_title("vs round (mean, min..max over seeds)")
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    p = out_dir / "paper_f1.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    paths.append(p)
+
+    # 2. cumulative energy per round: the published analytic model and our emulated one.
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for i, (s, runs) in enumerate(groups.items()):
+        n = min(len(log.rounds) for log in runs)
+        if n == 0:
+            continue
+        rnd = runs[0].rounds["round"][:n]
+        ana = np.mean([log.rounds["analytic_energy_cum_j"][:n] for log in runs], axis=0)
+        emu = np.mean([np.cumsum(np.nan_to_num(log.rounds["energy_j"][:n])) for log in runs], axis=0)
+        for ax, v in zip(axes, (ana, emu), strict=True):
+            ax.plot(rnd, v, color=colors[s], ls=STYLES[i % len(STYLES)], marker=MARKERS[i % len(MARKERS)], ms=3,
+                    label=s)
+    axes[0].set_title("cumulative energy, analytic (published: P compute + 0.5 P comm + 0.2 P idle)")
+    axes[1].set_title("cumulative energy, emulated (ours: P_busy busy + P_idle idle + J/bit)")
+    for ax in axes:
+        ax.set_xlabel("round")
+        ax.set_ylabel("J (mean over seeds)")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    p = out_dir / "energy_cumulative.png"
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    paths.append(p)
+
+    # 3. allocation: groups each tier trained per round (first seed), for the rows with a budget.
+    rows = [r for r in ALLOCATION_ROWS if r in groups][:6]
+    if rows:
+        fig, axes = plt.subplots(1, len(rows), figsize=(4.6 * len(rows), 4), squeeze=False, sharey=True)
+        for ax, s in zip(axes[0], rows, strict=True):
+            log = groups[s][0]
+            prof = log.profiles
+            tiers = list(dict.fromkeys(p["tier"] for p in prof))
+            n_groups = log.clients["n_groups"]
+            for j, t in enumerate(tiers):
+                ks = [p["client"] for p in prof if p["tier"] == t]
+                if n_groups.size:
+                    ax.step(log.rounds["round"], n_groups[:, ks].mean(axis=1), where="mid", lw=1.5,
+                            ls=STYLES[j % len(STYLES)], label=f"{t} ({len(ks)} clients)")
+            ax.set_title(f"{s}: {BUDGET_NAMES.get(s, 'groups trained')}", fontsize=9)
+            ax.set_xlabel("round")
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+        axes[0][0].set_ylabel("parameter groups trained per client (tier mean)")
+        fig.suptitle(f"allocation over rounds (seed {int(groups[rows[0]][0].config['seed'])})")
+        fig.tight_layout()
+        p = out_dir / "allocation.png"
+        fig.savefig(p, dpi=110)
+        plt.close(fig)
+        paths.append(p)
     return paths

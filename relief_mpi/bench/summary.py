@@ -29,6 +29,7 @@ from relief_mpi.log.hdf5 import RunLog, read_log
 BASELINE = "fedavg"
 TARGET_FRACTION = 0.95
 RUN_NAME = re.compile(r"^(?P<strategy>.+)-seed(?P<seed>-?\d+)\.h5$")
+SEARCH_NAME = re.compile(r"^(?P<strategy>.+)-lr(?P<lr>[^-]+)-seed(?P<seed>-?\d+)\.h5$")
 NAN = math.nan
 
 
@@ -65,11 +66,19 @@ def _last_finite(values: np.ndarray) -> float:
     return float(values[ok[-1]]) if ok.size else NAN
 
 
-def run_result(log: RunLog, path: str | Path = "") -> RunResult:
+def label_of(path: str | Path, log: RunLog) -> str:
+    """A bench row's name: the file's <label> (<label>-seed<k>.h5 or <label>-lr<x>-seed<k>.h5; a
+    strategy, or strategy+correction under --compare), else the log's strategy."""
+    name = Path(path).name
+    m = SEARCH_NAME.match(name) if Path(path).parent.name == "lr-search" else RUN_NAME.match(name)
+    return m.group("strategy") if m else str(log.attrs.get("strategy") or log.config["strategy"]["name"])
+
+
+def run_result(log: RunLog, path: str | Path = "", label: str | None = None) -> RunResult:
     r = log.rounds
     cfg = log.config
     return RunResult(
-        strategy=str(log.attrs.get("strategy") or cfg["strategy"]["name"]), seed=int(cfg["seed"]),
+        strategy=label or str(log.attrs.get("strategy") or cfg["strategy"]["name"]), seed=int(cfg["seed"]),
         lr=float(cfg["strategy"]["lr"]), path=str(path), rounds=len(r),
         final_accuracy=_last_finite(r["accuracy"]), final_macro_f1=_last_finite(r["macro_f1"]),
         final_rare_f1=_last_finite(r["rare_f1"]),
@@ -186,7 +195,7 @@ def _ratio(a: float, b: float) -> float:
 def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None,
               baseline: str = BASELINE) -> Summary:
     """The per-strategy summary of (log, path) pairs; strategies keep their first-seen order."""
-    pairs = [(log, run_result(log, path)) for log, path in logs]
+    pairs = [(log, run_result(log, path, label_of(path, log))) for log, path in logs]
     base = {res.seed: res for _, res in pairs if res.strategy == baseline}
     seeds = sorted({res.seed for _, res in pairs})
     if target_f1 is not None:
@@ -241,8 +250,7 @@ def load_logs(paths: Iterable[Path], order: Sequence[str] | None = None) -> list
     logs = [(read_log(p), str(p)) for p in paths]
     if order:
         rank = {name: i for i, name in enumerate(order)}
-        logs.sort(key=lambda lp: (rank.get(str(lp[0].attrs.get("strategy")), len(rank)),
-                                  int(lp[0].config["seed"])))
+        logs.sort(key=lambda lp: (rank.get(label_of(lp[1], lp[0]), len(rank)), int(lp[0].config["seed"])))
     return logs
 
 
@@ -287,9 +295,9 @@ def _cell(s: StrategySummary, key: str, summary: Summary) -> str:
     return cell(stat, spec)
 
 
-def markdown(summary: Summary) -> str:
-    meta = summary.meta
-    lines = ["# relief-mpi bench summary", ""]
+def markdown(summary: Summary, title: str = "relief-mpi bench summary", with_meta: bool = True) -> str:
+    meta = summary.meta if with_meta else {}
+    lines = [f"# {title}", ""]
     if meta:
         for k, v in meta.items():
             lines.append(f"- {k}: {v}")
@@ -359,10 +367,15 @@ def write_runs_csv(summary: Summary, path: Path) -> None:
                 w.writerow([getattr(r, f) for f in fields])
 
 
-def write_summary(summary: Summary, out_dir: Path, extra_md: str = "") -> list[Path]:
+def write_summary(summary: Summary, out_dir: Path, extra_md: str = "", prefix: str = "") -> list[Path]:
+    """summary.md (after `prefix`, the paper's table, if any: ours then follows under its own title),
+    summary.csv and runs.csv."""
     out_dir = Path(out_dir)
     md = out_dir / "summary.md"
-    md.write_text(markdown(summary) + (("\n" + extra_md) if extra_md else ""))
+    ours = markdown(summary) if not prefix else markdown(
+        summary, "Ours on the same runs (our earlier protocol's metrics; target 95% of FedAvg's final macro-F1)",
+        with_meta=False)
+    md.write_text(prefix + ours + (("\n" + extra_md) if extra_md else ""))
     csv_path = out_dir / "summary.csv"
     write_csv(summary, csv_path)
     runs_path = out_dir / "runs.csv"
@@ -381,13 +394,19 @@ def meta_from_logs(logs: Sequence[tuple[RunLog, str]]) -> dict[str, object]:
     for p in prof:
         key = f"{p['tier']} ({p['profile']}, {'+'.join(p['modalities'])})"
         tiers[key] = tiers.get(key, 0) + 1
+    data = cfg["data"]
+    if data.get("protocol", "ours") == "paper":
+        shape = (f"protocol paper: one client per subject, windows {data.get('window')} / stride "
+                 f"{data.get('stride')}, split {data.get('split')}")
+    else:
+        shape = f"protocol ours: alpha {data['alpha']}, modalities by {data['modality_by']}"
     return {
-        "dataset": f"{log.attrs.get('dataset')} (alpha {cfg['data']['alpha']}, modalities by "
-                   f"{cfg['data']['modality_by']}, rare modality {log.attrs.get('rare_modality') or '-'})",
+        "dataset": f"{log.attrs.get('dataset')} ({shape}; rare modality {log.attrs.get('rare_modality') or '-'})",
         "clients": f"{len(prof)}: " + ", ".join(f"{n} x {k}" for k, n in tiers.items()),
         "model": f"{cfg['model']['mode']}",
-        "rounds / local steps / batch": f"{cfg['rounds']} / {cfg['strategy']['local_steps']} / "
-                                        f"{cfg['strategy']['batch_size']}",
+        "rounds / local steps (ours) / local epochs (published presets) / batch":
+            f"{cfg['rounds']} / {cfg['strategy']['local_steps']} / {cfg['strategy'].get('local_epochs', '-')} / "
+            f"{cfg['strategy']['batch_size']}",
         "deadline": cfg["strategy"]["deadline"],
         "clock": log.attrs.get("clock"),
         "MPI": f"{log.attrs.get('mpi_library')}, world size {log.attrs.get('world_size')}",
@@ -399,10 +418,13 @@ def lr_search_table(search_dir: Path, paths: Sequence[Path] | None = None) -> st
     paths = sorted(Path(search_dir).glob("*.h5")) if paths is None else [p for p in paths if Path(p).exists()]
     if not paths:
         return ""
-    res = [run_result(read_log(p), p) for p in paths]
+    logs = [(read_log(p), p) for p in paths]
+    res = [run_result(log, p, label_of(p, log)) for log, p in logs]
+    on = ("the validation split" if any(log.config["data"].get("validation", 0) > 0 for log, _ in logs)
+          else "the test set")
     strategies = list(dict.fromkeys(r.strategy for r in res))
     lrs = sorted({r.lr for r in res})
-    lines = ["## Learning-rate search (seed 0, final macro-F1; * = chosen)", "",
+    lines = [f"## Learning-rate search (first seed, final macro-F1 on {on}; * = chosen)", "",
              "| strategy | " + " | ".join(f"lr {x:g}" for x in lrs) + " |", "|" + "---|" * (len(lrs) + 1)]
     for s in strategies:
         mine = {r.lr: r.final_macro_f1 for r in res if r.strategy == s}
