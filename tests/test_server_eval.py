@@ -4,6 +4,7 @@ and what one round writes to the log (per-class F1, per-tier analytic vs emulate
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
@@ -131,3 +132,26 @@ def test_dirichlet_run_has_no_pooled_metrics(mhealth, tmp_path):
     r = read_log(out).rounds
     assert math.isnan(r["pooled_macro_f1"][0])
     assert r["macro_f1"][0] == pytest.approx(r["own_macro_f1"][0])  # no pooled set: the headline is ours
+
+
+def test_real_clock_logs_measured_next_to_analytic_per_tier(mhealth, tmp_path):
+    from relief_mpi.log.report import tier_times
+
+    cfg = _cfg(mhealth, "fedavg")
+    cfg = dataclasses.replace(cfg, device=dataclasses.replace(cfg.device, clock="real"))
+    out = tmp_path / "real.h5"
+    run_inprocess(cfg, 3, out)
+    log = read_log(out)
+    c = log.clients
+    measured = c["download_s"] + c["busy_s"] + c["upload_s"]  # slept and timed by each client
+    tiers = np.array([p["tier"] for p in log.profiles])
+    for j, t in enumerate(log.tier_names):
+        assert log.tier_arrays["time_s"][0, j] == pytest.approx(measured[0, tiers == t].max())
+    # the links are slept for as long as the profile says, so a measured time is at least its transfers
+    assert np.all(log.tier_arrays["time_s"] >= (c["download_s"] + c["upload_s"]).min())
+    lines = tier_times(log)
+    assert "measured" in lines[1]
+    row = next(line for line in lines if line.startswith("acc_only"))
+    j = log.tier_names.index("acc_only")
+    ana, meas = log.tier_arrays["analytic_time_s"][0, j], log.tier_arrays["time_s"][0, j]
+    assert f"{100 * (ana - meas) / meas:+.1f}%" in row  # the analytic model's error, as a number

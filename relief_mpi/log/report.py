@@ -64,6 +64,13 @@ def summary_table(run: RunLog) -> str:
     last = r[-1]
     lines.append(f"final: accuracy {_fmt(last['accuracy'])}  macro-F1 {_fmt(last['macro_f1'])}  "
                  f"rare-F1 {_fmt(last['rare_f1'])}")
+    if np.isfinite(last["pooled_macro_f1"]):
+        lines.append(f"final, pooled full-modality test set (as published): accuracy {_fmt(last['pooled_accuracy'])}  "
+                     f"macro-F1 {_fmt(last['pooled_macro_f1'])};  ours (own windows, own sensors): accuracy "
+                     f"{_fmt(last['own_accuracy'])}  macro-F1 {_fmt(last['own_macro_f1'])}")
+    if run.class_names and len(run.class_f1):
+        lines.append("final F1 per class: " + ", ".join(
+            f"{c} {_fmt(v, '.2f')}" for c, v in zip(run.class_names, run.class_f1[-1], strict=True)))
     lines.append(f"time: {_fmt(last['wall_elapsed_s'], '.1f')} s wall, {_fmt(last['virtual_elapsed_s'], '.1f')} s "
                  f"emulated;  bytes up {r['bytes_up'].sum() / 1e6:.2f} MB, down {r['bytes_down'].sum() / 1e6:.2f} MB;"
                  f"  energy {r['energy_j'].sum():.1f} J (modeled)")
@@ -87,7 +94,33 @@ def summary_table(run: RunLog) -> str:
         lines.append("")
         lines.append("final F1 per tier: " + ", ".join(
             f"{t} {_fmt(v)}" for t, v in zip(run.tier_names, run.tier_f1[-1], strict=True)))
+        pooled = run.tier_arrays.get("pooled_f1")
+        if pooled is not None and len(pooled) and np.isfinite(pooled[-1]).any():
+            lines.append("final F1 per tier on the pooled test set, each with its own sensors: " + ", ".join(
+                f"{t} {_fmt(v)}" for t, v in zip(run.tier_names, pooled[-1], strict=True)))
+        lines += tier_times(run)
     return "\n".join(lines)
+
+
+def tier_times(run: RunLog) -> list[str]:
+    """Each tier's round time as the run measured it (--clock real; computed under virtual) next to
+    the published analytic model's, and the analytic model's error as a number."""
+    measured, analytic = run.tier_arrays.get("time_s"), run.tier_arrays.get("analytic_time_s")
+    if measured is None or analytic is None or not len(measured):
+        return []
+    kind = "measured" if run.attrs.get("clock") == "real" else "emulated"
+    with np.errstate(invalid="ignore", divide="ignore"):
+        err = (analytic - measured) / measured
+    lines = ["", f"round time per tier, mean over {len(measured)} rounds: {kind} (max over the tier's clients of "
+             "download + compute + upload) vs the published analytic model",
+             f"{'tier':<10} {kind + ' s':>11} {'analytic s':>11} {'error, mean':>12} {'error, max |.|':>15}"]
+    for j, t in enumerate(run.tier_names):
+        e = err[:, j][np.isfinite(err[:, j])]
+        lines.append(f"{t:<10} {_fmt(float(np.nanmean(measured[:, j])), '.4g'):>11} "
+                     f"{_fmt(float(np.nanmean(analytic[:, j])), '.4g'):>11} "
+                     f"{_fmt(100 * float(e.mean()) if e.size else np.nan, '+.1f') + '%':>12} "
+                     f"{_fmt(100 * float(np.abs(e).max()) if e.size else np.nan, '.1f') + '%':>15}")
+    return lines
 
 
 def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
