@@ -241,18 +241,21 @@ def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug
             click.echo(f"error: {e}", err=True)
         sys.exit(2)
     except BaseException:  # noqa: BLE001 - any failure on any rank must end the whole job, never hang
-        _abort()
+        _abort(released_ok=True)
     if out is not None:
         click.echo(f"log: {out}")
 
 
-def _abort() -> None:
+def _abort(released_ok: bool = False) -> None:
     """End the whole job from the exception being handled: a stop of the run (stops) is its one
-    line and exit code; anything else is a traceback and MPI_Abort."""
+    line and exit code; anything else is a traceback and MPI_Abort. released_ok: the clients of a
+    cleanly stopped run leave by themselves (train); a caller whose clients would go on to another
+    run (bench) leaves it False, and the job is aborted with the stop's code."""
     from mpi4py import MPI
 
     e = sys.exc_info()[1]
     if isinstance(e, (RunStopped, Interrupted)):
+        e.clean = e.clean and released_ok
         stop_here(e)
     if isinstance(e, KeyboardInterrupt):  # a signal before the handlers were installed: no traceback
         sys.stderr.flush()
