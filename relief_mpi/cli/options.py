@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import replace
 from typing import Any
 
 import click
+from click.core import ParameterSource
 
 from relief_mpi.config import (
     ADAM_STRATEGIES,
@@ -25,6 +27,7 @@ from relief_mpi.config import (
     RunConfig,
     StrategyConfig,
 )
+from relief_mpi.data.protocol import PARTITIONS, PROTOCOLS, SPLITS, paper_data_config
 from relief_mpi.errors import ReliefError
 
 
@@ -44,21 +47,47 @@ POS_INT = click.IntRange(min=1)
 POS_FLOAT = click.FloatRange(min=0, min_open=True)
 
 COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
-    click.option("--rounds", type=POS_INT, default=20, show_default=True, help="Federated rounds."),
+    click.option("--rounds", type=POS_INT, default=20, show_default=True,
+                 help="Federated rounds (--protocol paper: 200 unless given)."),
     click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
                  help="Seed for data, partition, model init and local batch order (same seed, same numbers)."),
     click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True,
-                 help="synthetic (built in, no download), spar (real smartwatch data), mhealth, pamap2."),
+                 help="Which dataset: synthetic (built in, no download needed), spar (real smartwatch data), "
+                      "mhealth or pamap2 (the UCI files, in --data-dir)."),
     click.option("--data-dir", type=click.Path(file_okay=True, dir_okay=True), default=None,
                  help="Folder (or zip) with the dataset's original files; not needed for synthetic."),
     click.option("--modality-by", type=click.Choice(["type", "position"]), default="type", show_default=True,
                  help="Group channels into modalities by sensor type (acc, gyro, ...) or body position."),
     click.option("--alpha", type=click.FloatRange(0, 1e6, min_open=True), default=1.0, show_default=True,
-                 help="Dirichlet label-skew concentration across clients (smaller = more skew)."),
+                 help="Dirichlet label-skew concentration across clients (smaller = more skew); "
+                      "--partition dirichlet only."),
     click.option("--downsample", type=POS_INT, default=1, show_default=True,
-                 help="Keep every k-th sample (e.g. 2 turns PAMAP2's 100 Hz into 50 Hz)."),
+                 help="Keep one sample in K, e.g. 2 turns PAMAP2's 100 Hz into 50 Hz: protocol ours averages "
+                      "each block of K, protocol paper keeps every K-th sample as the authors did (its default: "
+                      "2 for PAMAP2, else 1)."),
     click.option("--window-s", type=click.FloatRange(0, 600, min_open=True), default=2.56, show_default=True,
-                 help="Window length, seconds (0..600)."),
+                 help="Window length in seconds (0..600), windows overlapping by half; --protocol paper uses "
+                      "256-sample windows with stride 50 instead."),
+    click.option("--protocol", type=click.Choice(PROTOCOLS), default="ours", show_default=True,
+                 help="Data protocol. ours: --window-s windows inside one label run, z-score from training "
+                      "windows only, Dirichlet shards, time split. paper: the authors' (docs/data.md): PAMAP2 "
+                      "subjects 101-108 at 50 Hz, NaNs forward-filled, per-subject z-score, 256-sample windows, "
+                      "stride 50, majority labels, --partition subject --split paper, and unless given "
+                      "--fleet paper --rounds 200 --local-epochs 5 --batch-size 32."),
+    click.option("--partition", type=click.Choice(PARTITIONS), default=None,
+                 help="Who holds which windows. dirichlet: label-skewed shards (--alpha) over the run's clients; "
+                      "subject: one client per subject in sorted order (the run needs as many clients as "
+                      "training subjects; `relief-mpi data info` says how many). Default: dirichlet, subject "
+                      "under --protocol paper."),
+    click.option("--split", type=click.Choice(SPLITS), default=None,
+                 help="Test set. time: the last 20% of every label run of every recording (leak-free); paper: a "
+                      "random 20% of each subject's windows, pooled (the authors' split; it leaks: with "
+                      "overlapping windows the test set holds neighbours of training windows); subject: whole "
+                      "held-out subjects (--test-subjects), who are not clients. paper and subject need "
+                      "--partition subject. Default: time, paper under --protocol paper."),
+    click.option("--test-subjects", type=click.IntRange(1, 1000), default=None,
+                 help="--split subject: how many subjects to hold out (a seeded choice); default about 20% of "
+                      "them, at least 1."),
     click.option("--strategy", type=click.Choice(STRATEGIES), default="fedavg", show_default=True,
                  help="Published presets (the authors' RELIEF, design.md section 0; Adam, --local-epochs): "
                       "relief (= relief-fast: T*-elastic budgets, divergence-greedy groups, cohort aggregation), "
@@ -96,9 +125,11 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--local-steps", type=click.IntRange(1, 100_000), default=10, show_default=True,
                  help="Our variants: local SGD steps per round (a deadline may cut them)."),
     click.option("--local-epochs", type=click.IntRange(1, 1000), default=5, show_default=True,
-                 help="Published presets: local epochs over the client's windows per round."),
+                 help="Published presets: local epochs over the client's windows per round (--protocol paper: "
+                      "5 unless given)."),
     click.option("--batch-size", type=click.IntRange(1, 4096), default=32, show_default=True,
-                 help="Local batch size (1..4096; a client with fewer windows uses them all)."),
+                 help="Local batch size (1..4096; a client with fewer windows uses them all; --protocol paper: "
+                      "32 unless given)."),
     click.option("--lr", type=click.FloatRange(0, 10, min_open=True), default=None,
                  help="Local learning rate in (0, 10]; default 1e-3 (Adam) for published presets and the "
                       "controls on their recipe (fedavg-fair, skip-absent, fedavg-deadline, fixed-order), "
@@ -129,7 +160,8 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--fleet", type=click.Path(dir_okay=False), default=None,
                  help="Fleet file (TOML) mapping client ranks to device profiles; `paper`: the authors' device "
                       "types (full / acc_gyro / acc_only, published proportions, in client order); default: "
-                      "three tiers (high: all sensors, mid, low: accelerometer only). See `relief-mpi fleet show`."),
+                      "three tiers (high: all sensors, mid, low: accelerometer only); `paper` under --protocol "
+                      "paper unless given. See `relief-mpi fleet show`."),
     click.option("--profiles", "profiles_dir", type=click.Path(file_okay=False), default=None,
                  help="Extra device profile folder (*.toml) on top of the shipped ones."),
     click.option("--clock", type=click.Choice(CLOCKS), default="virtual", show_default=True,
@@ -140,7 +172,8 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
 ]
 
 
-_DATA_NAMES = ("--dataset", "--data-dir", "--modality-by", "--alpha", "--window-s", "--downsample")
+_DATA_NAMES = ("--dataset", "--data-dir", "--modality-by", "--alpha", "--window-s", "--downsample", "--protocol",
+               "--partition", "--split", "--test-subjects")
 _MODEL_NAMES = ("--model", "--rho", "--b-mode")
 _PRETRAIN_NAMES = ("--pretrain-epochs", "--pretrain-lr", "--pretrain-optimizer")
 
@@ -176,10 +209,62 @@ def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
     return config_option(f)
 
 
-def build_config(kw: dict[str, Any]) -> RunConfig:
+# What --protocol paper sets on the run (design.md section 0) for every option the user did not give.
+PAPER_RUN_DEFAULTS: dict[str, Any] = {"fleet": "paper", "rounds": 200, "local_epochs": 5, "batch_size": 32}
+_GIVEN_SOURCES = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT, ParameterSource.DEFAULT_MAP)
+
+
+def given_options(kw: dict[str, Any], given: Iterable[str] | None = None) -> set[str]:
+    """The option names (kw keys) the user set: `given` when passed; else, inside a click command,
+    those whose value came from the command line, the environment or a default map (a config
+    file); outside click every key of kw counts as set."""
+    if given is not None:
+        return set(given)
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return set(kw)
+    return {k for k in kw if ctx.get_parameter_source(k) in _GIVEN_SOURCES}
+
+
+def with_protocol_defaults(kw: dict[str, Any], given: set[str]) -> dict[str, Any]:
+    """kw with --protocol paper's run-level defaults (PAPER_RUN_DEFAULTS) where the user gave nothing."""
+    if kw.get("protocol") != "paper":
+        return kw
+    return {**kw, **{k: v for k, v in PAPER_RUN_DEFAULTS.items() if k not in given}}
+
+
+def data_config(kw: dict[str, Any], given: set[str]) -> DataConfig:
+    """The DataConfig of the data options: --protocol paper fills in what the authors' protocol
+    fixes (data.protocol.paper_data_config) unless the user gave that option; combinations that
+    make no sense are one-line errors."""
+    paper = kw.get("protocol", "ours") == "paper"
+    partition = kw.get("partition") or ("subject" if paper else "dirichlet")
+    split = kw.get("split") or ("paper" if paper and partition == "subject" else "time")
+    if partition == "dirichlet" and split != "time":
+        raise ReliefError(f"--split {split} needs --partition subject (the Dirichlet partition cuts every label run "
+                          "on time: --split time)")
+    if kw.get("test_subjects") is not None and split != "subject":
+        raise ReliefError(f"--test-subjects only applies to --split subject (the split is {split})")
+    if partition == "subject" and "alpha" in given:
+        raise ReliefError("--alpha sets the Dirichlet label skew; --partition subject has none (one client per "
+                          "subject)")
+    if paper and "window_s" in given:
+        raise ReliefError("--window-s does not apply under --protocol paper (its windows are 256 samples, stride 50)")
+    cfg = DataConfig(dataset=kw["dataset"], data_dir=kw.get("data_dir"), modality_by=kw["modality_by"],
+                     alpha=kw["alpha"], window_s=kw["window_s"], downsample=kw.get("downsample", 1))
+    if paper:
+        cfg = replace(paper_data_config(cfg), **{k: kw[k] for k in ("modality_by", "downsample") if k in given})
+    return replace(cfg, partition=partition, split=split, test_subjects=kw.get("test_subjects") or 0)
+
+
+def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunConfig:
     """The frozen RunConfig for the parsed options (raises ReliefError on inconsistent ones).
     Ranges are checked where options are parsed (click ranges, said in --help); NaN passes a
-    click range, so finite-ness is checked here once."""
+    click range, so finite-ness is checked here once. `given` names the options the user set
+    (default: from the click context, see given_options): --protocol paper's defaults apply to the
+    others, so a caller that sets a value itself (e.g. a bench budget's rounds) adds it to `given`."""
+    given = given_options(kw, given)
+    kw = with_protocol_defaults(kw, given)
     for key in ("lr", "alpha", "window_s", "mu", "beta", "lam", "gamma", "momentum", "pretrain_lr"):
         v = kw.get(key)
         if isinstance(v, float) and not math.isfinite(v):
@@ -188,6 +273,13 @@ def build_config(kw: dict[str, Any]) -> RunConfig:
         raise ReliefError(f"--dataset {kw['dataset']} needs --data-dir (the folder with its original files)")
     if kw["mode"] != "lora" and kw.get("base"):
         raise ReliefError("--base is only used with --mode lora")
+    data = data_config(kw, given)
+    if kw["mode"] == "lora" and not kw.get("base") and data.server_fraction == 0:
+        raise ReliefError("--protocol paper keeps no server split (every training window belongs to a client), so "
+                          "there is nothing to pretrain a LoRA base on: give `train --mode lora` a --base made by "
+                          "`relief-mpi pretrain` under --protocol ours")
+    if kw.get("fleet") == "paper" and data.modality_by != "type":
+        raise ReliefError("--fleet paper gives devices sensor types (acc, gyro, ...): use --modality-by type")
     model_name = kw.get("model_name", "paper")
     b_mode = "block" if kw["strategy"] == "b-block" else kw.get("b_mode", "shared")
     if kw["strategy"] == "heterofl" and model_name != "small":
@@ -200,8 +292,7 @@ def build_config(kw: dict[str, Any]) -> RunConfig:
     return with_settings(RunConfig(
         rounds=kw["rounds"], seed=kw["seed"], eval_every=kw["eval_every"],
         checkpoint_every=kw.get("checkpoint_every", 0) or 0,
-        data=DataConfig(dataset=kw["dataset"], data_dir=kw.get("data_dir"), modality_by=kw["modality_by"],
-                        alpha=kw["alpha"], window_s=kw["window_s"], downsample=kw.get("downsample", 1)),
+        data=data,
         model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"],
                           model=model_name, rho=kw.get("rho", 8), b_mode=b_mode,
                           pretrain_epochs=kw.get("pretrain_epochs", 10), pretrain_lr=kw.get("pretrain_lr", 1e-3),
@@ -228,6 +319,8 @@ PARAM_KEYS = {
     "local_steps": "strategy.local_steps", "batch_size": "strategy.batch_size", "lr": "strategy.lr",
     "momentum": "strategy.momentum", "mu": "strategy.mu", "deadline": "strategy.deadline", "beta": "strategy.beta",
     "fleet": "device.fleet", "profiles_dir": "device.profiles_dir", "clock": "device.clock",
+    "protocol": "data.protocol", "partition": "data.partition", "split": "data.split",
+    "test_subjects": "data.test_subjects",
 }
 
 

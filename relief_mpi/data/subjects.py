@@ -17,13 +17,14 @@ statistics as everywhere else.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from relief_mpi.config import DataConfig
 from relief_mpi.data.base import FederatedData, RawDataset, WindowSet
 from relief_mpi.data.protocol import n_test_subjects
-from relief_mpi.data.windows import WindowTable, cut_windows, index_recordings, window_geometry
+from relief_mpi.data.windows import WindowIndex, WindowTable, cut_windows, index_recordings, window_geometry
 from relief_mpi.errors import ReliefError
 
 
@@ -55,20 +56,30 @@ def client_count_error(name: str, n_subjects: int, n_held: int, n_clients: int) 
     held = f", {n_held} held out for testing (split=subject)" if n_held else ""
     return ReliefError(f"partition=subject makes one client per subject: {name} has {n_subjects} subjects{held}, "
                        f"so the run needs {n_train} clients, not {n_clients}; start it with -n {n_train + 1} "
-                       f"({n_train} clients + the server)")
+                       f"({n_train} clients + the server), or --clients {n_train} with --transport inprocess")
 
 
-def build_by_subject(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[str, ...]],
-                     raw: RawDataset) -> FederatedData:
-    """FederatedData with client k = the k-th subject in sorted order (see the module docstring)."""
-    from relief_mpi.data.registry import data_fingerprint, server_mask, store_of, training_stats
+@dataclass
+class SubjectIndex:
+    """The windows of every subject that has one, and who is a client and who is held out."""
+
+    index: WindowIndex
+    clients: tuple[int, ...]  # sorted: client k holds subject clients[k]
+    held: tuple[int, ...]  # split=subject: the test subjects (sorted), else empty
+    notes: tuple[str, ...]
+
+
+def subject_index(cfg: DataConfig, seed: int, raw: RawDataset) -> SubjectIndex:
+    """Index the windows (labels only, nothing cut) and decide the clients: how many a
+    partition=subject run needs is len(subject_index(...).clients)."""
+    from relief_mpi.data.registry import store_of
 
     spec = raw.spec
     store = store_of(raw)
-    paper = cfg.protocol == "paper"
     length, hop = window_geometry(spec.sample_rate_hz, cfg.window_s, cfg.overlap, cfg.window, cfg.stride)
     try:
-        ix = index_recordings(store, length, hop, paper, cfg.test_fraction if cfg.split == "time" else None)
+        ix = index_recordings(store, length, hop, cfg.protocol == "paper",
+                              cfg.test_fraction if cfg.split == "time" else None)
     except ValueError as e:
         raise ReliefError(f"dataset {spec.name}: {e}") from None
     every = np.concatenate([ix.train.subject, ix.test.subject])
@@ -85,7 +96,21 @@ def build_by_subject(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[s
         if len(subjects) < 2:
             raise ReliefError(f"split=subject needs at least 2 subjects; {spec.name} has {len(subjects)}")
         held = held_out_subjects(subjects, cfg.test_subjects, seed)
-    clients = [s for s in subjects if s not in held]
+    return SubjectIndex(ix, tuple(s for s in subjects if s not in held), held, tuple(notes))
+
+
+def build_by_subject(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[str, ...]],
+                     raw: RawDataset) -> FederatedData:
+    """FederatedData with client k = the k-th subject in sorted order (see the module docstring)."""
+    from relief_mpi.data.registry import data_fingerprint, server_mask, store_of, training_stats
+
+    spec = raw.spec
+    store = store_of(raw)
+    paper = cfg.protocol == "paper"
+    si = subject_index(cfg, seed, raw)
+    ix, clients, held, notes = si.index, list(si.clients), si.held, si.notes
+    length, hop = ix.length, ix.hop
+    subjects = sorted([*clients, *held])
     if len(modality_sets) != len(clients):
         raise client_count_error(spec.name, len(subjects), len(held), len(modality_sets))
     if cfg.split == "time":

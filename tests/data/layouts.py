@@ -20,12 +20,13 @@ def mhealth_table(subject: int, labels: list[int] = MH_LABELS) -> np.ndarray:
     return np.column_stack([x, np.asarray(labels, float)])
 
 
-def write_mhealth(root: Path, subjects: tuple[int, ...] = (1, 2, 3)) -> dict[int, np.ndarray]:
+def write_mhealth(root: Path, subjects: tuple[int, ...] = (1, 2, 3),
+                  labels: list[int] = MH_LABELS) -> dict[int, np.ndarray]:
     d = root / "MHEALTHDATASET"
     d.mkdir(parents=True, exist_ok=True)
     out = {}
     for s in subjects:
-        t = mhealth_table(s)
+        t = mhealth_table(s, labels)
         lines = ["\t".join(str(float(v)) for v in row[:23]) + f"\t{int(row[23])}" for row in t]
         (d / f"mHealth_subject{s}.log").write_text("\n".join(lines) + "\n")
         out[s] = t
@@ -59,7 +60,7 @@ def pamap2_table(subject: int, activities: list[int] = PA_ACTIVITIES) -> np.ndar
     return t
 
 
-def _pamap2_text(t: np.ndarray) -> str:
+def pamap2_text(t: np.ndarray) -> str:
     def fmt(v: float) -> str:
         return "NaN" if np.isnan(v) else str(float(v))
     return "\n".join(" ".join(fmt(v) for v in row) for row in t) + "\n"
@@ -73,10 +74,10 @@ def write_pamap2(root: Path, subjects: tuple[int, ...] = (101, 102)) -> dict[int
     out = {}
     for s in subjects:
         t = pamap2_table(s)
-        (d / f"subject{s}.dat").write_text(_pamap2_text(t))
+        (d / f"subject{s}.dat").write_text(pamap2_text(t))
         out[s] = t
     # The Optional folder holds the same names with other activities: must be ignored.
-    (opt / f"subject{subjects[0]}.dat").write_text(_pamap2_text(pamap2_table(9, [10] * 300)))
+    (opt / f"subject{subjects[0]}.dat").write_text(pamap2_text(pamap2_table(9, [10] * 300)))
     return out
 
 

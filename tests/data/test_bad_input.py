@@ -10,7 +10,6 @@ from relief_mpi.config import DataConfig
 from relief_mpi.data import mhealth, pamap2, spar
 from relief_mpi.errors import ReliefError
 from tests.data.layouts import write_mhealth, write_pamap2
-from tests.helpers import run_cli
 
 
 def _edit_line(path: Path, lineno: int, edit) -> None:  # noqa: ANN001
@@ -56,21 +55,21 @@ def test_bad_labels_and_missing_inputs(tmp_path: Path) -> None:
         spar.load(bad, DataConfig(dataset="spar"))
 
 
-def test_cli_reports_bad_file_with_exit_2(tmp_path: Path) -> None:
+def test_cli_reports_bad_file_with_exit_2(tmp_path: Path, relief) -> None:  # noqa: ANN001
     write_pamap2(tmp_path, subjects=(101, 102))
     f = tmp_path / "PAMAP2_Dataset" / "Protocol" / "subject102.dat"
     _edit_line(f, 42, lambda s: s + " 1.0")  # 55 columns
-    r = run_cli(["data", "info", "--dataset", "pamap2", "--data-dir", str(tmp_path)], timeout=120)
-    assert r.returncode == 2, r.stderr
-    last = r.stderr.strip().splitlines()[-1]
+    code, _, err = relief(["data", "info", "--dataset", "pamap2", "--data-dir", str(tmp_path)])
+    assert code == 2, err
+    last = err.strip().splitlines()[-1]
     assert last.startswith("error: ") and str(f) in last and "line 42: 55 columns, expected 54" in last
-    assert "Traceback" not in r.stderr
+    assert "Traceback" not in err
 
 
-def test_cli_missing_folder_train_and_info_exit_2(tmp_path: Path) -> None:
+def test_cli_missing_folder_train_and_info_exit_2(tmp_path: Path, relief) -> None:  # noqa: ANN001
     missing = tmp_path / "no-such-dir"
-    r = run_cli(["train", "--transport", "inprocess", "--dataset", "mhealth", "--data-dir", str(missing),
-                 "--rounds", "1", "--out", str(tmp_path / "r.h5")], timeout=120)
-    assert r.returncode == 2 and f"error: {missing}: no such file or folder" in r.stderr, r.stderr
-    r = run_cli(["data", "info", "--dataset", "spar"], timeout=120)
-    assert r.returncode == 2 and "needs --data-dir" in r.stderr
+    code, _, err = relief(["train", "--transport", "inprocess", "--dataset", "mhealth", "--data-dir", str(missing),
+                           "--rounds", "1", "--out", str(tmp_path / "r.h5")])
+    assert code == 2 and f"error: {missing}: no such file or folder" in err, err
+    code, _, err = relief(["data", "info", "--dataset", "spar"])
+    assert code == 2 and "needs --data-dir" in err

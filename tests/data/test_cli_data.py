@@ -12,23 +12,23 @@ from relief_mpi.config import DataConfig
 from relief_mpi.data.registry import build_federated, fleet_modality_sets, load_raw
 from relief_mpi.log.hdf5 import read_log
 from tests.data.layouts import write_pamap2, zip_folder
-from tests.helpers import SPAR_DIR, need_shared, run_cli, run_mpi
+from tests.helpers import SPAR_DIR, need_shared, run_mpi
 
 
 def _client_rows(out: str) -> list[list[str]]:
     return [ln.split() for ln in out.splitlines() if re.match(r"^\s+\d+\s+\d+\s+(high|mid|low)\s", ln)]
 
 
-def test_info_pamap2_zip_matches_the_pipeline(tmp_path: Path) -> None:
+def test_info_pamap2_zip_matches_the_pipeline(tmp_path: Path, relief) -> None:  # noqa: ANN001
     src = tmp_path / "src"
     write_pamap2(src)
     z = zip_folder(src, tmp_path / "pamap2.zip")
-    r = run_cli(["data", "info", "--dataset", "pamap2", "--data-dir", str(z), "--clients", "3", "--alpha", "0.5",
-                 "--window-s", "1.0", "--downsample", "2"], timeout=120)
-    assert r.returncode == 0, r.stderr
-    out = r.stdout
+    code, out, err = relief(["data", "info", "--dataset", "pamap2", "--data-dir", str(z), "--clients", "3",
+                             "--alpha", "0.5", "--window-s", "1.0", "--downsample", "2"])
+    assert code == 0, err
     assert "classes (12): 0 lying" in out and "sample rate: 50 Hz" in out and "window: 50 samples" in out
-    assert re.search(r"acc\s+9 ch: hand_acc_x", out) and re.search(r"physio\s+4 ch: heart_rate, hand_temp", out)
+    assert re.search(r"acc\s+9 ch, file columns 4-6, 21-23, 38-40: hand_acc_x", out)
+    assert re.search(r"physio\s+4 ch, file columns 2-3, 20, 37: heart_rate, hand_temp", out)
     assert "subjects (2)" in out and "cohorts: acc 3, gyro 2, mag 2, physio 1" in out
     assert "sha256" in out  # the checksum note of these non-genuine files
     cfg = DataConfig(dataset="pamap2", data_dir=str(z), alpha=0.5, window_s=1.0, downsample=2)
@@ -43,25 +43,27 @@ def test_info_pamap2_zip_matches_the_pipeline(tmp_path: Path) -> None:
         assert [int(v) for v in row[7:]] == np.bincount(fd.clients_train[k].y, minlength=12).tolist()
 
 
-def test_info_and_fetch_help_explain_every_option() -> None:
+def test_info_synth_and_fetch_help_explain_every_option(relief) -> None:  # noqa: ANN001
     for cmd, opts in ((["data", "info"], ["--dataset", "--data-dir", "--clients", "--alpha", "--modality-by",
-                                          "--window-s", "--downsample", "--seed", "--fleet", "--profiles"]),
+                                          "--window-s", "--downsample", "--seed", "--fleet", "--profiles",
+                                          "--protocol", "--partition", "--split", "--test-subjects"]),
+                      (["data", "synth"], ["--layout", "--to", "--seed", "--subjects", "--minutes", "--overwrite"]),
                       (["data", "fetch"], ["--to", "--timeout"])):
-        r = run_cli([*cmd, "--help"], timeout=60)
-        assert r.returncode == 0
-        blocks = {b.split()[0]: b for b in re.split(r"\n\s+(?=-)", "\n" + r.stdout.split("Options:")[1]) if b.strip()}
+        code, out, _ = relief([*cmd, "--help"])
+        assert code == 0
+        blocks = {b.split()[0]: b for b in re.split(r"\n  (?=-)", "\n" + out.split("Options:")[1]) if b.strip()}
         for o in opts:
             words = [w for w in blocks[o].split()[1:] if w.isalpha() and len(w) > 2]
             assert len(words) >= 4, (o, blocks[o])  # a real sentence, not just a metavar
-        assert "--url" not in r.stdout  # test-only option stays hidden
+        assert "--url" not in out  # test-only option stays hidden
 
 
-def test_fetch_without_network_explains_and_fails(tmp_path: Path) -> None:
-    r = run_cli(["data", "fetch", "pamap2", "--to", str(tmp_path / "dl"), "--timeout", "3",
-                 "--url", "http://127.0.0.1:9/pamap2.zip"], timeout=60)
-    assert r.returncode == 1
-    assert "could not download pamap2" in r.stderr and "--data-dir" in r.stderr
-    assert "https://archive.ics.uci.edu/dataset/231/" in r.stderr
+def test_fetch_without_network_explains_and_fails(tmp_path: Path, relief) -> None:  # noqa: ANN001
+    code, _, err = relief(["data", "fetch", "pamap2", "--to", str(tmp_path / "dl"), "--timeout", "3",
+                           "--url", "http://127.0.0.1:9/pamap2.zip"])
+    assert code == 1
+    assert "could not download pamap2" in err and "--data-dir" in err
+    assert "https://archive.ics.uci.edu/dataset/231/" in err
     assert not list((tmp_path / "dl").iterdir())  # no partial file left
 
 
