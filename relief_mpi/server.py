@@ -42,8 +42,11 @@ class Evaluation:
     tier_pooled_f1: dict[str, float] = field(default_factory=dict)
 
 
+EVAL_BATCH = 128  # windows per forward pass: 1.5-2x faster than 512 on the lab's 2-core host (activations fit in cache)
+
+
 def predict(model: Model, spec: DatasetSpec, ws: WindowSet, present: frozenset[int], zero_fill: bool,
-            batch: int = 512) -> np.ndarray:
+            batch: int = EVAL_BATCH) -> np.ndarray:
     """The model's labels for `ws` seen with the sensors in `present`: an absent sensor's channels
     are zeros (zero-fill strategies) or its encoder is not run (the others), as in training."""
     drop = [c for m, mod in enumerate(spec.modalities) if m not in present for c in mod.channels]
@@ -66,7 +69,7 @@ def tier_modalities(setup: RunSetup) -> dict[str, frozenset[int]]:
     return out
 
 
-def evaluate(setup: RunSetup, model: Model, batch: int = 512) -> Evaluation:
+def evaluate(setup: RunSetup, model: Model, batch: int = EVAL_BATCH) -> Evaluation:
     """The global model on every test set the data offer (see Evaluation). On the pooled set each
     sensor set is scored once; a client's own windows are its slice of the pooled set when the
     pooled set holds them (one client per subject), so ours costs no extra pass."""

@@ -213,11 +213,11 @@ class _Tracker:
     """'run k of N, elapsed, ETA' lines; the ETA is the wall time per round of the runs done so far
     times the rounds still to run (runs kept by --resume cost nothing)."""
 
-    def __init__(self, say: Progress | None, total_runs: int, total_rounds: int) -> None:
+    def __init__(self, say: Progress | None, total_runs: int, total_rounds: int, t0: float) -> None:
         self.say = say
         self.total_runs, self.rounds_left = total_runs, total_rounds
         self.k = 0
-        self.t0 = time.perf_counter()
+        self.t0 = t0  # the bench's start: the elapsed time includes start-up and pretraining
         self.run_s = 0.0
         self.rounds_run = 0
 
@@ -328,7 +328,7 @@ def run_bench(plan: BenchPlan, transport: str = "mpi", n_clients: int = 4,
         key = _base_key(cfg)
         return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, base=bases[key])) if key in bases else cfg
 
-    tracker = _Tracker(say, len(planned), sum(c.rounds for c in planned))
+    tracker = _Tracker(say, len(planned), sum(c.rounds for c in planned), t_start)
     first = [True]
 
     def run_all(jobs: list[tuple[str, RunConfig, Path]]) -> None:
