@@ -349,8 +349,6 @@ def synth(layout: str, dest: str, seed: int, subjects: int | None, minutes: floa
     if not 1 <= n <= max_n:
         raise ReliefError(f"--subjects {n}: the {layout} layout has 1 to {max_n} subjects")
     out = Path(dest).expanduser()
-    if out.exists() and not out.is_dir():
-        raise ReliefError(f"--to {out} is a file, not a folder")
     if out.is_dir() and any(out.iterdir()) and not overwrite:
         raise ReliefError(f"--to {out} is not empty; pass --overwrite to replace its {layout} files (or pick an "
                           "empty folder)")
@@ -367,3 +365,7 @@ def synth(layout: str, dest: str, seed: int, subjects: int | None, minutes: floa
     click.echo(f"wrote {len(paths)} {layout} files ({size:.1f} MB, {minutes:g} min per subject, seed {seed}) "
                f"to {out / folder}")
     click.echo(f"use it with: --dataset {layout} --data-dir {out}")
+    bout = sim.bout_seconds(layout, minutes)
+    if bout < 2 * 5.12:
+        click.echo(f"note: each activity lasts {bout:.1f} s, under two 5.12 s windows of --protocol paper: some "
+                   "classes may get few or no windows; give more --minutes")

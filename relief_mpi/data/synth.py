@@ -241,6 +241,12 @@ PAMAP2_RATE_HZ = 100.0
 PAMAP2_IDS = (1, 2, 3, 4, 5, 6, 7, 12, 13, 16, 17, 24)  # class k <-> activity id PAMAP2_IDS[k]
 PAMAP2_ORDER = (1, 2, 3, 17, 16, 12, 13, 4, 7, 6, 5, 24)  # the protocol's order of activities
 HR_RATE_HZ = 9.0
+GAP_S = {"mhealth": 3.0, "pamap2": 4.0}  # null / transient seconds before every activity
+
+
+def bout_seconds(layout: str, minutes: float) -> float:
+    """How long each of the 12 activities lasts in a written recording of `minutes`."""
+    return (minutes * 60.0 - GAP_S[layout] * N_CLASSES) / N_CLASSES
 
 
 def _table_text(table: np.ndarray, fmts: list[str], sep: str) -> bytes:
@@ -252,12 +258,12 @@ def _table_text(table: np.ndarray, fmts: list[str], sep: str) -> bytes:
 def write_mhealth(folder: Path, seed: int = 0, subjects: int = 10, minutes: float = 6.0) -> list[Path]:
     """mHealth_subject{1..n}.log in folder/MHEALTHDATASET: 23 sensor columns and the label (0 =
     null, 1..12 = class + 1), tab-separated, 50 Hz, activities in the protocol's order."""
+    labels, seconds = schedule(list(range(N_CLASSES)), minutes, GAP_S["mhealth"])  # before anything is written
     world = World.make(seed)
     out_dir = Path(folder) / "MHEALTHDATASET"
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
     for k in range(subjects):
-        labels, seconds = schedule(list(range(N_CLASSES)), minutes, 3.0)
         s = simulate(world, seed, k, labels, seconds, MHEALTH_RATE_HZ)
         table = np.column_stack([mhealth_signals(s), s.labels + 1])
         p = out_dir / f"mHealth_subject{k + 1}.log"
@@ -301,14 +307,13 @@ def write_pamap2(folder: Path, seed: int = 0, subjects: int = 8, minutes: float 
     subject 109 (which the paper protocol leaves out)."""
     if not 1 <= subjects <= 9:
         raise ValueError(f"PAMAP2 has subjects 101-109: 1 to 9 subjects, got {subjects}")
+    labels, seconds = schedule([PAMAP2_IDS.index(a) for a in PAMAP2_ORDER], minutes, GAP_S["pamap2"])
     world = World.make(seed)
     out_dir = Path(folder) / "PAMAP2_Dataset" / "Protocol"
     out_dir.mkdir(parents=True, exist_ok=True)
-    order = [PAMAP2_IDS.index(a) for a in PAMAP2_ORDER]
     fmts = ["%.2f", "%d", "%.0f"] + ["%.4g", *["%.5g"] * 9, *["%.4g"] * 3, *["%g"] * 4] * 3
     paths = []
     for k in range(subjects):
-        labels, seconds = schedule(order, minutes, 4.0)
         s = simulate(world, seed, k, labels, seconds, PAMAP2_RATE_HZ)
         rng = np.random.default_rng(np.random.SeedSequence([seed, 0x5EED, 3, k]))
         p = out_dir / f"subject{101 + k}.dat"
