@@ -18,7 +18,6 @@ from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundRecord
 from relief_mpi.metrics import accuracy, macro_f1, per_class_f1, published_macro_f1
 from relief_mpi.setup import Model, RunSetup, modeled_energy
-from relief_mpi.strategy.system import analytic_round
 
 
 @dataclass
@@ -176,8 +175,7 @@ class Server:
         agg = strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
         self.blocks, div = agg.groups, agg.divergence
         self._dump(rnd, "after")
-        samples = notes.samples if notes.samples is not None else plan.steps * setup.config.strategy.batch_size
-        ana = analytic_round(strategy.ctx.groups, strategy.ctx.fleet, plan.alloc, notes.accessible, samples)
+        ana = strategy.analytic(plan, notes)  # under the run's --cost-model
         self.analytic_elapsed += ana.time_s
         self.analytic_energy += ana.energy_j
         wall = time.perf_counter() - t0
