@@ -144,10 +144,10 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                       "communication time T_o); contains-overhead: our correction, [T_o + 0.5 min tau, "
                       "T_o + 2 max tau max|G_n|] (docs/design.md)."),
     click.option("--cost-model", type=click.Choice(COST_MODELS), default="published", show_default=True,
-                 help="Analytic cost model behind T*, the budgets and the logged analytic figures (docs/design.md). published: a round "
-                      "computes |S_n| x the mean group time and downloads the whole model; flops (ours): the "
-                      "measured FLOPs of what the round runs (forward of every encoder run, backward of what "
-                      "trains) and only the groups the client needs downloaded."),
+                 help="Analytic cost model behind T*, the budgets and the logged analytic figures "
+                      "(docs/design.md). published: a round computes |S_n| x the mean group time and downloads "
+                      "the whole model; flops (ours): the measured FLOPs of what the round runs (forward of every "
+                      "encoder run, backward of what trains) and only the groups the client needs downloaded."),
     click.option("--momentum", type=click.FloatRange(0, 1, max_open=True), default=0.0, show_default=True,
                  help="Local SGD momentum (reset every round)."),
     click.option("--mu", type=click.FloatRange(min=0), default=0.01, show_default=True,
