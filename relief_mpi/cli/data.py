@@ -149,13 +149,11 @@ def _modalities(cfg: DataConfig, spec: DatasetSpec) -> None:
     from relief_mpi.data.protocol import PAPER_RARE
     from relief_mpi.data.registry import loader_module
 
-    where = "channel"
-    columns = list(range(spec.n_channels))  # the built-in synthetic data is MHEALTH's layout column for column
+    # the built-in synthetic data is MHEALTH's layout column for column; SPAR's channels are its npz columns
+    where = {"synthetic": "MHEALTH column", "spar": "npz column"}.get(cfg.dataset, "file column")
+    columns = list(range(spec.n_channels))
     if cfg.dataset in ("mhealth", "pamap2"):
         columns = list(loader_module(cfg.dataset).source_columns(cfg.protocol))
-        where = "file column"
-    elif cfg.dataset == "synthetic":
-        where = "MHEALTH column"
     rare = f"; rare (only full devices): {', '.join(PAPER_RARE[cfg.dataset])}" if cfg.protocol == "paper" else ""
     click.echo(f"modalities (by {cfg.modality_by}), {spec.n_channels} channels ({where}s 0-based{rare}):")
     w = max(len(m.name) for m in spec.modalities)

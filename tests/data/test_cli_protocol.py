@@ -13,6 +13,7 @@ from relief_mpi.cli.bench import command as bench
 from relief_mpi.cli.options import build_config
 from relief_mpi.cli.train import train
 from relief_mpi.config import RunConfig, StrategyConfig
+from relief_mpi.data.registry import build_federated, load_raw
 from relief_mpi.errors import ReliefError
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.run import run_inprocess
@@ -118,3 +119,13 @@ def test_resume_refuses_a_changed_protocol_option(tmp_path: Path, relief) -> Non
         f"error: --resume {log}: the checkpoint was made with another config: data.partition (checkpoint "
         "'dirichlet', given 'subject'); drop those options to resume"]
     assert len(read_log(log).rounds) == 1
+
+
+def test_pretrain_with_one_client_per_subject_holds_out_the_runs_server_split(tmp_path: Path,
+                                                                              relief) -> None:  # noqa: ANN001
+    code, out, err = relief(["pretrain", "--out", str(tmp_path / "b.pt"), "--partition", "subject", "--split",
+                             "subject", "--pretrain-epochs", "1"])
+    assert code == 0, err
+    cfg = parsed(["--partition", "subject", "--split", "subject"])
+    fd = build_federated(cfg.data, 0, [("acc", "gyro", "mag", "ecg")] * 8, load_raw(cfg.data, 0))  # 2 held out
+    assert f"pretrained on {len(fd.server_train)} server windows" in out and len(fd.server_train) > 0
