@@ -59,6 +59,7 @@ class ModelConfig:
     model: str = "paper"  # "paper" (the authors' Conv-BN encoders, factored fusion) or "small" (ours, first version)
     rho: int = 8  # paper model: rank of the factored fusion
     b_mode: str = "shared"  # paper model: one shared B, or one B per modality ("block")
+    encoder_channels: tuple[int, ...] = (64, 128)  # paper model: conv stage widths (the published 64, 128)
     feature_dim: int = 64
     hidden_channels: int = 32
     fusion_dim: int = 128

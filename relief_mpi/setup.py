@@ -80,7 +80,7 @@ def _net(cfg: RunConfig, data: FederatedData, width: float = 1.0) -> Model:
     m = cfg.model
     if m.model == "paper":
         return PaperNet([len(x.channels) for x in data.spec.modalities], len(data.spec.classes), rho=m.rho,
-                        b_mode=m.b_mode, lora=m.mode == "lora")
+                        b_mode=m.b_mode, lora=m.mode == "lora", encoder_channels=m.encoder_channels)
     return MultimodalNet([len(x.channels) for x in data.spec.modalities], len(data.spec.classes),
                          feature_dim=kept(m.feature_dim, width), hidden_channels=kept(m.hidden_channels, width),
                          fusion_dim=kept(m.fusion_dim, width), lora_rank=m.lora_rank if m.mode == "lora" else 0,

@@ -43,6 +43,22 @@ def _deadline(ctx: click.Context, param: click.Parameter, value: str) -> str:
     return value
 
 
+class Widths(click.ParamType):
+    """Comma-separated positive ints ("64,128"), or a list of them from a config file."""
+
+    name = "W1,W2,..."
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[int, ...]:
+        items = value if isinstance(value, (list, tuple)) else str(value).split(",")
+        try:
+            widths = tuple(int(str(v).strip()) for v in items)
+        except ValueError:
+            self.fail(f"{value!r}: give comma-separated integers, e.g. 64,128", param, ctx)
+        if not 1 <= len(widths) <= 8 or not all(1 <= w <= 1024 for w in widths):
+            self.fail(f"{value!r}: 1 to 8 stage widths, each in 1..1024", param, ctx)
+        return widths
+
+
 POS_INT = click.IntRange(min=1)
 POS_FLOAT = click.FloatRange(min=0, min_open=True)
 
@@ -103,6 +119,10 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--model", "model_name", type=click.Choice(MODELS), default="paper", show_default=True,
                  help="paper: the authors' Conv-BN encoders (64, 128), rank-rho factored fusion, head 128-64-C; "
                       "small: our first version's smaller CNN (needed by heterofl and --groups-per-modality)."),
+    click.option("--encoder-channels", type=Widths(), default="64,128", show_default=True,
+                 help="Paper model: output channels of each conv stage of every encoder (the authors' 64,128; "
+                      "one E.<modality>.<stage> group per stage). Narrow encoders (e.g. 8,16) make quick smoke "
+                      "runs and tests; the cost model follows the model."),
     click.option("--rho", type=click.IntRange(1, 128), default=8, show_default=True,
                  help="Rank of the paper model's factored fusion (A_m: rho x 128)."),
     click.option("--b-mode", type=click.Choice(B_MODES), default="shared", show_default=True,
@@ -174,7 +194,7 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
 
 _DATA_NAMES = ("--dataset", "--data-dir", "--modality-by", "--alpha", "--window-s", "--downsample", "--protocol",
                "--partition", "--split", "--test-subjects")
-_MODEL_NAMES = ("--model", "--rho", "--b-mode")
+_MODEL_NAMES = ("--model", "--rho", "--b-mode", "--encoder-channels")
 _PRETRAIN_NAMES = ("--pretrain-epochs", "--pretrain-lr", "--pretrain-optimizer")
 
 
@@ -192,7 +212,7 @@ def DATA_OPTIONS(cmd: click.Command) -> click.Command:  # noqa: N802 - used like
 
 
 def MODEL_OPTIONS(cmd: click.Command) -> click.Command:  # noqa: N802 - used like a decorator
-    """Add the model-shape options of COMMON (--model, --rho, --b-mode) to a command."""
+    """Add the model-shape options of COMMON (--model, --rho, --b-mode, --encoder-channels) to a command."""
     return _add_common(cmd, _MODEL_NAMES)
 
 
@@ -295,6 +315,7 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
         data=data,
         model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"],
                           model=model_name, rho=kw.get("rho", 8), b_mode=b_mode,
+                          encoder_channels=tuple(kw.get("encoder_channels") or (64, 128)),
                           pretrain_epochs=kw.get("pretrain_epochs", 10), pretrain_lr=kw.get("pretrain_lr", 1e-3),
                           pretrain_optimizer=kw.get("pretrain_optimizer", "adam")),
         strategy=StrategyConfig(name=kw["strategy"], local_steps=kw["local_steps"], batch_size=kw["batch_size"],
@@ -312,7 +333,8 @@ PARAM_KEYS = {
     "dataset": "data.dataset", "data_dir": "data.data_dir", "modality_by": "data.modality_by", "alpha": "data.alpha",
     "window_s": "data.window_s", "downsample": "data.downsample", "mode": "model.mode", "base": "model.base",
     "groups_per_modality": "model.groups_per_modality", "strategy": "strategy.name",
-    "model_name": "model.model", "rho": "model.rho", "b_mode": "model.b_mode", "local_epochs": "strategy.local_epochs",
+    "model_name": "model.model", "rho": "model.rho", "encoder_channels": "model.encoder_channels",
+    "b_mode": "model.b_mode", "local_epochs": "strategy.local_epochs",
     "lam": "strategy.lam", "gamma": "strategy.gamma", "t_star_bracket": "strategy.t_star_bracket",
     "cost_model": "strategy.cost_model", "pretrain_epochs": "model.pretrain_epochs",
     "pretrain_lr": "model.pretrain_lr", "pretrain_optimizer": "model.pretrain_optimizer",

@@ -40,12 +40,16 @@ class ConvStage(nn.Module):
 
 
 class PaperEncoder(nn.Module):
-    def __init__(self, in_channels: int) -> None:
+    """Conv stages of `channels` (the published (64, 128)); max-pool 2 after every stage but the last."""
+
+    def __init__(self, in_channels: int, channels: Sequence[int] = STAGE_CHANNELS) -> None:
         super().__init__()
+        if not channels or min(channels) < 1:
+            raise ValueError(f"encoder channels must be one or more positive widths, got {tuple(channels)}")
         c = in_channels
         stages = []
-        for i, h in enumerate(STAGE_CHANNELS):
-            stages.append(ConvStage(c, h, 2 if i < len(STAGE_CHANNELS) - 1 else 1))
+        for i, h in enumerate(channels):
+            stages.append(ConvStage(c, h, 2 if i < len(channels) - 1 else 1))
             c = h
         self.stages = nn.ModuleList(stages)
         self.out_dim = c
@@ -119,9 +123,10 @@ class FactoredFusion(nn.Module):
 
 class PaperNet(nn.Module):
     def __init__(self, modality_channels: Sequence[int], n_classes: int, rho: int = 8, b_mode: str = "shared",
-                 lora: bool = False, fusion_dim: int = 128, dropout: float = 0.2) -> None:
+                 lora: bool = False, fusion_dim: int = 128, dropout: float = 0.2,
+                 encoder_channels: Sequence[int] = STAGE_CHANNELS) -> None:
         super().__init__()
-        self.encoders = nn.ModuleList(PaperEncoder(c) for c in modality_channels)
+        self.encoders = nn.ModuleList(PaperEncoder(c, encoder_channels) for c in modality_channels)
         self.feature_dim = self.encoders[0].out_dim
         self.fusion = FactoredFusion([e.out_dim for e in self.encoders], fusion_dim, rho, b_mode, lora)
         dims = (fusion_dim, HEAD_HIDDEN, n_classes)
