@@ -8,11 +8,32 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
 
+from relief_mpi.data import synthetic
 from relief_mpi.log.hdf5 import read_log
+from relief_mpi.model.paper import PaperNet
 from tests.helpers import run_cli, run_mpi
 
-FULL_STEP_FLOPS = 1.073e9  # one full 4-modality step of the default model at batch 32 (checked below)
+WIDTHS = (8, 16)
+BATCH, WINDOW = 32, 128  # the default batch; 2.56 s windows of the 50 Hz synthetic data
+
+
+def full_step_flops() -> float:
+    """One whole training step of the model the runs below use (4 modalities, every encoder
+    trained), counted at once with torch's flop counter: the oracle for the per-part costs the
+    emulator measures and adds up."""
+    spec = synthetic.spec()
+    model = PaperNet([len(m.channels) for m in spec.modalities], len(spec.classes), encoder_channels=WIDTHS)
+    xs = [torch.zeros(BATCH, len(m.channels), WINDOW) for m in spec.modalities]
+    with FlopCounterMode(display=False) as fc:
+        F.cross_entropy(model(xs), torch.zeros(BATCH, dtype=torch.long)).backward()
+    return float(fc.get_total_flops())
+
+
+FULL_STEP_FLOPS = full_step_flops()
 FAST_STEP_S, SLOW_STEP_S = 0.5, 2.0  # slow enough that sleeping dominates even on a busy 2-core host
 
 PROFILE = """name = "{name}"
@@ -40,7 +61,10 @@ profile = "slow-slow"
 ranks = [2]
 """
 
-ARGS = ["--rounds", "2", "--local-steps", "2", "--eval-every", "100", "--quiet", "--overwrite"]
+# fedavg-sgd: every encoder runs and trains for exactly --local-steps steps (the published presets
+# run --local-epochs over all windows instead).
+ARGS = ["--rounds", "2", "--strategy", "fedavg-sgd", "--local-steps", "2", "--encoder-channels", "8,16",
+        "--eval-every", "100", "--quiet", "--overwrite"]
 
 
 @pytest.fixture(scope="module")
@@ -118,8 +142,8 @@ def test_real_run_logs_throttle_and_meter(scenario: dict) -> None:
 
 def test_log_shows_tier_busy_idle_energy(tmp_path: Path) -> None:
     out = tmp_path / "default.h5"
-    r = run_cli(["train", "--transport", "inprocess", "--clients", "4", "--rounds", "1", "--local-steps", "2",
-                 "--quiet", "--out", str(out)], timeout=400)
+    r = run_cli(["train", "--transport", "inprocess", "--clients", "4", "--rounds", "1", "--local-epochs", "1",
+                 "--encoder-channels", "8,16", "--quiet", "--out", str(out)], timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     log = read_log(out)
     profiles = json.loads(log.attrs["profiles"])
