@@ -108,7 +108,8 @@ class PaperRun:
     trained_pct: float
     target: Reach = field(default_factory=lambda: Reach(NAN))
     ours: Reach = field(default_factory=lambda: Reach(NAN))
-    critical: tuple[int, ...] = ()
+    critical: tuple[int, ...] = ()  # this run's own classes with final F1 < threshold
+    reference_critical: tuple[int, ...] = ()  # its FedAvg reference's: where rare-modality F1 is measured
     rare_modality_f1: float = NAN
 
 
@@ -164,8 +165,9 @@ PAIR_METRICS: dict[str, tuple[str, str]] = {
 
 
 def pair(run: PaperRun, base: PaperRun) -> dict[str, float]:
-    """Run vs base on one seed. The rare-modality F1 of both uses base's critical classes."""
-    crit = base.critical
+    """Run vs base on one seed. The rare-modality F1 of both is measured on the critical classes of
+    run's FedAvg reference (fedavg, or the same correction's FedAvg), whatever base is."""
+    crit = run.reference_critical
     mine, theirs = rare_modality_f1(run.class_f1, crit), rare_modality_f1(base.class_f1, crit)
     out = {
         "speedup_analytic": _ratio(base.target.analytic_s, run.target.analytic_s),
@@ -259,7 +261,8 @@ def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None
             critical[seed] = r.critical
     for r in by_key.values():
         ref = by_key.get((_reference_of(r.label, baseline), r.seed))
-        r.rare_modality_f1 = rare_modality_f1(r.class_f1, ref.critical) if ref is not None else NAN
+        r.reference_critical = ref.critical if ref is not None else ()
+        r.rare_modality_f1 = rare_modality_f1(r.class_f1, r.reference_critical) if ref is not None else NAN
     order = list(dict.fromkeys(r.label for _, r in runs))
     rows = []
     for label in order:

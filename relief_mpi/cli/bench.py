@@ -1,7 +1,10 @@
-"""`relief-mpi bench`: every strategy x seed on the same data and fleet, one table, three figures.
+"""`relief-mpi bench`: every strategy x seed on the same data and fleet, one table, figures.
 
-Also `relief-mpi bench --system`: the emulator's own performance figures (framework overhead per
-round, block-exchange throughput against raw mpi4py, peak memory per rank).
+`--protocol paper` writes the paper's table (bench/paper.py) with the published presets, at the
+paper's budget (R = 200, E = 5) or `--budget quick`; `--compare corrected` runs the published
+presets beside our corrections of them. Also `relief-mpi bench --system`: the emulator's own
+performance figures (framework overhead per round, block-exchange throughput against raw mpi4py,
+peak memory per rank).
 """
 
 from __future__ import annotations
@@ -16,23 +19,54 @@ from click.core import ParameterSource
 from relief_mpi.cli.options import build_config, common_options
 from relief_mpi.errors import ReliefError
 
+# --protocol paper: the published presets and, when registered, our controls and (full budget)
+# fedprox, our SGD baseline. heterofl scales the small model's widths: not the paper model's.
+PAPER_STRATEGIES = ("fedavg", "cohort-fedavg", "relief-acc", "relief", "ablation-v2", "ablation-v3")
+PAPER_EXTRAS = ("fedavg-fair", "fedavg-deadline", "skip-absent", "fixed-order")
+FULL_EXTRAS = ("fedprox",)
+# --budget quick under --protocol paper: rounds, local epochs and seeds that fit a 2-core host in
+# about 20 minutes with mpirun -n 11 on SPAR (docs/bench.md says what it measured).
+QUICK = {"rounds": 16, "local_epochs": 1}
+QUICK_SEEDS = "0"
+FULL = {"rounds": 200, "local_epochs": 5}  # the paper's R and E (design.md section 0)
 
-def _explicit(ctx: click.Context, name: str) -> bool:
-    return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+def _explicit(ctx: click.Context, name: str, files: bool = True) -> bool:
+    """Given by the user: on the command line, in the environment, or (files) in a --config file."""
+    sources = (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+    return ctx.get_parameter_source(name) in sources + ((ParameterSource.DEFAULT_MAP,) if files else ())
 
 
 @click.command("bench")
 @common_options
-@click.option("--strategies", default="relief,fedavg", show_default=True,
-              help="Comma-separated strategies to compare (any of the registered ones; fedavg is the "
-                   "baseline of every comparison).")
+@click.option("--strategies", default=None,
+              help="Comma-separated strategies to compare (any of the registered ones; fedavg is the baseline of "
+                   "every comparison). Default: relief,fedavg; under --protocol paper the published presets "
+                   f"({','.join(PAPER_STRATEGIES)}) plus those of {','.join(PAPER_EXTRAS)} that are registered.")
 @click.option("--seeds", default="0,1,2", show_default=True,
-              help="Comma-separated seeds; each strategy runs every seed (same data, partition and fleet per seed).")
+              help="Comma-separated seeds; each strategy runs every seed (same data, partition and fleet per seed). "
+                   f"--budget quick: {QUICK_SEEDS} unless given.")
 @click.option("--lr-grid", default=None,
-              help="Comma-separated learning rates: every strategy (FedAvg included) tries each on the first "
-                   "seed and keeps the best by final macro-F1 (the same search for everyone). Default: --lr for all.")
+              help="Comma-separated learning rates: every strategy (FedAvg included) tries each on the first seed, "
+                   "scored on a validation split (the last 20% in time of each client's training windows; the "
+                   "test set is never read) and keeps the best final macro-F1; every seed then runs with it. "
+                   "Default: --lr, or each strategy's default lr.")
 @click.option("--target-f1", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Target macro-F1 for time to target; default 95% of FedAvg's final macro-F1 on the same seed.")
+              help="Target macro-F1 for time to target. --protocol paper: default 0.85 (the paper's), and the "
+                   "tables also show our earlier target; otherwise default 95% of FedAvg's final macro-F1 on the "
+                   "same seed.")
+@click.option("--budget", type=click.Choice(["full", "quick"]), default="full", show_default=True,
+              help="--protocol paper: full = the paper's R = 200 rounds, E = 5 local epochs (a GPU host); quick = "
+                   f"{QUICK['rounds']} rounds, {QUICK['local_epochs']} local epoch, seed {QUICK_SEEDS}, no fedprox "
+                   "(a 2-core host: about 20 minutes with mpirun -n 11 on SPAR). --rounds / --local-epochs / "
+                   "--seeds / --strategies given explicitly win. The table header says which.")
+@click.option("--compare", type=click.Choice(["corrected"]), default=None,
+              help="--protocol paper: instead of --strategies, run the published presets beside our corrections "
+                   "on the same data, fleet and seeds (relief and fedavg; fedavg-fair; relief with --t-star-bracket "
+                   "contains-overhead; both with --cost-model flops; both on the leak-free --split time with "
+                   "training-only normalisation; every correction together) and write one table of how much of "
+                   "RELIEF's speedup, energy and rare-F1 gain over FedAvg remains under each, with each device "
+                   "type evaluated with its own sensors.")
 @click.option("--out-dir", type=click.Path(file_okay=False), default=None,
               help="Folder for the logs (<strategy>-seed<k>.h5), summary.md, summary.csv and figures "
                    "[default: bench/<dataset>].")
@@ -61,6 +95,8 @@ def command(ctx: click.Context, **kw: Any) -> None:
 
     \b
     Under MPI:   mpirun -n 9 relief-mpi bench --strategies relief,fedavg,fedprox --seeds 0,1,2 --out-dir D
+    The paper:   mpirun -n 11 relief-mpi bench --protocol paper --dataset spar --data-dir X --budget quick
+    Corrected:   mpirun -n 11 relief-mpi bench --protocol paper --dataset spar --data-dir X --compare corrected
     One process: relief-mpi bench --transport inprocess --clients 8 ...
     Emulator:    mpirun -n 5 relief-mpi bench --system --rounds 3 --local-steps 2
 
@@ -69,36 +105,75 @@ def command(ctx: click.Context, **kw: Any) -> None:
     final accuracy, macro-F1 and rare-modality F1 (gain over FedAvg in pp), time to the target
     macro-F1 (emulated and wall) and speedup over FedAvg, energy and its reduction, bytes up/down;
     mean ± std over seeds. A run that never reaches the target is reported as not reached.
+    Under --protocol paper, summary.md opens with the paper's table (speedup and energy reduction
+    at the time to 0.85 macro-F1 in the published analytic model, critical-class rare-modality F1,
+    final macro-F1, TTA rounds, MB up, % trained) beside the paper's figures, and D/paper.csv,
+    D/paper.json, D/paper_f1.png, D/energy_cumulative.png, D/allocation.png.
     """
     from relief_mpi.bench.runner import BenchPlan, parse_list, run_bench, write_outputs
     from relief_mpi.strategy.registry import strategy_classes
 
-    for name, alt in (("strategy", "--strategies"), ("seed", "--seeds")):
-        if _explicit(ctx, name):
+    for name, alt in (("strategy", "--strategies"), ("seed", "--seeds")):  # a run's --config file may hold them
+        if _explicit(ctx, name, files=False):
             raise ReliefError(f"bench takes {alt}, not --{name}")
     if kw["system"]:
         return _system(kw, _explicit(ctx, "strategies"))
+    paper = kw.get("protocol") == "paper"
+    for name, flag in (("budget", "--budget"), ("compare", "--compare")):
+        if _explicit(ctx, name) and not paper:
+            raise ReliefError(f"{flag} applies to --protocol paper")
+    if kw["compare"] and kw["strategies"]:
+        raise ReliefError("give --compare or --strategies, not both (--compare runs its own rows)")
     out_dir = Path(kw["out_dir"]) if kw["out_dir"] else Path("bench") / kw["dataset"]
-    strategies = parse_list(kw["strategies"], str, "--strategies")
     known = strategy_classes()
+    notes: list[str] = []
+    if kw["strategies"]:
+        strategies = parse_list(kw["strategies"], str, "--strategies")
+    elif paper:
+        extras = PAPER_EXTRAS + (FULL_EXTRAS if kw["budget"] == "full" else ())
+        strategies = PAPER_STRATEGIES + tuple(s for s in extras if s in known)
+        notes.append("heterofl is left out: it scales the small model's widths (--model small), not the paper "
+                     "model's" + ("; fedprox (our SGD baseline) too, to fit the quick budget"
+                                  if kw["budget"] == "quick" else ""))
+    else:
+        strategies = ("relief", "fedavg")
     bad = [s for s in strategies if s not in known]
     if bad:
         raise ReliefError(f"--strategies: {bad[0]!r} is not available; available: {', '.join(sorted(known))}")
     if kw["summary_only"]:
-        for p in write_outputs(out_dir, kw["target_f1"], strategies, _saved_meta(out_dir), not kw["no_plots"]):
+        order = strategies if kw["strategies"] else None
+        for p in write_outputs(out_dir, kw["target_f1"], order, _saved_meta(out_dir), not kw["no_plots"]):
             click.echo(f"wrote {p}")
         return
-    seeds = parse_list(kw["seeds"], int, "--seeds")
+    quick = paper and kw["budget"] == "quick"
+    seeds = parse_list(QUICK_SEEDS if quick and not _explicit(ctx, "seeds") else kw["seeds"], int, "--seeds")
     grid = parse_list(kw["lr_grid"], float, "--lr-grid") if kw["lr_grid"] else ()
     if any(x <= 0 for x in grid):
         raise ReliefError("--lr-grid: learning rates must be > 0")
     if _explicit(ctx, "lr") and grid:
         raise ReliefError("give --lr or --lr-grid, not both")
-    cfg = build_config({**kw, "strategy": strategies[0], "seed": seeds[0]})
     if kw["resume"] and kw["overwrite"]:
         raise ReliefError("give --resume or --overwrite, not both")
+    given = {k for k in kw if _explicit(ctx, k)}
+    budget = ""
+    if paper:
+        chosen = QUICK if kw["budget"] == "quick" else FULL
+        set_here = {k: v for k, v in chosen.items() if k not in given}
+        kw = {**kw, **set_here}
+        given |= set(set_here)
+        mine = " (--rounds / --local-epochs given)" if set(chosen) - set(set_here) else ""
+        budget = (f"{kw['budget']}: {kw['rounds']} rounds, {kw['local_epochs']} local epoch(s) per round, "
+                  f"{len(seeds)} seed(s){mine}; the paper: {FULL['rounds']} rounds, {FULL['local_epochs']} epochs")
+    variants: tuple = ()
+    if kw["compare"]:
+        variants, more = corrected_variants(set(known))
+        notes += more
+        strategies = tuple(dict.fromkeys(v.strategy for v in variants))
+    cfg = build_config({**kw, "strategy": strategies[0], "seed": seeds[0]}, given)
+    lrs = () if _explicit(ctx, "lr") else tuple(
+        (s, build_config({**kw, "strategy": s, "seed": seeds[0]}, given).strategy.lr) for s in strategies)
     plan = BenchPlan(cfg, strategies, seeds, out_dir, grid, kw["target_f1"], kw["overwrite"], not kw["no_plots"],
-                     kw["resume"])
+                     kw["resume"], variants, budget, tuple(notes), lrs)
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
 
     def say(line: str) -> None:
@@ -112,6 +187,34 @@ def command(ctx: click.Context, **kw: Any) -> None:
         click.echo(f"wrote {p}")
     if files:
         click.echo((out_dir / "summary.md").read_text())
+
+
+def corrected_variants(known: set[str]) -> tuple[tuple, list[str]]:
+    """--compare corrected: the published relief and fedavg, and each correction (issue 16) as its own
+    rows, named <strategy>+<correction>; a correction whose strategy is not registered is left out
+    and said so."""
+    from relief_mpi.bench.runner import Variant
+
+    tstar = (("strategy.t_star_bracket", "contains-overhead"),)
+    flops = (("strategy.cost_model", "flops"),)
+    # leak-free: the last 20% in time of every label run, z-score from training windows only (protocol
+    # ours' normalisation and windows inside one label run; the paper's 256 / 50 windows and one client
+    # per subject kept)
+    time_split = (("data.split", "time"), ("data.protocol", "ours"))
+    rows = [Variant("fedavg", "fedavg"), Variant("relief", "relief")]
+    notes = []
+    fair = "fedavg-fair" in known
+    if fair:
+        rows.append(Variant("fedavg-fair", "fedavg-fair"))
+    else:
+        notes.append("fedavg-fair is not registered in this build: the fair-baseline lines are left out")
+    rows += [Variant("relief+tstar", "relief", tstar),
+             Variant("fedavg+flops", "fedavg", flops), Variant("relief+flops", "relief", flops),
+             Variant("fedavg+time", "fedavg", time_split), Variant("relief+time", "relief", time_split),
+             Variant("relief+all", "relief", tstar + flops + time_split)]
+    if fair:
+        rows.append(Variant("fedavg-fair+all", "fedavg-fair", flops + time_split))
+    return tuple(rows), notes
 
 
 def _saved_meta(out_dir: Path) -> dict[str, object] | None:

@@ -9,48 +9,85 @@ import pytest
 
 from relief_mpi.log.hdf5 import read_log
 from tests.bench.logs import write_log
+from tests.data.layouts import mhealth_table, write_mhealth
 from tests.helpers import run_cli, run_mpi
 
 FIGURES = ("f1_vs_time.png", "energy_per_tier.png", "bytes_per_round.png")
 
 
 @pytest.mark.mpi
-def test_mpi_bench_two_strategies_two_seeds(tmp_path):
+def test_mpi_paper_bench_lr_chosen_on_validation(tmp_path):
+    """The paper's protocol under mpiexec: 3 subjects = 3 clients, the lr search on the validation
+    split, the paper's table and its figures, progress lines, and a refused second bench."""
+    write_mhealth(tmp_path / "mh", (1, 2, 3))
     out = tmp_path / "bench"
-    args = ["bench", "--strategies", "fedavg,fedprox", "--rounds", "2", "--seeds", "0,1", "--local-steps", "2",
-            "--lr-grid", "0.01,0.3", "--quiet", "--out-dir", str(out)]
-    res = run_mpi(4, args, timeout=300)
+    args = ["bench", "--protocol", "paper", "--dataset", "mhealth", "--data-dir", str(tmp_path / "mh"),
+            "--strategies", "fedavg,relief", "--rounds", "2", "--local-epochs", "1", "--seeds", "0",
+            "--lr-grid", "0.0001,0.01", "--quiet", "--out-dir", str(out)]
+    res = run_mpi(4, args, timeout=400)
     assert res.returncode == 0, res.stderr
-    for s in ("fedavg", "fedprox"):
-        for seed in (0, 1):
-            log = read_log(out / f"{s}-seed{seed}.h5")
-            assert log.attrs["strategy"] == s
-            assert log.config["seed"] == seed
-            assert len(log.rounds) == 2
-            assert len(log.profiles) == 3  # 4 ranks = server + 3 clients
-    # The lr search: each strategy ran seed 0 with both lrs; the best final macro-F1 was chosen on
-    # rank 0, reached every rank (seed 1 ran with it) and its seed-0 log is the bench's seed-0 run.
+    assert "run 1 of 6" in res.stdout and "run 6 of 6" in res.stdout and "ETA" in res.stdout
     chosen = json.loads((out / "bench.json").read_text())["chosen_lr"]
-    for s in ("fedavg", "fedprox"):
-        f1 = {lr: read_log(out / "lr-search" / f"{s}-lr{lr:g}-seed0.h5").rounds["macro_f1"][-1] for lr in (0.01, 0.3)}
-        best = max(sorted(f1), key=lambda lr: (f1[lr], -lr))
-        assert chosen[s] == best
-        assert read_log(out / f"{s}-seed0.h5").config["strategy"]["lr"] == best
-        assert read_log(out / f"{s}-seed1.h5").config["strategy"]["lr"] == best
-    for name in ("summary.md", "summary.csv", "runs.csv", *FIGURES):
+    for s in ("fedavg", "relief"):
+        # every lr was scored on the validation split, never on the test set the table reports
+        f1 = {}
+        for lr in (0.0001, 0.01):
+            search = read_log(out / "lr-search" / f"{s}-lr{lr:g}-seed0.h5")
+            assert search.config["data"]["validation"] == pytest.approx(0.2)
+            f1[lr] = search.rounds["macro_f1"][-1]
+        assert chosen[s] == max(sorted(f1), key=lambda lr: (f1[lr], -lr))
+        log = read_log(out / f"{s}-seed0.h5")
+        assert log.config["strategy"]["lr"] == chosen[s]
+        assert log.config["data"]["validation"] == 0 and log.config["data"]["protocol"] == "paper"
+        assert len(log.rounds) == 2 and len(log.profiles) == 3
+        assert log.class_f1.shape == (2, 12)
+    md = (out / "summary.md").read_text()
+    assert md.startswith("# relief-mpi bench: the paper's table")
+    assert "final macro-F1 on the validation split" in md
+    for name in ("paper.csv", "paper.json", "paper_f1.png", "energy_cumulative.png", "allocation.png",
+                 "summary.csv", *FIGURES):
         assert (out / name).stat().st_size > 0, name
-    rows = {r["strategy"]: r for r in csv.DictReader(open(out / "summary.csv"))}
-    assert set(rows) == {"fedavg", "fedprox"}
-    assert rows["fedavg"]["seeds"] == "2"
-    # FedAvg always reaches 95% of its own final macro-F1: its time is defined on both seeds.
-    assert rows["fedavg"]["time_virtual_s_n"] == "2"
-    assert float(rows["fedavg"]["speedup_virtual_mean"]) == pytest.approx(1.0)
-    assert "## Time to target" in res.stdout  # rank 0 printed the summary once
-    assert res.stdout.count("# relief-mpi bench summary") == 1
+    assert res.stdout.count("# relief-mpi bench: the paper's table") == 1  # rank 0 printed the summary once
     # A second bench into the same folder is refused on every rank before any run (exit 2, no hang).
     again = run_mpi(4, args, timeout=120)
     assert again.returncode == 2
     assert "--overwrite" in again.stderr
+
+
+def _long_mhealth(root, subjects=(1, 2, 3)):
+    """MHEALTH files whose label runs are long enough for the time split's 256-sample test windows."""
+    d = root / "MHEALTHDATASET"
+    d.mkdir(parents=True)
+    for s in subjects:
+        t = mhealth_table(s, [1] * 1400 + [4] * 1400 + [12] * 1400)
+        lines = ["\t".join(str(float(v)) for v in row[:23]) + f"\t{int(row[23])}" for row in t]
+        (d / f"mHealth_subject{s}.log").write_text("\n".join(lines) + "\n")
+
+
+def test_inprocess_compare_corrected_rows(tmp_path):
+    _long_mhealth(tmp_path / "mh")
+    out = tmp_path / "c"
+    res = run_cli(["bench", "--protocol", "paper", "--dataset", "mhealth", "--data-dir", str(tmp_path / "mh"),
+                   "--compare", "corrected", "--transport", "inprocess", "--clients", "3", "--rounds", "1",
+                   "--local-epochs", "1", "--seeds", "0", "--quiet", "--no-plots", "--out-dir", str(out)], timeout=600)
+    assert res.returncode == 0, res.stderr
+    cfg = {p.name.rsplit("-seed", 1)[0]: read_log(p).config for p in out.glob("*-seed0.h5")}
+    assert set(cfg) == {"fedavg", "relief", "fedavg-fair", "relief+tstar", "fedavg+flops", "relief+flops",
+                        "fedavg+time", "relief+time", "relief+all", "fedavg-fair+all"}
+    assert cfg["relief+tstar"]["strategy"]["t_star_bracket"] == "contains-overhead"
+    assert cfg["relief"]["strategy"]["t_star_bracket"] == "published"
+    assert cfg["fedavg+flops"]["strategy"]["cost_model"] == "flops"
+    assert (cfg["relief+time"]["data"]["split"], cfg["relief+time"]["data"]["protocol"]) == ("time", "ours")
+    assert cfg["relief+time"]["data"]["window"] == 256  # the paper's windows kept
+    everything = cfg["relief+all"]
+    assert (everything["strategy"]["t_star_bracket"], everything["strategy"]["cost_model"],
+            everything["data"]["split"]) == ("contains-overhead", "flops", "time")
+    assert cfg["fedavg-fair+all"]["strategy"]["name"] == "fedavg-fair"
+    md = (out / "summary.md").read_text()
+    assert "How much of RELIEF's gain remains under each correction" in md
+    for title in ("fair baseline: fedavg-fair", "T* bracket contains T_o", "leak-free split (time)",
+                  "every correction together"):
+        assert title in md
 
 
 def test_inprocess_bench_and_summary_only(tmp_path):
@@ -75,6 +112,8 @@ def test_inprocess_bench_and_summary_only(tmp_path):
     (["--strategy", "relief"], "bench takes --strategies"),
     (["--seeds", "0,x"], "--seeds"),
     (["--lr-grid", "0.1,0.1"], "repeated"),
+    (["--budget", "quick"], "--budget applies to --protocol paper"),
+    (["--protocol", "paper", "--compare", "corrected", "--strategies", "relief"], "give --compare or --strategies"),
 ])
 def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
     res = run_cli(["bench", "--transport", "inprocess", "--out-dir", str(tmp_path), *args])
