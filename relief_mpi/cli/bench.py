@@ -227,8 +227,11 @@ def _saved_meta(out_dir: Path) -> dict[str, object] | None:
         d = json.loads(p.read_text())
     except ValueError:
         return None
-    return {"bench wall time (s)": f"{d.get('wall_s', float('nan')):.1f}", "transport": d.get("transport"),
-            "peak RSS per rank (MB)": ", ".join(f"r{i} {v:.0f}" for i, v in enumerate(d.get("peak_rss_mb", [])))}
+    meta: dict[str, object] = {"budget": d["budget"]} if d.get("budget") else {}
+    meta.update({"bench wall time (s)": f"{d.get('wall_s', float('nan')):.1f}", "transport": d.get("transport"),
+                 "peak RSS per rank (MB)": ", ".join(f"r{i} {v:.0f}" for i, v in enumerate(d.get("peak_rss_mb", [])))})
+    meta.update({f"note {i + 1}": note for i, note in enumerate(d.get("notes", []))})
+    return meta
 
 
 def _guarded(fn):  # noqa: ANN001, ANN202 - run under MPI; any failure on any rank ends the whole job

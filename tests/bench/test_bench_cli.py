@@ -149,3 +149,18 @@ def test_complete_needs_every_round_and_the_same_config(tmp_path):
     assert not complete(RunConfig(rounds=3, seed=0, strategy=StrategyConfig(name="fedavg", lr=0.1)), p)
     assert not complete(RunConfig(rounds=2, seed=0, strategy=StrategyConfig(name="fedavg", lr=0.2)), p)
     assert not complete(cfg, tmp_path / "missing.h5")
+
+
+def test_inprocess_lora_bench_shares_one_base_per_seed(tmp_path):
+    write_mhealth(tmp_path / "mh", (1, 2, 3))
+    out = tmp_path / "l"
+    res = run_cli(["bench", "--dataset", "mhealth", "--data-dir", str(tmp_path / "mh"), "--window-s", "1",
+                   "--mode", "lora", "--pretrain-epochs", "1", "--strategies", "fedavg,relief-ucb", "--seeds", "0,1",
+                   "--rounds", "1", "--local-steps", "1", "--transport", "inprocess", "--clients", "3", "--quiet",
+                   "--no-plots", "--out-dir", str(out)], timeout=600)
+    assert res.returncode == 0, res.stderr
+    for seed in (0, 1):
+        assert res.stdout.count(f"pretraining the LoRA base of seed {seed} ") == 1  # once, for every strategy
+        bases = {read_log(out / f"{s}-seed{seed}.h5").config["model"]["base"] for s in ("fedavg", "relief-ucb")}
+        assert bases == {str(out / f"base-seed{seed}.pt")}
+        assert (out / f"base-seed{seed}.pt").stat().st_size > 0
