@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
 import shutil
@@ -10,6 +11,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from relief_mpi.config import ModelConfig, RunConfig, StrategyConfig
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -73,3 +76,18 @@ def run_cli(args: list[str], timeout: float = 240, cwd: Path | None = None) -> s
     """python -m relief_mpi ARGS in a subprocess (no launcher), with a timeout."""
     return subprocess.run([sys.executable, "-m", "relief_mpi", *args], capture_output=True, text=True,
                           timeout=timeout, cwd=cwd, env=mpi_env())
+
+
+# Logic tests train the paper model on narrow encoders for one local epoch: the same code paths
+# and parameter groups as the production model (64,128 channels, 5 epochs) at a fraction of the
+# compute. A few end-to-end tests keep the production model.
+FAST = ["--local-epochs", "1", "--encoder-channels", "8,16"]
+
+
+def fast_config(rounds: int = 2, strategy: str = "fedavg", seed: int = 0, **kw: object) -> RunConfig:
+    """The RunConfig of a CLI run with FAST (strategy fields in kw go to StrategyConfig)."""
+    fields = {f.name for f in dataclasses.fields(StrategyConfig)}
+    strat = {k: v for k, v in kw.items() if k in fields}
+    run = {k: v for k, v in kw.items() if k not in fields}
+    return RunConfig(rounds=rounds, seed=seed, model=ModelConfig(encoder_channels=(8, 16)),
+                     strategy=StrategyConfig(name=strategy, local_epochs=1, **strat), **run)  # type: ignore[arg-type]

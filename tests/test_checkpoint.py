@@ -6,27 +6,26 @@ import numpy as np
 import pytest
 
 from relief_mpi.checkpoint import checkpoint_path, load_checkpoint
-from relief_mpi.config import RunConfig, StrategyConfig
+from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.run import run_inprocess
-from tests.helpers import run_cli
+from tests.helpers import FAST, fast_config, run_cli
 from tests.log.test_stops import small_disk  # noqa: F401, F811 - a fixture
 
 DETERMINISTIC = ("round", "virtual_time_s", "virtual_elapsed_s", "accuracy", "macro_f1", "rare_f1", "bytes_up",
                  "bytes_down", "energy_j", "train_loss", "deadline_s", "rejected")
 
 
-def cfg(rounds: int, every: int = 0) -> RunConfig:
-    return RunConfig(rounds=rounds, seed=5, checkpoint_every=every,
-                     strategy=StrategyConfig(name="relief", local_steps=3))
+def cfg(rounds: int, every: int = 0, seed: int = 5, strategy: str = "relief") -> RunConfig:
+    return fast_config(rounds, strategy, seed, checkpoint_every=every)
 
 
 def test_resumed_run_equals_uninterrupted_run_exactly(tmp_path: Path) -> None:
     # Every leg runs the same way (a CLI subprocess, same thread settings), so float reductions
     # happen in the same order and "exactly" can mean bit for bit.
     common = ["train", "--transport", "inprocess", "--clients", "3", "--strategy", "relief", "--seed", "5",
-              "--local-steps", "3", "--quiet"]
+              *FAST, "--quiet"]
     full = tmp_path / "full.h5"
     assert run_cli([*common, "--rounds", "4", "--out", str(full)]).returncode == 0
     part = tmp_path / "part.h5"
@@ -51,7 +50,7 @@ def test_resume_refuses_changed_config_naming_the_key(tmp_path: Path) -> None:
     res = run_cli(["train", "--transport", "inprocess", "--resume", str(log), "--rounds", "3", "--lr", "0.2"])
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
-        f"error: --resume {log}: the checkpoint was made with another config: strategy.lr (checkpoint 0.05, "
+        f"error: --resume {log}: the checkpoint was made with another config: strategy.lr (checkpoint 0.001, "
         "given 0.2); drop those options to resume"]
     assert len(read_log(log).rounds) == 2, "a refused resume must not touch the log"
 
@@ -59,7 +58,7 @@ def test_resume_refuses_changed_config_naming_the_key(tmp_path: Path) -> None:
 def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path) -> None:
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
     run_inprocess(cfg(2, every=1), 3, a)
-    run_inprocess(RunConfig(rounds=2, seed=9, checkpoint_every=1), 3, b)
+    run_inprocess(cfg(2, every=1, seed=9, strategy="fedavg"), 3, b)
     checkpoint_path(b).replace(checkpoint_path(a))
     res = run_cli(["train", "--transport", "inprocess", "--resume", str(a), "--rounds", "3"])
     assert res.returncode == 2
@@ -82,7 +81,7 @@ def test_checkpoint_loads_with_weights_only_and_rejects_garbage(tmp_path: Path) 
 
 def test_an_extended_resume_that_dies_can_be_resumed_again(tmp_path: Path) -> None:
     log = tmp_path / "x.h5"
-    common = ["train", "--transport", "inprocess", "--clients", "3", "--local-steps", "2", "--quiet"]
+    common = ["train", "--transport", "inprocess", "--clients", "3", *FAST, "--quiet"]
     assert run_cli([*common, "--rounds", "2", "--checkpoint-every", "1", "--out", str(log)]).returncode == 0
     res = run_cli([*common, "--resume", str(log), "--rounds", "4", "--fault", "kill:0:3"])
     assert res.returncode == -9
