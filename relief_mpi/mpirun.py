@@ -9,21 +9,16 @@ anything else raised later aborts the whole job.
 
 from __future__ import annotations
 
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
-
-import numpy as np
-from mpi4py import MPI
+from typing import Any
 
 from relief_mpi import signals
 from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
 from relief_mpi.comm.transport import Handshake
-from relief_mpi.comm.wait import wait_all
-from relief_mpi.comm.wire import fixed_utf8, utf8_text
-from relief_mpi.config import RunConfig
-from relief_mpi.device.throttle import prepare_ranks
+from relief_mpi.comm.world import World, library_line
+from relief_mpi.device.throttle import REPORT_LEN, rank_report, read_reports
 from relief_mpi.errors import ReliefError
 from relief_mpi.mpirun_types import Resolved, StartupRefused
 from relief_mpi.run import (
@@ -37,65 +32,12 @@ from relief_mpi.run import (
 )
 from relief_mpi.setup import RunSetup, build_setup
 
-_MSG_LEN = 512
+__all__ = ["StartupRefused", "gather_hosts", "run_mpi"]
 
 
-def mpi_library_line() -> str:
-    """The MPI library's first version line (Open MPI ends the string with a NUL byte)."""
-    return MPI.Get_library_version().replace("\0", "").splitlines()[0].strip()
-
-
-def gather_hosts(world: MPI.Comm) -> list[str]:
-    mine = fixed_utf8(socket.gethostname(), 64)
-    allh = np.zeros((world.Get_size(), 64), np.uint8)
-    wait_all([world.Iallgather(mine, allh)])
-    return [utf8_text(r) for r in allh]
-
-
-def agree_to_start(world: MPI.Comm, error: str | None) -> None:
-    """Every rank states its start-up verdict; if any failed, all raise StartupRefused."""
-    rank = world.Get_rank()
-    mine = fixed_utf8(error or "", _MSG_LEN)
-    flags = np.zeros(1, np.int64)
-    allmsg = np.zeros((world.Get_size(), _MSG_LEN), np.uint8) if rank == 0 else None
-    wait_all([world.Igather(mine, allmsg, root=0)])
-    first = ""
-    if rank == 0:
-        for r, msg in enumerate(allmsg):
-            if msg.any():
-                text = utf8_text(msg)
-                first = text if r == 0 or text.startswith("rank ") else f"rank {r}: {text}"
-                break
-        flags[0] = 1 if first else 0
-    wait_all([world.Ibcast(flags, root=0)])
-    if flags[0]:
-        raise StartupRefused(first, printable=rank == 0)
-
-
-def config_from_root(world: MPI.Comm, resolve: Callable[[], Resolved]) -> tuple[RunConfig, Resolved | None]:
-    """Rank 0 resolves the run and sends the config to every rank as JSON bytes (no pickle);
-    a problem there is one line from rank 0 and exit 2 everywhere."""
-    rank = world.Get_rank()
-    head = np.zeros(2, np.int64)
-    payload = b""
-    resolved = None
-    if rank == 0:
-        try:
-            resolved = resolve()
-            if resolved.world_size is not None and resolved.world_size != world.Get_size():
-                raise ReliefError(f"the run being resumed had {resolved.world_size} ranks; relaunch with "
-                                  f"-n {resolved.world_size} (this job has {world.Get_size()})")
-            payload = resolved.config.to_json().encode()
-        except ReliefError as e:
-            head[0], payload = 1, str(e).encode()
-        head[1] = len(payload)
-    wait_all([world.Ibcast(head, root=0)])
-    buf = np.frombuffer(payload, np.uint8).copy() if rank == 0 else np.zeros(int(head[1]), np.uint8)
-    wait_all([world.Ibcast(buf, root=0)])
-    text = bytes(buf).decode("utf-8")
-    if head[0]:
-        raise StartupRefused(text, printable=rank == 0)
-    return RunConfig.from_json(text), resolved
+def gather_hosts(comm: Any = None) -> list[str]:
+    """Every rank's host name by rank (collective over `comm`, default COMM_WORLD)."""
+    return World(comm).hosts()
 
 
 def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
@@ -104,8 +46,8 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
 
     Rank 0 raises stops.RunStopped / stops.Interrupted when a started run stops early (the
     caller prints the line and, unless the clients were released, ends the job)."""
-    world = MPI.COMM_WORLD
-    rank, size = world.Get_rank(), world.Get_size()
+    world = World()
+    rank, size = world.rank, world.size
     if size < 2:
         raise StartupRefused(f"relief-mpi train needs at least 2 MPI ranks (1 server + 1 or more clients), got {size}; "
                           "run e.g. `mpirun -n 5 relief-mpi train`, or `relief-mpi train --transport inprocess`",
@@ -113,8 +55,8 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
     signals.install("server" if rank == 0 else "client")
     say = progress if rank == 0 else None
     t0 = time.perf_counter()
-    hosts = gather_hosts(world)
-    cfg, resolved = config_from_root(world, resolve)
+    hosts = world.hosts()
+    cfg, resolved = world.config_from_root(resolve)
     error = None
     setup: RunSetup | None = None
     initial = None
@@ -128,20 +70,22 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
                 initial = server_model(setup)  # a bad --base is a start-up error, not an abort
     except ReliefError as e:
         error = str(e)
-    agree_to_start(world, error)
+    world.agree_to_start(error)
     assert setup is not None
     if say is not None:
         say(setup_done_line(setup, time.perf_counter() - t0))
     # Device emulation (issue 5): client ranks pin their cores, set torch threads (and GPU) from their
     # profile and find their energy meter; rank 0 gathers each client's settings for the log.
-    setup.device_info.update(prepare_ranks(world, [d.profile for d in setup.devices], hosts))
+    reports = world.gather_text(rank_report(setup.devices[rank - 1].profile, hosts, rank) if rank else "", REPORT_LEN)
+    if reports is not None:
+        setup.device_info.update(read_reports(reports))
     if rank == 0:
         assert resolved is not None
-        transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world)
-        serve(setup, transport, resolved.out, hosts, mpi_library_line(), size,
+        transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world.comm)
+        serve(setup, transport, resolved.out, hosts, library_line(), size,
               progress, debug, resolved.resume, initial, resolved.round_timeout)
         return resolved.out
-    transport_c = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world)
+    transport_c = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world.comm)
     trainer = setup.trainer(rank - 1, debug.client_fault(rank), debug.dump_dir)
     base = transport_c.start(Handshake(debug.version_for(rank), setup.data.fingerprint, hosts[rank]))
     if base is None:

@@ -6,146 +6,29 @@ the fleet and the data exactly as the run would, and rank 0 prints one line per 
 must agree on the relief-mpi version, the Python and torch major versions, the MPI library and
 the data fingerprint, else one error line and exit 2 on every rank.
 
-`hosts list HOSTFILE` parses a hostfile (MPICH `host:N` or Open MPI `host slots=N`) without
-MPI: it prints the hosts and slots, or converts the file to the other syntax (launch/cluster.sh
-uses it).
+`hosts list HOSTFILE` parses a hostfile (relief_mpi.hostfile) without MPI: it prints the hosts
+and slots, or converts the file to the other syntax (launch/cluster.sh uses it).
 
-Everything crosses MPI as fixed-size uint8 buffers (Igather/Ibcast, waits that yield the core);
-nothing is pickled.
+The check uses the job's start-up protocol (comm.world): host names, each rank's record gathered
+to rank 0, and the same agreement step as `train` (one line from rank 0, exit 2 everywhere).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import platform
-import re
 import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import click
-import numpy as np
 
 from relief_mpi import __version__
 from relief_mpi.cli.options import build_config, common_options
 from relief_mpi.errors import ReliefError
-
-# ---------------------------------------------------------------------------------------------
-# Hostfiles
-
-SYNTAXES = ("mpich", "openmpi")
-_HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
-_OMPI_KEYS = {"slots": "slots", "max_slots": "max_slots", "max-slots": "max_slots", "slots_max": "max_slots"}
-
-
-@dataclass(frozen=True)
-class HostEntry:
-    host: str
-    slots: int
-    line: int
-    explicit: bool  # False: a bare host name (counted as 1 slot)
-
-
-@dataclass(frozen=True)
-class Hostfile:
-    path: Path
-    syntax: str  # "mpich", "openmpi" or "plain" (bare host names only: valid in both)
-    entries: tuple[HostEntry, ...]
-
-    @property
-    def total_slots(self) -> int:
-        return sum(e.slots for e in self.entries)
-
-    @property
-    def hosts(self) -> list[str]:
-        """Distinct host names in file order."""
-        return list(dict.fromkeys(e.host for e in self.entries))
-
-    def render(self, syntax: str) -> str:
-        """The same hosts and slots in MPICH (`host:N`) or Open MPI (`host slots=N`) syntax."""
-        if syntax not in SYNTAXES:
-            raise ValueError(syntax)
-        fmt = "{}:{}" if syntax == "mpich" else "{} slots={}"
-        return "".join(fmt.format(e.host, e.slots) + "\n" for e in self.entries)
-
-
-def _valid_host(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return bool(_HOST_RE.match(host)) and len(host) <= 253
-
-
-def _positive(value: str) -> int | None:
-    return int(value) if value.isdigit() and int(value) >= 1 else None
-
-
-def parse_hostfile(path: str | Path) -> Hostfile:
-    """Parse an MPICH or Open MPI hostfile; ReliefError names the file and line of a malformed one."""
-    p = Path(path).expanduser()
-    try:
-        text = p.read_text()
-    except OSError as e:
-        raise ReliefError(f"hostfile {p}: {e.strerror or e}") from None
-    entries: list[HostEntry] = []
-    syntax, syntax_line = "plain", 0
-    for n, raw in enumerate(text.splitlines(), 1):
-        line = raw.split("#", 1)[0].strip()
-        if not line:
-            continue
-
-        def bad(why: str, n: int = n, raw: str = raw) -> ReliefError:
-            return ReliefError(f"hostfile {p} line {n}: {why}: {raw.strip()!r}")
-
-        tokens = line.split()
-        head, rest = tokens[0], tokens[1:]
-        this = "plain"
-        if ":" in head and not _valid_host(head):  # host:N (MPICH); a bare IPv6 address stays a host
-            host, _, count = head.rpartition(":")
-            slots = _positive(count)
-            if slots is None:
-                raise bad(f"slot count {count!r} is not a whole number >= 1 (MPICH syntax is host:N)")
-            this, explicit = "mpich", True
-        else:
-            host, slots, explicit = head, 1, False
-        if not _valid_host(host):
-            raise bad(f"{host!r} is not a host name or address")
-        if rest:
-            if this == "mpich":
-                raise bad(f"unexpected {rest[0]!r} after host:N (Open MPI syntax is `host slots=N`, "
-                          "MPICH syntax `host:N`; do not mix them)")
-            this = "openmpi"
-            seen: dict[str, int] = {}
-            for tok in rest:
-                key, eq, value = tok.partition("=")
-                if not eq or key not in _OMPI_KEYS:
-                    raise bad(f"unknown field {tok!r} (Open MPI syntax is `host slots=N [max_slots=M]`)")
-                v = _positive(value)
-                if v is None:
-                    raise bad(f"{key}={value!r} is not a whole number >= 1")
-                seen[_OMPI_KEYS[key]] = v
-            if "slots" in seen:
-                slots, explicit = seen["slots"], True
-            elif "max_slots" in seen:
-                slots, explicit = seen["max_slots"], True
-            if "max_slots" in seen and seen["max_slots"] < slots:
-                raise bad(f"max_slots={seen['max_slots']} is smaller than slots={slots}")
-        if this != "plain":
-            if syntax != "plain" and syntax != this:
-                names = {"mpich": "MPICH (host:N)", "openmpi": "Open MPI (host slots=N)"}
-                raise bad(f"uses {names[this]} syntax but line {syntax_line} uses {names[syntax]}; "
-                          "one file, one syntax")
-            if syntax == "plain":
-                syntax, syntax_line = this, n
-        entries.append(HostEntry(host, slots, n, explicit))
-    if not entries:
-        raise ReliefError(f"hostfile {p}: no hosts (every line is empty or a # comment)")
-    return Hostfile(p, syntax, tuple(entries))
-
+from relief_mpi.hostfile import SYNTAXES, Hostfile, parse_hostfile
 
 # ---------------------------------------------------------------------------------------------
 # What each rank reports
@@ -217,14 +100,6 @@ def primary_address() -> str:
     return sorted(found)[0][2] if found else "-"
 
 
-def mpi_library() -> str:
-    from mpi4py import MPI
-
-    vendor, ver = MPI.get_vendor()
-    major, minor = MPI.Get_version()
-    return f"{vendor} {'.'.join(map(str, ver))} (MPI {major}.{minor})"
-
-
 def torch_device(local_rank: int) -> str:
     import torch
 
@@ -237,7 +112,7 @@ def torch_device(local_rank: int) -> str:
     return "cpu"
 
 
-def local_info(cfg: Any, rank: int, size: int, hosts: Sequence[str], local_rank: int) -> RankInfo:
+def local_info(cfg: Any, rank: int, size: int, hosts: Sequence[str], local_rank: int, mpi_version: str) -> RankInfo:
     """What this rank sees: versions, its device, and the fleet and data as `train` would build them."""
     import torch
 
@@ -247,7 +122,7 @@ def local_info(cfg: Any, rank: int, size: int, hosts: Sequence[str], local_rank:
 
     base: dict[str, str] = dict(host=hosts[rank], address=primary_address(), arch=platform.machine(),
                                 relief=__version__, python=platform.python_version(), torch=torch.__version__,
-                                mpi=mpi_library(), profile="-", tier="-", modalities="-", device="-",
+                                mpi=mpi_version, profile="-", tier="-", modalities="-", device="-",
                                 dataset=cfg.data.dataset, fingerprint="-", error="")
     try:
         base["device"] = torch_device(local_rank)
@@ -370,12 +245,6 @@ def verdict(infos: Sequence[RankInfo], hostfile: Hostfile | None, size: int) -> 
 # Commands
 
 
-class CheckFailed(ReliefError):
-    def __init__(self, message: str, printable: bool) -> None:
-        super().__init__(message)
-        self.printable = printable
-
-
 @click.group(name="hosts")
 def command() -> None:
     """Which rank runs where, and whether all hosts agree (hostfiles, versions, data).
@@ -427,45 +296,34 @@ def check(hostfile: str | None, **kw: Any) -> None:
         --fleet hostfiles/workstation-2orin.fleet.toml --profiles hostfiles/profiles
     """
     cfg = build_config(kw)
-    from mpi4py import MPI
+    from relief_mpi.comm.world import World, library_version
 
-    from relief_mpi.comm.wait import wait_all
-    from relief_mpi.comm.wire import fixed_utf8, utf8_text
-    from relief_mpi.mpirun import gather_hosts
-
-    world = MPI.COMM_WORLD
-    rank, size = world.Get_rank(), world.Get_size()
-    hosts = gather_hosts(world)
-    node = world.Split_type(MPI.COMM_TYPE_SHARED, key=rank)
-    local_rank = node.Get_rank()
-    node.Free()
-    info = local_info(cfg, rank, size, hosts, local_rank)
-    recv = np.zeros((size, RECORD_LEN), np.uint8) if rank == 0 else None
-    wait_all([world.Igather(fixed_utf8(info.encode(), RECORD_LEN), recv, root=0)])
-    code = np.zeros(1, np.int32)
-    message = ""
-    if rank == 0:
-        assert recv is not None
-        infos = [RankInfo.decode(r, utf8_text(recv[r])) for r in range(size)]
-        hf: Hostfile | None = None
-        try:
-            hf = parse_hostfile(hostfile) if hostfile else None
-        except ReliefError as e:
-            message = str(e)
-        if not message:
-            for line in table(infos):
-                click.echo(line)
-            for line in cohort_lines(infos) + summary(infos):
-                click.echo(line)
-            if hf is not None:
-                click.echo(f"hostfile: {hf.path} ({hf.syntax} syntax): {len(hf.hosts)} host(s), "
-                           f"{hf.total_slots} slot(s) for {size} rank(s)")
-            message = verdict(infos, hf, size) or ""
-        if not message:
-            n_hosts = len(dict.fromkeys(i.host for i in infos))
-            click.echo(f"ok: {size} rank(s) on {n_hosts} host(s) agree")
-        code[0] = 2 if message else 0
+    world = World()
+    rank, size = world.rank, world.size
+    hosts = world.hosts()
+    info = local_info(cfg, rank, size, hosts, world.local_rank(), library_version())
+    records = world.gather_text(info.encode(), RECORD_LEN)
+    message = None
+    if records is not None:
+        infos = [RankInfo.decode(r, text) for r, text in enumerate(records)]
+        message = _verdict_on_root(infos, hostfile, size)
         sys.stdout.flush()
-    wait_all([world.Ibcast(code, root=0)])
-    if code[0]:
-        raise CheckFailed(message or "another rank failed the check", printable=rank == 0)
+    world.agree_to_start(message)
+
+
+def _verdict_on_root(infos: list[RankInfo], hostfile: str | None, size: int) -> str | None:
+    """Rank 0 prints the table and `ok`, or returns the one problem line."""
+    try:
+        hf = parse_hostfile(hostfile) if hostfile else None
+    except ReliefError as e:
+        return str(e)
+    for line in table(infos) + cohort_lines(infos) + summary(infos):
+        click.echo(line)
+    if hf is not None:
+        click.echo(f"hostfile: {hf.path} ({hf.syntax} syntax): {len(hf.hosts)} host(s), "
+                   f"{hf.total_slots} slot(s) for {size} rank(s)")
+    message = verdict(infos, hf, size)
+    if message is None:
+        n_hosts = len(dict.fromkeys(i.host for i in infos))
+        click.echo(f"ok: {size} rank(s) on {n_hosts} host(s) agree")
+    return message

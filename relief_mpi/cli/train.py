@@ -218,16 +218,14 @@ def stop_here(e: RunStopped | Interrupted) -> None:
     the clients (a round was in flight, or a client stopped answering) ends the job with MPI_Abort,
     so that the launcher exits with this code (not with the signal it then kills a stopped rank
     with); the library's own abort line is kept off stderr, the user has ours."""
-    click.echo(stop_line(e), err=True)
-    if "mpi4py.MPI" in sys.modules and not e.clean:
-        from mpi4py import MPI
+    from relief_mpi.comm import mpi_loaded
 
-        if MPI.Is_initialized() and not MPI.Is_finalized() and MPI.COMM_WORLD.Get_size() > 1:
-            sys.stdout.flush()
-            sys.stderr.flush()
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, 2)
-            MPI.COMM_WORLD.Abort(e.exit_code)
+    click.echo(stop_line(e), err=True)
+    if mpi_loaded() and not e.clean:
+        from relief_mpi.comm.world import abort, world_size
+
+        if world_size() > 1:
+            abort(e.exit_code, quiet=True)
     exit_process(e.exit_code)
 
 
@@ -251,7 +249,7 @@ def _abort(released_ok: bool = False) -> None:
     line and exit code; anything else is a traceback and MPI_Abort. released_ok: the clients of a
     cleanly stopped run leave by themselves (train); a caller whose clients would go on to another
     run (bench) leaves it False, and the job is aborted with the stop's code."""
-    from mpi4py import MPI
+    from relief_mpi.comm.world import abort, world_rank
 
     e = sys.exc_info()[1]
     if isinstance(e, (RunStopped, Interrupted)):
@@ -260,10 +258,10 @@ def _abort(released_ok: bool = False) -> None:
     if isinstance(e, KeyboardInterrupt):  # a signal before the handlers were installed: no traceback
         sys.stderr.flush()
         os._exit(130)
-    rank = MPI.COMM_WORLD.Get_rank()
+    rank = world_rank()
     sys.stderr.write(f"relief-mpi: rank {rank} failed, aborting the job:\n{traceback.format_exc()}")
     sys.stderr.flush()
     # Give the launcher a moment to forward the traceback: Abort tears every process down at once,
     # and output still in a pipe can be lost with it.
     time.sleep(0.5)
-    MPI.COMM_WORLD.Abort(1)
+    abort(1)

@@ -1,6 +1,7 @@
 """Throttling a client rank to its device profile's share of the host.
 
-Called once per rank by relief_mpi/mpirun.py before the first round (`prepare_ranks`):
+Called once per client rank by relief_mpi/mpirun.py before the first round (`rank_report`; the
+records travel to rank 0 through comm.world):
 
 - CPU affinity (psutil): the client ranks on one host are spread over its cores: with at least
   as many cores as local clients each one gets a contiguous slice, otherwise they share cores
@@ -17,7 +18,7 @@ Called once per rank by relief_mpi/mpirun.py before the first round (`prepare_ra
 
 Time dilation itself is the DeviceClock's job (clock.py): each step sleeps the remainder of
 FLOPs / profile speed. Every rank's settings and its energy meter's source go to rank 0 in one
-small gather and end up in the log's `profiles` attribute.
+small gather (comm.world.World.gather_text) and end up in the log's `profiles` attribute.
 """
 
 from __future__ import annotations
@@ -27,15 +28,11 @@ import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
-import numpy as np
-
-from relief_mpi.comm.wire import fixed_utf8, utf8_text
 from relief_mpi.device.energy import process_meter, source_of
 from relief_mpi.device.profiles import DeviceProfile
 
-_INFO_LEN = 512
+REPORT_LEN = 512
 
 
 @dataclass
@@ -145,28 +142,19 @@ def cgroup_cpu_max(cpus: float, name: str, root: str | Path = "/", period_us: in
     return f"cpu.max {int(cpus * period_us)} {period_us}"
 
 
-def prepare_ranks(world: Any, profiles: Sequence[DeviceProfile], hosts: Sequence[str]) -> dict[int, dict]:
-    """Every rank calls this once (collective). Client ranks throttle themselves and find their
-    energy meter; rank 0 gets {client index: settings} for the log, the clients get {}."""
-    from relief_mpi.comm.wait import wait_all
+def rank_report(profile: DeviceProfile, hosts: Sequence[str], rank: int) -> str:
+    """Throttle this client rank to `profile` and find its energy meter; the settings as one short
+    JSON record (at most REPORT_LEN bytes) for rank 0 to put in the log."""
+    idx, n_local = local_placement(hosts, rank)
+    rep = apply_throttle(profile, idx, n_local, rank)
+    rep.energy_source = source_of(process_meter())
+    text = rep.to_json()
+    if len(text.encode()) > REPORT_LEN:  # many cores: keep the record short
+        rep.cores = rep.cores[:1] + [-1]
+        text = rep.to_json()
+    return text
 
-    rank = world.Get_rank()
-    mine = ""
-    if rank > 0:
-        idx, n_local = local_placement(hosts, rank)
-        rep = apply_throttle(profiles[rank - 1], idx, n_local, rank)
-        rep.energy_source = source_of(process_meter())
-        mine = rep.to_json()
-        if len(mine.encode()) > _INFO_LEN:  # many cores: keep the record short
-            rep.cores = rep.cores[:1] + [-1]
-            mine = rep.to_json()
-    buf = fixed_utf8(mine, _INFO_LEN)
-    allbuf = np.zeros((world.Get_size(), _INFO_LEN), np.uint8) if rank == 0 else None
-    wait_all([world.Igather(buf, allbuf, root=0)])
-    if rank != 0:
-        return {}
-    out = {}
-    for r in range(1, world.Get_size()):
-        text = utf8_text(allbuf[r])
-        out[r - 1] = json.loads(text) if text else {}
-    return out
+
+def read_reports(texts: Sequence[str]) -> dict[int, dict]:
+    """Rank 0's view of the gathered records (index = rank): {client rank - 1: settings}."""
+    return {r - 1: json.loads(t) if t else {} for r, t in enumerate(texts) if r > 0}

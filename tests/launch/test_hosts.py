@@ -8,10 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from relief_mpi.cli.hosts import Hostfile, RankInfo, disagreement, parse_hostfile, table, verdict
+from relief_mpi.cli.hosts import RankInfo, disagreement, table, verdict
 from relief_mpi.device.fleet import load_fleet, resolve_fleet
 from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
+from relief_mpi.hostfile import Hostfile, parse_hostfile
 from tests.helpers import REPO, run_cli
 
 HOSTFILES = REPO / "hostfiles"
