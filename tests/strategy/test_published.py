@@ -15,7 +15,7 @@ from relief_mpi.model.flops import FlopCosts
 from relief_mpi.rounds import FleetInfo, GroupInfo, GroupSums, pack_update, update_len
 from relief_mpi.strategy.base import StrategyContext
 from relief_mpi.strategy.registry import make_strategy
-from tests.helpers import SPAR_DIR, need_shared, run_mpi
+from tests.helpers import FAST, SPAR_DIR, need_shared, run_mpi
 
 # Four modalities, the paper's 15 groups (sizes small: only the rules matter here).
 NAMES = ("A.acc", "A.gyro", "A.mag", "A.ecg", "B", "E.acc.0", "E.acc.1", "E.gyro.0", "E.gyro.1", "E.mag.0",
@@ -119,7 +119,7 @@ def expected_coef(kind: str, modality: int | None, trainers: np.ndarray, sets: l
 def test_mpi_aggregation_and_divergence_equal_numpy_on_the_dumped_deltas(tmp_path: Path) -> None:
     dump = tmp_path / "dump"
     dump.mkdir()
-    res = run_mpi(7, ["train", "--strategy", "relief", "--fleet", "paper", "--rounds", "3", "--local-epochs", "1",
+    res = run_mpi(7, ["train", "--strategy", "relief", "--fleet", "paper", "--rounds", "3", *FAST,
                       "--quiet", "--out", str(tmp_path / "r.h5"), "--debug-dump", str(dump)], timeout=300)
     assert res.returncode == 0, res.stderr
     log = read_log(tmp_path / "r.h5")
