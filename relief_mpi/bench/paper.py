@@ -419,13 +419,15 @@ def markdown(s: PaperSummary) -> str:
         out.append(f"- seed {seed}: {names or f'none ({BASELINE} reached F1 >= {s.threshold:g} on every class)'}")
     out += ["", "## Per run", ""]
     out += _table(["run", "seed", "lr", "rounds", "macro-F1", "rare-modality F1", "TTA round", "TTA analytic s",
-                   "TTA analytic J", "analytic s (run)", "analytic J (run)", "emulated s (run)", "MB up (analytic)",
-                   "% trained"],
+                   "TTA analytic J", "TTA emulated s", "TTA emulated J", "analytic s (run)", "analytic J (run)",
+                   "emulated s (run)", "emulated J (run)", "MB up (analytic)", "% trained"],
                   [[r.label, str(r.seed), f"{r.lr:g}", str(r.rounds), _fmt(r.final_macro_f1, ".3f"),
                     _fmt(r.rare_modality_f1, ".3f"), str(r.target.round - 1) if r.target.reached else "not reached",
                     _fmt(r.target.analytic_s, ".3g"), _fmt(r.target.analytic_energy_j, ".3g"),
+                    _fmt(r.target.virtual_s, ".3g"), _fmt(r.target.energy_j, ".3g"),
                     _fmt(r.analytic_s, ".3g"), _fmt(r.analytic_energy_j, ".3g"), _fmt(r.virtual_s, ".3g"),
-                    _fmt(r.mb_up_analytic, ".1f"), _fmt(r.trained_pct, ".1f")] for row in s.rows for r in row.runs])
+                    _fmt(r.energy_j, ".3g"), _fmt(r.mb_up_analytic, ".1f"), _fmt(r.trained_pct, ".1f")]
+                   for row in s.rows for r in row.runs])
     out.append("")
     return "\n".join(out)
 
