@@ -66,13 +66,21 @@ def inject(kind: str, who: str) -> None:
 
 
 class LocalTrainer:
+    """One client: its role, windows, clock and energy account. The model is the process's (shared
+    by every client it hosts: a client keeps no parameters between rounds, since it receives every
+    group it owns at the start of each round and its training changes only those groups)."""
+
     def __init__(self, role: ClientRole, model: Any, registry: Any, spec: DatasetSpec,
-                 data: WindowSet, clock: DeviceClock, costs: FlopCosts, ownership: np.ndarray) -> None:
+                 data: WindowSet, clock: DeviceClock, costs: FlopCosts, ownership: np.ndarray,
+                 keep_windows: bool = True) -> None:
         self.role = role
         self.model = model
         self.reg = registry
         self.spec = spec
-        self.x = torch.from_numpy(data.x)
+        self.data = data
+        # keep_windows False: the windows are cut from the prepared data (memory or cache) when the
+        # client trains and dropped after, so a rank hosting many clients holds one client's at a time
+        self.keep_windows = keep_windows
         self.y = torch.from_numpy(data.y)
         self.clock = clock
         self.costs = costs
@@ -83,6 +91,12 @@ class LocalTrainer:
     def set_base(self, base: np.ndarray) -> None:
         if base.size:
             self.reg.set_base(self.model, base)
+
+    def windows(self) -> torch.Tensor:
+        """This client's training windows (N, C, L)."""
+        if self.keep_windows or self.data.materialised:
+            return torch.from_numpy(self.data.x)
+        return torch.from_numpy(self.data.take(np.arange(len(self.data))).x)
 
     def _trained_encoders(self, trained: frozenset[int]) -> frozenset[int]:
         """Encoders that back-propagate: those with a trained group that holds encoder weights."""
@@ -123,6 +137,7 @@ class LocalTrainer:
         enc_trained = self._trained_encoders(trained)
         no_grad = frozenset(range(len(self.spec.modalities))) - enc_trained
         n = self.y.shape[0]
+        x = self.windows()
         batch = min(role.batch_size, n)
         step_flops = self.costs.step(self.present, enc_trained, batch)
 
@@ -150,7 +165,7 @@ class LocalTrainer:
                 pos = 0
             idx = order[pos:pos + batch]
             pos += batch
-            xs = split_modalities(self.x[idx], self.spec, self.present, recipe.zero_fill)
+            xs = split_modalities(x[idx], self.spec, self.present, recipe.zero_fill)
             ce = F.cross_entropy(self.model(xs, no_grad, recipe.width), self.y[idx])
             loss = ce
             if anchors:
@@ -194,3 +209,31 @@ class LocalTrainer:
         for name, v in vals.items():
             report[wire.R[name]] = v
         return updates, report
+
+
+class LocalClients:
+    """The clients one process hosts (an MPI client rank, or every client in-process), trained in
+    turn on the process's one model. Their update buffers are added up per group here (float32
+    terms in float64: exact, rounds.UPDATE_DTYPE), so the process sends one buffer per group."""
+
+    def __init__(self, trainers: list[LocalTrainer]) -> None:
+        self.trainers = trainers
+
+    def set_base(self, base: np.ndarray) -> None:
+        """The frozen base (LoRA) once per model, not once per client."""
+        for t in {id(t.model): t for t in self.trainers}.values():
+            t.set_base(base)
+
+    def train(self, plan: RoundPlan, blocks: dict[int, np.ndarray]) -> tuple[dict[int, np.ndarray], np.ndarray]:
+        """Train every hosted client on the groups it owns; the per-group sums of their update
+        buffers and their reports (float64 [clients, fields], in training order)."""
+        sums: dict[int, np.ndarray] = {}
+        reports = np.zeros((len(self.trainers), len(wire.REPORT_FIELDS)), np.float64)
+        for i, t in enumerate(self.trainers):
+            updates, reports[i] = t.train(plan, {b: blocks[b] for b in t.owned})
+            for b, buf in updates.items():
+                if b in sums:
+                    sums[b] += buf
+                else:
+                    sums[b] = buf  # a fresh buffer from pack_update: summed in place from here on
+        return sums, reports

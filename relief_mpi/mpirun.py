@@ -1,4 +1,9 @@
-"""The MPI job: every rank builds the same setup, rank 0 serves, ranks 1..N-1 are clients.
+"""The MPI job: every rank builds the same setup, rank 0 serves, ranks 1..N-1 host the clients.
+
+With --clients K (default N-1) the clients are spread round robin over the N-1 client ranks
+(comm.placement: client k on rank 1 + k mod (N-1)); a rank trains its clients in turn on one
+model. --clock real keeps one client per rank (emulating devices concurrently in real time needs
+a process each).
 
 Start-up problems (bad options, unreadable data, a fleet that does not fit, an existing --out)
 are found before any round: every rank reports its verdict, rank 0 prints the first problem as
@@ -16,6 +21,7 @@ from typing import Any
 
 from relief_mpi import signals
 from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
+from relief_mpi.comm.placement import clients_of, host_rank
 from relief_mpi.comm.transport import Handshake
 from relief_mpi.comm.world import World, library_line
 from relief_mpi.device.throttle import REPORT_LEN, rank_report, read_reports
@@ -56,14 +62,15 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
     say = progress if rank == 0 else None
     t0 = time.perf_counter()
     hosts = world.hosts()
-    cfg, resolved = world.config_from_root(resolve)
+    cfg, n_clients, resolved = world.config_from_root(lambda: fits(resolve(), size))
+    n_clients = n_clients or size - 1
     error = None
     setup: RunSetup | None = None
     initial = None
     if say is not None:
-        say(startup_line(cfg, size - 1))
+        say(startup_line(cfg, n_clients) + (f" on {size - 1} client ranks" if n_clients > size - 1 else ""))
     try:
-        setup = build_setup(cfg, size - 1, hosts)
+        setup = build_setup(cfg, n_clients, hosts, size - 1)
         if resolved is not None:
             check_resumable(setup, resolved.resume, resolved.out)
             if resolved.resume is None:
@@ -76,9 +83,12 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
         say(setup_done_line(setup, time.perf_counter() - t0))
     # Device emulation (issue 5): client ranks pin their cores, set torch threads (and GPU) from their
     # profile and find their energy meter; rank 0 gathers each client's settings for the log.
-    reports = world.gather_text(rank_report(setup.devices[rank - 1].profile, hosts, rank) if rank else "", REPORT_LEN)
+    # A rank hosting several clients (--clock virtual only) is throttled by its first client's profile.
+    local = clients_of(rank, n_clients, size - 1) if rank else []
+    reports = world.gather_text(rank_report(setup.devices[local[0]].profile, hosts, rank) if rank else "", REPORT_LEN)
     if reports is not None:
-        setup.device_info.update(read_reports(reports))
+        by_rank = read_reports(reports)
+        setup.device_info.update({k: by_rank[host_rank(k, size - 1)] for k in range(n_clients)})
     if rank == 0:
         assert resolved is not None
         transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world.comm)
@@ -86,13 +96,27 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
               progress, debug, resolved.resume, initial, resolved.round_timeout)
         return resolved.out
     transport_c = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world.comm)
-    trainer = setup.trainer(rank - 1, debug.client_fault(rank), debug.dump_dir)
+    fault = debug.client_fault(rank)
+    clients = setup.local_clients(local, {local[0]: fault} if fault is not None else None, debug.dump_dir)
     base = transport_c.start(Handshake(debug.version_for(rank), setup.data.fingerprint, hosts[rank]))
     if base is None:
         raise StartupRefused("the server refused to start", printable=False)
-    trainer.set_base(base)
+    clients.set_base(base)
     while (plan := transport_c.next_plan()) is not None:
         blocks = transport_c.receive_blocks(plan)
-        updates, report = trainer.train(plan, blocks)
-        transport_c.send(plan, updates, report)
+        updates, reports = clients.train(plan, blocks)
+        transport_c.send(plan, updates, reports)
     return None
+
+
+def fits(res: Resolved, size: int) -> Resolved:
+    """Rank 0's check of --clients against the job's ranks (one line and exit 2 when it does not fit)."""
+    ranks = size - 1
+    k = res.n_clients or ranks
+    if ranks >= 1 and k < ranks:
+        raise ReliefError(f"--clients {k} is fewer than the job's {ranks} client ranks (every client rank hosts at "
+                          f"least one client): launch with -n {k + 1}, or give --clients {ranks} or more")
+    if k > ranks >= 1 and res.config.device.clock == "real":
+        raise ReliefError(f"--clock real emulates concurrent devices in real time and needs one client per rank, "
+                          f"got --clients {k} on {ranks} client ranks: launch with -n {k + 1}, or use --clock virtual")
+    return res

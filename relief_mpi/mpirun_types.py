@@ -19,6 +19,7 @@ class Resolved:
     resume: Checkpoint | None = None
     world_size: int | None = None  # a resumed run must keep its rank count
     round_timeout: float | None = None  # the watchdog's limit per round in seconds; None = auto (run.round_timeout)
+    n_clients: int | None = None  # --clients; None = one per client rank (MPI) or 4 (in-process)
 
 
 class StartupRefused(ReliefError):

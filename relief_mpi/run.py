@@ -311,22 +311,27 @@ def setup_done_line(setup: RunSetup, seconds: float) -> str:
 
 
 def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress | None = None,
-                  debug: DebugHooks = DebugHooks(), resume: Checkpoint | None = None) -> list[RoundRecord]:
-    """Server and every client in this process, through the in-process transport."""
+                  debug: DebugHooks = DebugHooks(), resume: Checkpoint | None = None,
+                  n_ranks: int | None = None) -> list[RoundRecord]:
+    """Server and every client in this process (one model), through the in-process transport;
+    the clients' update buffers are summed as if they sat on `n_ranks` client ranks (default one
+    each), as the MPI transport places them."""
     set_process_threads()
     from relief_mpi.comm.inprocess import InProcessServerTransport
     from relief_mpi.setup import build_setup
 
+    n_ranks = n_ranks or n_clients
     t0 = time.perf_counter()
     if progress is not None:
         progress(startup_line(cfg, n_clients))
-    setup = build_setup(cfg, n_clients)
+    host = socket.gethostname()
+    setup = build_setup(cfg, n_clients, None, n_ranks)
     if progress is not None:
         progress(setup_done_line(setup, time.perf_counter() - t0))
-    trainers = [setup.trainer(k, debug.client_fault(k + 1), debug.dump_dir) for k in range(n_clients)]
-    transport = InProcessServerTransport(trainers, setup.strategy.ownership(), setup.registry.sizes)
-    host = socket.gethostname()
-    return serve(setup, transport, out, [host] * (n_clients + 1), "none (in-process)", n_clients + 1, progress,
+    faults = {r - 1: f for r in range(1, n_ranks + 1) if (f := debug.client_fault(r)) is not None}
+    clients = setup.local_clients(list(range(n_clients)), faults, debug.dump_dir)
+    transport = InProcessServerTransport(clients.trainers, setup.strategy.ownership(), setup.registry.sizes, n_ranks)
+    return serve(setup, transport, out, [host] * (n_ranks + 1), "none (in-process)", n_ranks + 1, progress,
                  debug, resume)
 
 

@@ -7,12 +7,13 @@ every rank agrees on the fleet, the data partition, the block partition and the 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
 
-from relief_mpi.client import ClientRole, LocalTrainer
+from relief_mpi.client import ClientRole, LocalClients, LocalTrainer
+from relief_mpi.comm.placement import host_rank
 from relief_mpi.config import RunConfig
 from relief_mpi.data.base import FederatedData
 from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
@@ -33,6 +34,7 @@ from relief_mpi.strategy.registry import make_strategy
 
 Model = MultimodalNet | PaperNet
 Registry = BlockRegistry | GroupRegistry
+KEEP_WINDOWS_MB = 256  # a process keeps its clients' training windows in memory up to this much
 
 
 @dataclass
@@ -47,6 +49,7 @@ class RunSetup:
     # Device emulation (issue 5): per client, its energy meter source and throttle settings (the log's
     # `profiles`); filled by trainer() in this process and by device.throttle.prepare_ranks under MPI.
     device_info: dict[int, dict] = field(default_factory=dict)
+    _width_costs: dict[float, FlopCosts] = field(default_factory=dict)  # HeteroFL: measured once per width
 
     @property
     def n_clients(self) -> int:
@@ -60,20 +63,35 @@ class RunSetup:
         names = self.data.spec.modality_names()
         return frozenset(names.index(m) for m in self.data.modality_sets[k])
 
-    def trainer(self, k: int, fault: tuple[str, int] | None = None, dump_dir: str | None = None) -> LocalTrainer:
+    def trainer(self, k: int, fault: tuple[str, int] | None = None, dump_dir: str | None = None,
+                model: Model | None = None, keep_windows: bool = True) -> LocalTrainer:
+        """Client k; `model` is the process's shared model (a fresh one if None)."""
         cfg = self.config
         recipe = self.strategy.recipe(k)
         width = recipe.width
         role = ClientRole(client=k, modalities=self.client_modalities(k), recipe=recipe,
                           batch_size=cfg.strategy.batch_size, seed=cfg.seed, fault=fault, dump_dir=dump_dir)
         clock = DeviceClock(self.devices[k].profile, cfg.device.clock)
-        costs = self.costs if width >= 1.0 else width_costs(cfg, self.data, width)
-        trainer = LocalTrainer(role, self.make_model(), self.registry, self.data.spec, self.data.clients_train[k],
-                               clock, costs, self.strategy.ownership())
+        if width < 1.0 and width not in self._width_costs:
+            self._width_costs[width] = width_costs(cfg, self.data, width)
+        costs = self.costs if width >= 1.0 else self._width_costs[width]
+        trainer = LocalTrainer(role, model if model is not None else self.make_model(), self.registry,
+                               self.data.spec, self.data.clients_train[k], clock, costs, self.strategy.ownership(),
+                               keep_windows)
         # Device emulation (issue 5): this process's energy meter (INA3221, RAPL, NVML) or None.
         trainer.energy_meter = process_meter()
         self.device_info.setdefault(k, {})["energy_source"] = source_of(trainer.energy_meter)
         return trainer
+
+    def local_clients(self, ks: list[int], faults: dict[int, tuple[str, int]] | None = None,
+                      dump_dir: str | None = None) -> LocalClients:
+        """Clients `ks` hosted by this process on one model. Their windows stay in memory if they
+        fit in KEEP_WINDOWS_MB, else each client's are cut when it trains and dropped after."""
+        model = self.make_model()
+        shape_bytes = 4 * self.data.spec.n_channels * self.data.window_len
+        keep = sum(len(self.data.clients_train[k]) for k in ks) * shape_bytes <= KEEP_WINDOWS_MB * 2**20
+        faults = faults or {}
+        return LocalClients([self.trainer(k, faults.get(k), dump_dir, model, keep) for k in ks])
 
 
 def _net(cfg: RunConfig, data: FederatedData, width: float = 1.0) -> Model:
@@ -143,14 +161,22 @@ def rare_modality(modality_sets: list[frozenset[int]], n_modalities: int) -> int
     return min(live, key=lambda m: (sizes[m], -m))
 
 
-def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = None) -> RunSetup:
+def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = None,
+                n_ranks: int | None = None) -> RunSetup:
+    """`hostnames` by rank (MPI: the world's); the clients sit on `n_ranks` client ranks (default one
+    each) as comm.placement says, and a fleet's host globs match the host of a client's rank."""
     profiles = load_profiles(cfg.device.profiles_dir)
     if cfg.strategy.name == "b-block" and cfg.model.b_mode != "block":
         raise ReliefError("--strategy b-block is the published preset with one B per modality: use --b-mode block")
+    n_ranks = n_ranks or n_clients
+    client_hosts = None
+    if hostnames is not None:
+        client_hosts = [hostnames[0], *(hostnames[host_rank(k, n_ranks)] for k in range(n_clients))]
     if cfg.device.fleet == PAPER_FLEET:
         devices = paper_fleet(cfg.data.dataset, n_clients, profiles)
     else:
-        devices = resolve_fleet(load_fleet(cfg.device.fleet), n_clients, profiles, hostnames)
+        devices = resolve_fleet(load_fleet(cfg.device.fleet), n_clients, profiles, client_hosts)
+    devices = [replace(d, rank=host_rank(d.client, n_ranks)) for d in devices]
     raw = load_raw(cfg.data, cfg.seed)
     names = raw.spec.modality_names()
     sets = []

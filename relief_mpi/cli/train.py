@@ -111,7 +111,8 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
         raise ReliefError(f"--resume {path}: the checkpoint is at round {ck.round} of {rounds}: nothing to do; "
                           "pass a larger --rounds to extend the run")
     cfg = RunConfig.from_dict({**saved, "rounds": rounds})
-    return Resolved(cfg, path, ck, world_size=int(log.attrs["world_size"]))
+    return Resolved(cfg, path, ck, world_size=int(log.attrs["world_size"]),
+                    n_clients=len(json.loads(log.attrs["profiles"])))
 
 
 def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
@@ -137,8 +138,11 @@ def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> fl
 @click.option("--transport", type=click.Choice(["mpi", "inprocess"]), default="mpi", show_default=True,
               help="mpi: run under mpirun (rank 0 server, ranks 1..N-1 clients); inprocess: every client in "
                    "this one process (no MPI needed).")
-@click.option("--clients", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Number of clients with --transport inprocess (under MPI it is N-1).")
+@click.option("--clients", type=click.IntRange(min=1), default=None,
+              help="Number of clients. In-process: default 4. Under MPI (N ranks): default N-1, one per client "
+                   "rank; more (--clock virtual only) are spread round robin over the N-1 client ranks: client "
+                   "k (1..K) runs on rank 1 + (k-1) mod (N-1), and a rank trains its clients in turn, each with "
+                   "its own device profile, sensors, data, seed stream, clock and energy account.")
 @click.option("--quiet", is_flag=True, help="No start-up and per-round lines (warnings and errors still print).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Write a checkpoint (server state; clients are stateless between rounds) every K rounds and "
@@ -186,6 +190,10 @@ def train(ctx: click.Context, **kw: Any) -> None:
             p = Path(kw["out"]) if kw["out"] else default_out(cfg.strategy.name, cfg.data.dataset, cfg.seed)
             res = Resolved(cfg, check_out(p, kw["overwrite"]))
         res.round_timeout = kw["round_timeout"]
+        if kw["clients"] is not None:
+            if res.n_clients is not None and kw["clients"] != res.n_clients:
+                raise ReliefError(f"the run being resumed had {res.n_clients} clients, not {kw['clients']}")
+            res.n_clients = kw["clients"]
         return res
 
     if kw["transport"] == "inprocess":
@@ -193,11 +201,7 @@ def train(ctx: click.Context, **kw: Any) -> None:
         from relief_mpi.run import run_inprocess
 
         res = resolve()
-        n_clients = kw["clients"]
-        if res.world_size is not None:
-            if "clients" in given and n_clients != res.world_size - 1:
-                raise ReliefError(f"the run being resumed had {res.world_size - 1} clients, not {n_clients}")
-            n_clients = res.world_size - 1
+        n_clients = res.n_clients or 4
         signals.install("server")
         try:
             run_inprocess(res.config, n_clients, res.out, progress, debug, res.resume)

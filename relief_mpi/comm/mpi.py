@@ -1,17 +1,27 @@
 """MPI transport: cohort communicators, nonblocking collectives, sleeping waits, no pickle.
 
-Communicators are keyed by their member set (always including the server, rank 0) and created
-with Comm.Create_group, which only the members call. Cohort communicators (server + owners of a
-block) are built once and pinned; per-round trainer communicators come from the same cache, so a
-client that did not train block b takes no part in b's Reduce and sends none of its bytes.
-Every rank receives the full allocation, so every rank replays the same cache history (creation
-order, LRU eviction): members agree on which communicators exist without any extra messages.
+A client rank hosts one or more clients (comm.placement: client k on rank 1 + k mod R) and trains
+them in turn; it adds up its clients' update buffers per group (float32 terms in float64, exact:
+rounds.UPDATE_DTYPE) and takes part in a group's exchange once, whatever its number of clients.
 
-The plan, each client's acknowledgement of it and each client's report travel point to point
-between the server and that client, not through collectives: a collective can be held up by any
-one of its members, a point-to-point message only by its two ends. So when a round overruns its
-deadline (the round watchdog), the server knows which ranks never acknowledged the plan (they
-stopped answering) and which never reported (stopped, or held up by one that did).
+Communicators are keyed by their member set (always including the server, rank 0) and created
+with Comm.Create_group, which only the members call. A group's cohort communicator holds the
+server and the ranks hosting at least one owner of the group; it is built once and pinned.
+Per-round trainer communicators (server + the ranks hosting at least one uploader of the group)
+come from the same cache, so a rank none of whose clients trained group g takes no part in g's
+Reduce and sends none of its bytes. Every rank receives the full allocation, so every rank
+replays the same cache history (creation order, LRU eviction): members agree on which
+communicators exist without any extra messages.
+
+Groups with the same member set share one collective: their blocks travel in one Ibcast and their
+update buffers in one Ireduce (FedAvg: one of each per round, whatever the number of groups).
+
+The plan (header and body in one message), each client rank's acknowledgement of it and its
+clients' reports travel point to point between the server and that rank, not through
+collectives: a collective can be held up by any one of its members, a point-to-point message only
+by its two ends. So when a round overruns its deadline (the round watchdog), the server knows
+which ranks never acknowledged the plan (they stopped answering) and which never reported
+(stopped, or held up by one that did).
 """
 
 from __future__ import annotations
@@ -22,13 +32,14 @@ import numpy as np
 from mpi4py import MPI
 
 from relief_mpi.comm import wire
+from relief_mpi.comm.placement import by_rank, check_fits, clients_of
 from relief_mpi.comm.transport import ClientTransport, Handshake, RoundExchange, ServerTransport
 from relief_mpi.comm.wait import WaitTimeout, wait_all
-from relief_mpi.rounds import GroupSums, RoundPlan, zero_update
+from relief_mpi.rounds import UPDATE_DTYPE, GroupSums, RoundPlan, update_len
 from relief_mpi.stops import RoundTimeout
 
 Key = tuple[int, ...]
-TAG_HEADER, TAG_BODY, TAG_ACK, TAG_REPORT = 11, 12, 13, 14
+TAG_PLAN, TAG_ACK, TAG_REPORT = 11, 13, 14
 _HS_FIELDS = (("version", 32), ("fingerprint", 32), ("host", 64))
 _HS_LEN = sum(n for _, n in _HS_FIELDS)
 
@@ -102,9 +113,26 @@ class CommCache:
 
 
 def members(column: np.ndarray) -> Key | None:
-    """Server + the clients flagged in a [K] column; None if no client is flagged."""
-    clients = tuple(int(k) + 1 for k in np.flatnonzero(column))
-    return (0, *clients) if clients else None
+    """Server + the client ranks flagged in an [R] column; None if no rank is flagged."""
+    ranks = tuple(int(r) + 1 for r in np.flatnonzero(column))
+    return (0, *ranks) if ranks else None
+
+
+Bucket = tuple[Key, tuple[int, ...]]  # a member set and the groups (in order) that share its collective
+
+
+def buckets(keys: list[Key | None]) -> list[Bucket]:
+    """Groups by member set, in order of first appearance (the same on every rank)."""
+    out: dict[Key, list[int]] = {}
+    for b, key in enumerate(keys):
+        if key is not None:
+            out.setdefault(key, []).append(b)
+    return [(key, tuple(groups)) for key, groups in out.items()]
+
+
+def split(buf: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    """Views of consecutive pieces of `buf` (no copy)."""
+    return np.split(buf, np.cumsum(lengths)[:-1]) if len(lengths) > 1 else [buf]
 
 
 class _MpiBase:
@@ -115,20 +143,28 @@ class _MpiBase:
         self.ownership = ownership
         self.sizes = sizes
         self.k, self.b = ownership.shape
-        if self.world.Get_size() != self.k + 1:
-            raise RuntimeError(f"{self.k} clients need {self.k + 1} ranks, world has {self.world.Get_size()}")
+        self.n_ranks = self.world.Get_size() - 1
+        try:
+            check_fits(self.k, self.n_ranks)
+        except ValueError as e:
+            raise RuntimeError(str(e)) from None
+        self.hosted = [clients_of(r, self.k, self.n_ranks) for r in range(1, self.n_ranks + 1)]
         self.cache = CommCache(self.world, cache_capacity)
-        self.cohort_keys = [members(ownership[:, b]) for b in range(self.b)]
+        owners = by_rank(ownership, self.n_ranks)
+        self.cohorts = buckets([members(owners[:, b]) for b in range(self.b)])
 
     def _build_cohorts(self) -> None:
-        self.cache.ensure([k for k in self.cohort_keys if k is not None], pin=True)
+        self.cache.ensure([key for key, _ in self.cohorts], pin=True)
 
-    def _trainer_keys(self, plan: RoundPlan) -> list[Key | None]:
-        """Per group: server + the clients that upload it this round."""
-        up = plan.uploads
-        keys = [members(up[:, b]) for b in range(self.b)]
-        self.cache.ensure([k for k in keys if k is not None])
-        return keys
+    def _trainer_buckets(self, plan: RoundPlan) -> list[Bucket]:
+        """Per member set: server + the ranks hosting an uploader of the groups that share it."""
+        up = by_rank(plan.uploads, self.n_ranks)
+        out = buckets([members(up[:, b]) for b in range(self.b)])
+        self.cache.ensure([key for key, _ in out])
+        return out
+
+    def _update_lengths(self, plan: RoundPlan, groups: tuple[int, ...]) -> list[int]:
+        return [update_len(self.sizes[b], bool(plan.plain[b])) for b in groups]
 
 
 class MpiServerTransport(_MpiBase, ServerTransport):
@@ -136,7 +172,7 @@ class MpiServerTransport(_MpiBase, ServerTransport):
     hosts: list[str]  # by rank, from the handshakes (to name a rank that stops answering)
 
     def start(self, base: np.ndarray, me: Handshake) -> list[Handshake]:
-        recv = np.zeros((self.k + 1, _HS_LEN), np.uint8)
+        recv = np.zeros((self.n_ranks + 1, _HS_LEN), np.uint8)
         wait_all([self.world.Igather(encode_handshake(me), recv, root=0)])
         hands = [decode_handshake(r) for r in recv]
         self.hosts = [h.host for h in hands]
@@ -162,37 +198,41 @@ class MpiServerTransport(_MpiBase, ServerTransport):
         wait_all([self.world.Ibcast(np.array([1, 0], np.int64), root=0)])
 
     def run_round(self, plan: RoundPlan, blocks: list[np.ndarray]) -> RoundExchange:
-        header, body = wire.plan_header(plan, self.k, self.b), wire.plan_body(plan)
-        acks = np.zeros((self.k, 1), np.int64)
-        reports = np.zeros((self.k, len(wire.REPORT_FIELDS)), np.float64)
-        reqs = []
-        for c in range(1, self.k + 1):
-            reqs += [self.world.Isend(header, c, TAG_HEADER), self.world.Isend(body, c, TAG_BODY)]
-        ack_reqs = [self.world.Irecv(acks[c - 1], c, TAG_ACK) for c in range(1, self.k + 1)]
-        report_reqs = [self.world.Irecv(reports[c - 1], c, TAG_REPORT) for c in range(1, self.k + 1)]
-        keys = self._trainer_keys(plan)
-        for b, key in enumerate(self.cohort_keys):
-            if key is not None:
-                reqs.append(self.cache.get(key).Ibcast(np.ascontiguousarray(blocks[b], np.float32), root=0))
-        recv: dict[int, np.ndarray] = {}
-        for b, key in enumerate(keys):
-            if key is not None:
-                recv[b] = zero_update(self.sizes[b], bool(plan.plain[b]))
-                reqs.append(self.cache.get(key).Ireduce(MPI.IN_PLACE, recv[b], op=MPI.SUM, root=0))
-        all_reqs = ack_reqs + report_reqs + reqs
+        msg = wire.plan_message(plan, self.k, self.b)
+        n = self.n_ranks
+        acks = np.zeros((n, 1), np.int64)
+        reports = [np.zeros((len(c), len(wire.REPORT_FIELDS)), np.float64) for c in self.hosted]
+        reqs = [self.world.Isend(msg, r, TAG_PLAN) for r in range(1, n + 1)]
+        ack_reqs = [self.world.Irecv(acks[r - 1], r, TAG_ACK) for r in range(1, n + 1)]
+        report_reqs = [self.world.Irecv(reports[r - 1], r, TAG_REPORT) for r in range(1, n + 1)]
+        trainers = self._trainer_buckets(plan)
+        for key, groups in self.cohorts:
+            out = np.concatenate([np.asarray(blocks[b], np.float32).ravel() for b in groups])
+            reqs.append(self.cache.get(key).Ibcast(out, root=0))
+        recv: list[tuple[tuple[int, ...], np.ndarray]] = []
+        for key, groups in trainers:
+            buf = np.zeros(sum(self._update_lengths(plan, groups)), UPDATE_DTYPE)
+            recv.append((groups, buf))
+            reqs.append(self.cache.get(key).Ireduce(MPI.IN_PLACE, buf, op=MPI.SUM, root=0))
         try:
-            wait_all(all_reqs, deadline=self.deadline)
+            wait_all(ack_reqs + report_reqs + reqs, deadline=self.deadline)
         except WaitTimeout as e:
-            raise self._timeout(plan.round, [i for i in e.pending if i < self.k],
-                                [i - self.k for i in e.pending if self.k <= i < 2 * self.k]) from None
-        sums = {b: GroupSums.unpack(v, self.sizes[b], bool(plan.plain[b])) for b, v in recv.items()}
-        return RoundExchange(sums, reports)
+            raise self._timeout(plan.round, [i for i in e.pending if i < n],
+                                [i - n for i in e.pending if n <= i < 2 * n]) from None
+        sums = {}
+        for groups, buf in recv:
+            for b, part in zip(groups, split(buf, self._update_lengths(plan, groups)), strict=True):
+                sums[b] = GroupSums.unpack(part, self.sizes[b], bool(plan.plain[b]))
+        table = np.zeros((self.k, len(wire.REPORT_FIELDS)), np.float64)
+        for r in range(n):
+            table[r::n] = reports[r]  # rank r+1 hosts clients r, r+n, ...: one strided copy per rank
+        return RoundExchange(dict(sorted(sums.items())), table)
 
     def _timeout(self, rnd: int, no_ack: list[int], no_report: list[int]) -> RoundTimeout:
         """Name the ranks that stopped answering: first those that never acknowledged the plan
         (only they themselves can be the cause), else those that never reported."""
-        def named(clients: list[int]) -> str:
-            ranks = [c + 1 for c in clients]
+        def named(indices: list[int]) -> str:
+            ranks = [i + 1 for i in indices]
             return ", ".join(f"rank {r} on {self.hosts[r] if r < len(self.hosts) else '?'}" for r in ranks)
 
         if no_ack:
@@ -203,16 +243,24 @@ class MpiServerTransport(_MpiBase, ServerTransport):
             who, what = "every client reported but", "a block exchange did not complete"
         e = RoundTimeout(f"round {rnd}: {who} {what} within the round timeout of {self.timeout_s:.0f} s "
                          "(--round-timeout); the job was ended")
-        e.ranks = [c + 1 for c in (no_ack or no_report)]
+        e.ranks = [i + 1 for i in (no_ack or no_report)]
         return e
 
     def stop(self) -> None:
-        header = wire.plan_header(None, self.k, self.b)
-        wait_all([self.world.Isend(header, c, TAG_HEADER) for c in range(1, self.k + 1)])
+        msg = wire.plan_message(None, self.k, self.b)
+        wait_all([self.world.Isend(msg, r, TAG_PLAN) for r in range(1, self.n_ranks + 1)])
         self.cache.close()
 
 
 class MpiClientTransport(_MpiBase, ClientTransport):
+    """One client rank: the exchange of all the clients it hosts (self.local, in training order)."""
+
+    def __init__(self, ownership: np.ndarray, sizes: tuple[int, ...], comm: MPI.Comm | None = None,
+                 cache_capacity: int = 64) -> None:
+        super().__init__(ownership, sizes, comm, cache_capacity)
+        self.local = self.hosted[self.rank - 1]
+        self.owned = by_rank(ownership, self.n_ranks)[self.rank - 1]
+
     def start(self, me: Handshake) -> np.ndarray | None:
         wait_all([self.world.Igather(encode_handshake(me), None, root=0)])
         status = np.zeros(2, np.int64)
@@ -226,31 +274,35 @@ class MpiClientTransport(_MpiBase, ClientTransport):
         return base
 
     def next_plan(self) -> RoundPlan | None:
-        header = np.zeros(wire.HEADER_LEN, np.int64)
-        wait_all([self.world.Irecv(header, 0, TAG_HEADER)])
-        if header[1]:
+        msg = np.zeros(wire.plan_len(self.k, self.b), np.float64)
+        wait_all([self.world.Irecv(msg, 0, TAG_PLAN)])
+        if wire.is_stop(msg):
             self.cache.close()
             return None
-        body = np.zeros((self.k + 1, 2 * self.b + 2), np.float64)
-        wait_all([self.world.Irecv(body, 0, TAG_BODY)])
-        wait_all([self.world.Isend(header[:1].copy(), 0, TAG_ACK)])
-        plan = wire.decode_plan(header, body)
-        self._keys = self._trainer_keys(plan)
+        wait_all([self.world.Isend(np.array([int(msg[0])], np.int64), 0, TAG_ACK)])
+        plan = wire.decode_plan(msg)
+        self._trainers = self._trainer_buckets(plan)
         return plan
 
     def receive_blocks(self, plan: RoundPlan) -> dict[int, np.ndarray]:
-        me = self.rank - 1
+        """The global value of every group one of this rank's clients owns (views of the received buffers)."""
         out: dict[int, np.ndarray] = {}
         reqs = []
-        for b, key in enumerate(self.cohort_keys):
-            if key is not None and self.ownership[me, b]:
-                out[b] = np.zeros(self.sizes[b], np.float32)
-                reqs.append(self.cache.get(key).Ibcast(out[b], root=0))
+        for key, groups in self.cohorts:
+            if self.owned[groups[0]]:
+                buf = np.zeros(sum(self.sizes[b] for b in groups), np.float32)
+                out.update(zip(groups, split(buf, [self.sizes[b] for b in groups]), strict=True))
+                reqs.append(self.cache.get(key).Ibcast(buf, root=0))
         wait_all(reqs)
         return out
 
     def send(self, plan: RoundPlan, updates: dict[int, np.ndarray], report: np.ndarray) -> None:
-        reqs = [self.cache.get(self._keys[b]).Ireduce(updates[b], None, op=MPI.SUM, root=0)
-                for b in sorted(updates)]
+        """Reduce this rank's summed update buffers (one per group its clients uploaded) and send its
+        clients' reports (float64 [clients here, fields], in training order)."""
+        reqs = []
+        for key, groups in self._trainers:
+            if self.rank in key:
+                buf = updates[groups[0]] if len(groups) == 1 else np.concatenate([updates[b] for b in groups])
+                reqs.append(self.cache.get(key).Ireduce(buf, None, op=MPI.SUM, root=0))
         reqs.append(self.world.Isend(np.ascontiguousarray(report, np.float64), 0, TAG_REPORT))
         wait_all(reqs)

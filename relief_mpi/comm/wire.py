@@ -1,8 +1,9 @@
 """Fixed buffer layouts shared by every transport, so in-process and MPI runs pass the same bytes.
 
-- plan header: int64 [round, stop, K, G]
-- plan body:   float64 [K + 1, 2G + 2]: per client alloc bits, upload coefficients, local steps,
-               deadline (-1 = none); the last row holds the per-group `plain` flags
+- plan:        one float64 message [HEADER_LEN + (K + 1)(2G + 2)]: the header [round, stop, K, G],
+               then the body [K + 1, 2G + 2]: per client alloc bits, upload coefficients, local
+               steps, deadline (-1 = none); the body's last row holds the per-group `plain` flags.
+               The stop message has the same length (stop = 1, body zeros).
 - group:       float32 [size_g]
 - update:      float64 (rounds.update_len; charged as float32 by the link model): w*delta, [delta], w,
                count, w*|delta_p|^2, |delta_p|^2
@@ -18,7 +19,8 @@ import numpy as np
 from relief_mpi.rounds import HEADER_LEN, REPORT_FIELDS, RoundPlan
 
 R = {name: i for i, name in enumerate(REPORT_FIELDS)}
-__all__ = ["HEADER_LEN", "R", "REPORT_FIELDS", "decode_plan", "fixed_utf8", "plan_body", "plan_header", "utf8_text"]
+__all__ = ["HEADER_LEN", "R", "REPORT_FIELDS", "decode_plan", "fixed_utf8", "is_stop", "plan_len", "plan_message",
+           "utf8_text"]
 
 
 def fixed_utf8(text: str, n: int) -> np.ndarray:
@@ -35,25 +37,33 @@ def utf8_text(buf: np.ndarray) -> str:
     return bytes(buf).rstrip(b"\0").decode("utf-8", "replace")
 
 
-def plan_header(plan: RoundPlan | None, k: int, g: int) -> np.ndarray:
+def plan_len(k: int, g: int) -> int:
+    """Float64 values in a plan message (header + body)."""
+    return HEADER_LEN + (k + 1) * (2 * g + 2)
+
+
+def plan_message(plan: RoundPlan | None, k: int, g: int) -> np.ndarray:
+    """The header and the body in one buffer: one message per client rank per round (None: stop)."""
+    msg = np.zeros(plan_len(k, g), np.float64)
+    msg[:HEADER_LEN] = (0, 1, k, g) if plan is None else (plan.round, 0, k, g)
     if plan is None:
-        return np.array([0, 1, k, g], np.int64)
-    return np.array([plan.round, 0, k, g], np.int64)
-
-
-def plan_body(plan: RoundPlan) -> np.ndarray:
-    k, g = plan.alloc.shape
-    body = np.zeros((k + 1, 2 * g + 2), np.float64)
+        return msg
+    body = msg[HEADER_LEN:].reshape(k + 1, 2 * g + 2)
     body[:k, :g] = plan.alloc
     body[:k, g:2 * g] = plan.coef
     body[:k, 2 * g] = plan.steps
     body[:k, 2 * g + 1] = -1.0 if math.isinf(plan.deadline_s) else plan.deadline_s
     body[k, :g] = plan.plain
-    return body
+    return msg
 
 
-def decode_plan(header: np.ndarray, body: np.ndarray) -> RoundPlan:
-    k, g = int(header[2]), int(header[3])
+def is_stop(msg: np.ndarray) -> bool:
+    return bool(msg[1])
+
+
+def decode_plan(msg: np.ndarray) -> RoundPlan:
+    k, g = int(msg[2]), int(msg[3])
+    body = msg[HEADER_LEN:].reshape(k + 1, 2 * g + 2)
     dl = float(body[0, 2 * g + 1])
-    return RoundPlan(int(header[0]), body[:k, :g].astype(np.uint8), body[:k, g:2 * g].copy(),
+    return RoundPlan(int(msg[0]), body[:k, :g].astype(np.uint8), body[:k, g:2 * g].copy(),
                      body[:k, 2 * g].astype(np.int64), math.inf if dl < 0 else dl, body[k, :g].astype(np.uint8))

@@ -91,10 +91,11 @@ class World:
         if flag[0]:
             raise StartupRefused(first, printable=self.rank == 0)
 
-    def config_from_root(self, resolve: Callable[[], R]) -> tuple[RunConfig, R | None]:
-        """Rank 0 resolves the run and sends the config to every rank as JSON bytes; a problem there
-        is one line from rank 0 and StartupRefused everywhere."""
-        head = np.zeros(2, np.int64)
+    def config_from_root(self, resolve: Callable[[], R]) -> tuple[RunConfig, int, R | None]:
+        """Rank 0 resolves the run and sends the config (JSON bytes) and the number of clients (0 =
+        one per client rank) to every rank; a problem there is one line from rank 0 and
+        StartupRefused everywhere."""
+        head = np.zeros(3, np.int64)
         payload = b""
         resolved = None
         if self.rank == 0:
@@ -104,6 +105,7 @@ class World:
                     raise ReliefError(f"the run being resumed had {resolved.world_size} ranks; relaunch with "
                                       f"-n {resolved.world_size} (this job has {self.size})")
                 payload = resolved.config.to_json().encode()
+                head[2] = resolved.n_clients or 0
             except ReliefError as e:
                 head[0], payload = 1, str(e).encode()
             head[1] = len(payload)
@@ -113,7 +115,7 @@ class World:
         text = bytes(buf).decode("utf-8")
         if head[0]:
             raise StartupRefused(text, printable=self.rank == 0)
-        return RunConfig.from_json(text), resolved
+        return RunConfig.from_json(text), int(head[2]), resolved
 
 
 def library_line() -> str:

@@ -156,5 +156,5 @@ def rank_report(profile: DeviceProfile, hosts: Sequence[str], rank: int) -> str:
 
 
 def read_reports(texts: Sequence[str]) -> dict[int, dict]:
-    """Rank 0's view of the gathered records (index = rank): {client rank - 1: settings}."""
-    return {r - 1: json.loads(t) if t else {} for r, t in enumerate(texts) if r > 0}
+    """Rank 0's view of the gathered records (index = rank): {client rank: settings}."""
+    return {r: json.loads(t) if t else {} for r, t in enumerate(texts) if r > 0}
