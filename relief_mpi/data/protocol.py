@@ -3,8 +3,8 @@ device type each subject's client gets, and which modalities are rare.
 
 `paper_data_config(base)` is the DataConfig the published protocol implies: the authors'
 preprocessing, one client per subject, 256-sample windows with stride 50 and a random 20% of
-each client's windows pooled into one test set. That split leaks (see docs/data.md, "Paper
-protocol"); `replace(paper_data_config(cfg), split="time")` or `split="subject"` keeps the rest
+each client's windows pooled into one test set. That split leaks (see docs/data.md, "Three
+test splits"); `replace(paper_data_config(cfg), split="time")` or `split="subject"` keeps the rest
 of the protocol and removes the leak.
 """
 

@@ -3,7 +3,7 @@
 - split "paper": each client's windows are split at random (seeded), a test_fraction share to
   test, and all clients' test windows pooled into one test set, as the authors did. With
   overlapping windows (stride 50 of 256) most test windows share samples with training windows
-  of the same subject: the test score is optimistic (docs/data.md, "Paper protocol").
+  of the same subject: the test score is optimistic (docs/data.md, "Three test splits").
 - split "time": the last test_fraction of every label run is test, and no window crosses a cut
   (windows.index_recordings): leak-free in time, every class on both sides.
 - split "subject": whole subjects are held out (seeded choice); they are not clients, and their
