@@ -189,13 +189,14 @@ def _client_table(fd: FederatedData, devices: list, alpha: float, seed: int) -> 
     nc = len(fd.spec.classes)
     cw = max(4, len(str(max(int(np.bincount(c.y, minlength=nc).max()) for c in fd.clients_train))))
     mw = max(10, *(len(",".join(s) or "(none)") for s in fd.modality_sets))
+    tw = max(6, *(len(d.tier) for d in devices))
     click.echo(f"clients ({fd.n_clients}, alpha {alpha:g}, seed {seed}):")
-    click.echo(f"  {'client':>6} {'rank':>4} {'tier':<6} {'profile':<17} {'modalities':<{mw}} {'train':>6} "
+    click.echo(f"  {'client':>6} {'rank':>4} {'tier':<{tw}} {'profile':<17} {'modalities':<{mw}} {'train':>6} "
                f"{'test':>5} | train windows per class: " + " ".join(f"{i:>{cw}}" for i in range(nc)))
     pad = " " * len(" | train windows per class:")
     for k, d in enumerate(devices):
         mods = ",".join(fd.modality_sets[k]) or "(none)"
-        click.echo(f"  {k:>6} {d.rank:>4} {d.tier:<6} {d.profile.name:<17} {mods:<{mw}} "
+        click.echo(f"  {k:>6} {d.rank:>4} {d.tier:<{tw}} {d.profile.name:<17} {mods:<{mw}} "
                    f"{len(fd.clients_train[k]):>6} {len(fd.clients_test[k]):>5}{pad} "
                    + _hist(fd.clients_train[k].y, nc, cw))
 
