@@ -32,13 +32,12 @@ import numpy as np
 from mpi4py import MPI
 
 from relief_mpi.comm import wire
-from relief_mpi.comm.placement import by_rank, check_fits, clients_of
+from relief_mpi.comm.placement import Bucket, Key, buckets, by_rank, check_fits, clients_of, members, split
 from relief_mpi.comm.transport import ClientTransport, Handshake, RoundExchange, ServerTransport
 from relief_mpi.comm.wait import WaitTimeout, wait_all
 from relief_mpi.rounds import UPDATE_DTYPE, GroupSums, RoundPlan, update_len
 from relief_mpi.stops import RoundTimeout
 
-Key = tuple[int, ...]
 TAG_PLAN, TAG_ACK, TAG_REPORT = 11, 13, 14
 _HS_FIELDS = (("version", 32), ("fingerprint", 32), ("host", 64))
 _HS_LEN = sum(n for _, n in _HS_FIELDS)
@@ -110,29 +109,6 @@ class CommCache:
         if comm is None:
             raise RuntimeError(f"rank {self.rank} is not in communicator {key}")
         return comm
-
-
-def members(column: np.ndarray) -> Key | None:
-    """Server + the client ranks flagged in an [R] column; None if no rank is flagged."""
-    ranks = tuple(int(r) + 1 for r in np.flatnonzero(column))
-    return (0, *ranks) if ranks else None
-
-
-Bucket = tuple[Key, tuple[int, ...]]  # a member set and the groups (in order) that share its collective
-
-
-def buckets(keys: list[Key | None]) -> list[Bucket]:
-    """Groups by member set, in order of first appearance (the same on every rank)."""
-    out: dict[Key, list[int]] = {}
-    for b, key in enumerate(keys):
-        if key is not None:
-            out.setdefault(key, []).append(b)
-    return [(key, tuple(groups)) for key, groups in out.items()]
-
-
-def split(buf: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
-    """Views of consecutive pieces of `buf` (no copy)."""
-    return np.split(buf, np.cumsum(lengths)[:-1]) if len(lengths) > 1 else [buf]
 
 
 class _MpiBase:

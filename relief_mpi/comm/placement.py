@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+Key = tuple[int, ...]  # a communicator's members: world ranks, the server (0) first
+
 
 def host_rank(k: int, n_ranks: int) -> int:
     """The client rank (1..n_ranks) that hosts client k."""
@@ -34,3 +36,26 @@ def check_fits(n_clients: int, n_ranks: int) -> None:
     if n_clients < n_ranks:
         raise ValueError(f"{n_clients} client(s) cannot fill {n_ranks} client ranks: launch with -n {n_clients + 1} "
                          f"or fewer, or give --clients {n_ranks} or more")
+
+
+def members(column: np.ndarray) -> Key | None:
+    """Server + the client ranks flagged in an [R] column; None if no rank is flagged."""
+    ranks = tuple(int(r) + 1 for r in np.flatnonzero(column))
+    return (0, *ranks) if ranks else None
+
+
+Bucket = tuple[Key, tuple[int, ...]]  # a member set and the groups (in order) that share its collective
+
+
+def buckets(keys: list[Key | None]) -> list[Bucket]:
+    """Groups by member set, in order of first appearance (the same on every rank)."""
+    out: dict[Key, list[int]] = {}
+    for b, key in enumerate(keys):
+        if key is not None:
+            out.setdefault(key, []).append(b)
+    return [(key, tuple(groups)) for key, groups in out.items()]
+
+
+def split(buf: np.ndarray, lengths: list[int]) -> list[np.ndarray]:
+    """Views of consecutive pieces of `buf` (no copy)."""
+    return np.split(buf, np.cumsum(lengths)[:-1]) if len(lengths) > 1 else [buf]

@@ -1,0 +1,114 @@
+"""One round's exchange timed two ways in the same job: through the MPI transport, and as the same
+messages through raw blocking mpi4py (`relief-mpi bench --system`, relief_mpi/bench/system.py).
+
+For a block of B bytes (float32) and one group owned by every client (one per client rank):
+
+- ours, round: the transport's whole exchange: the plan (one message per rank), each rank's
+  acknowledgement, the block Ibcast on the cohort communicator, the update Ireduce (float64
+  buffer, rounds.update_len), each rank's report, completed by comm.wait.wait_all;
+- raw, round: the same messages with blocking Send/Recv, Bcast and Reduce on COMM_WORLD (which
+  has the cohort's members);
+- ours, reduce: the update Ireduce + wait_all alone; raw, reduce: a blocking Reduce of it.
+
+Each repetition runs raw then ours back to back after a barrier, so both see the same load.
+ratio = raw time / our time (1: as fast as raw mpi4py; below 1: ours slower).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import numpy as np
+from mpi4py import MPI
+
+from relief_mpi.comm import wire
+from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
+from relief_mpi.comm.transport import Handshake
+from relief_mpi.comm.wait import wait_all
+from relief_mpi.rounds import UPDATE_DTYPE, RoundPlan, update_len
+
+TAG_RAW = 41
+
+
+def _timed_pair(world: MPI.Comm, raw: Callable[[], None], ours: Callable[[], None], reps: int) -> tuple[float, float]:
+    """Median seconds of raw and of ours on rank 0, interleaved, one warm-up each."""
+    raw()
+    ours()
+    t_raw, t_ours = [], []
+    for _ in range(reps):
+        for fn, out in ((raw, t_raw), (ours, t_ours)):
+            world.Barrier()
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return float(np.median(t_raw)), float(np.median(t_ours))
+
+
+def measure(nbytes: int, reps: int, comm: MPI.Comm | None = None) -> dict[str, float]:
+    """Both ways at one block size (collective over `comm`, default COMM_WORLD); figures on rank 0."""
+    world = comm if comm is not None else MPI.COMM_WORLD
+    rank, k = world.Get_rank(), world.Get_size() - 1
+    n = max(1, nbytes // 4)
+    own = np.ones((k, 1), bool)
+    me = Handshake("exchange-bench", "exchange-bench", "")
+    plan = RoundPlan(1, np.ones((k, 1), np.uint8), np.ones((k, 1)), np.ones(k, np.int64), float("inf"),
+                     np.zeros(1, np.uint8))
+    block = np.ones(n, np.float32)
+    update = np.ones(update_len(n, False), UPDATE_DTYPE)
+    report = np.zeros((1, len(wire.REPORT_FIELDS)), np.float64)
+    msg = wire.plan_message(plan, k, 1)
+    ack = np.zeros(1, np.int64)
+    tr: MpiServerTransport | MpiClientTransport
+    if rank == 0:
+        tr = MpiServerTransport(own, (n,), world)
+        tr.start(np.zeros(0, np.float32), me)
+    else:
+        tr = MpiClientTransport(own, (n,), world)
+        tr.start(me)
+    cohort = tr.cache.get(tr.cohorts[0][0])
+    recv = np.zeros_like(update)
+
+    def raw_round() -> None:
+        if rank == 0:
+            for c in range(1, k + 1):
+                world.Send(msg, c, TAG_RAW)
+            for c in range(1, k + 1):
+                world.Recv(ack, c, TAG_RAW)
+            world.Bcast(block, root=0)
+            world.Reduce(MPI.IN_PLACE, recv, op=MPI.SUM, root=0)
+            for c in range(1, k + 1):
+                world.Recv(report, c, TAG_RAW)
+        else:
+            world.Recv(msg, 0, TAG_RAW)
+            world.Send(ack, 0, TAG_RAW)
+            world.Bcast(block, root=0)
+            world.Reduce(update, None, op=MPI.SUM, root=0)
+            world.Send(report, 0, TAG_RAW)
+
+    def our_round() -> None:
+        if isinstance(tr, MpiServerTransport):
+            tr.run_round(plan, [block])
+        else:
+            p = tr.next_plan()
+            assert p is not None
+            tr.receive_blocks(p)
+            tr.send(p, {0: update}, report)
+
+    def raw_reduce() -> None:
+        world.Reduce(MPI.IN_PLACE if rank == 0 else update, recv if rank == 0 else None, op=MPI.SUM, root=0)
+
+    def our_reduce() -> None:
+        wait_all([cohort.Ireduce(MPI.IN_PLACE if rank == 0 else update, recv if rank == 0 else None,
+                                 op=MPI.SUM, root=0)])
+
+    t_raw_r, t_ours_r = _timed_pair(world, raw_reduce, our_reduce, reps)
+    t_raw_b, t_ours_b = _timed_pair(world, raw_round, our_round, reps)
+    if isinstance(tr, MpiServerTransport):
+        tr.stop()
+    else:
+        assert tr.next_plan() is None
+    return {"bytes": nbytes, "reps": reps, "raw_reduce_s": t_raw_r, "ours_reduce_s": t_ours_r,
+            "raw_round_s": t_raw_b, "ours_round_s": t_ours_b,
+            "reduce_ratio": t_raw_r / t_ours_r, "round_ratio": t_raw_b / t_ours_b,
+            "raw_reduce_mbps": nbytes / t_raw_r / 1e6, "ours_reduce_mbps": nbytes / t_ours_r / 1e6}

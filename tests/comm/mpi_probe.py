@@ -1,0 +1,66 @@
+"""Run under mpiexec -n 4 by test_many_clients: 5 clients on 3 client ranks, 4 groups, one round
+of hand-made update buffers through the real MPI transport. Rank 0 prints what it received; every
+rank prints the members of the cohort communicators it belongs to."""
+
+from __future__ import annotations
+
+import numpy as np
+from mpi4py import MPI
+
+from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
+from relief_mpi.comm.transport import Handshake
+from relief_mpi.comm.wire import REPORT_FIELDS, R
+from relief_mpi.rounds import RoundPlan, pack_update
+
+SIZES = (2, 3, 4, 2)
+# clients 0..4; groups: 0 and 3 everyone's, 1 only client 3's, 2 clients 1 and 2's
+OWN = np.array([[1, 0, 0, 1], [1, 0, 1, 1], [1, 0, 1, 1], [1, 1, 0, 1], [1, 0, 0, 1]], bool)
+COEF = OWN.astype(np.float64)
+COEF[4, 0] = 0.0  # client 4 trains group 0 but does not upload it
+
+
+def main() -> None:
+    world = MPI.COMM_WORLD
+    rank = world.Get_rank()
+    me = Handshake("probe", "probe", "host")
+    plan = RoundPlan(1, OWN.astype(np.uint8), COEF, np.ones(5, np.int64), float("inf"), np.zeros(4, np.uint8))
+    if rank == 0:
+        server = MpiServerTransport(OWN, SIZES, world)
+        server.start(np.zeros(0, np.float32), me)
+        ex = server.run_round(plan, [np.full(s, 0.5, np.float32) for s in SIZES])
+        for b, s in sorted(ex.sums.items()):
+            print(f"sum {b}: weighted {s.weighted.tolist()} count {s.count:g}")
+        print("samples " + " ".join(f"{v:g}" for v in ex.reports[:, R['samples']]))
+        members(server)
+        server.stop()
+        return
+    client = MpiClientTransport(OWN, SIZES, world)
+    client.start(me)
+    got = client.next_plan()
+    assert got is not None
+    blocks = client.receive_blocks(got)
+    sums: dict[int, np.ndarray] = {}
+    reports = np.zeros((len(client.local), len(REPORT_FIELDS)))
+    for i, k in enumerate(client.local):
+        reports[i, R["samples"]] = k
+        for b in np.flatnonzero(got.uploads[k]):
+            assert np.all(blocks[b] == 0.5)
+            buf = pack_update(np.full(SIZES[b], k + 1, np.float32), SIZES[b], 1.0, False)
+            sums[b] = sums[b] + buf if b in sums else buf
+    client.send(got, sums, reports)
+    print(f"rank {rank} hosts {client.local} received {sorted(blocks)}")
+    members(client)
+    assert client.next_plan() is None
+
+
+def members(tr: MpiServerTransport | MpiClientTransport) -> None:
+    world_group = tr.world.Get_group()
+    for key, groups in tr.cohorts:
+        if tr.rank in key:
+            comm = tr.cache.get(key)
+            ranks = MPI.Group.Translate_ranks(comm.Get_group(), list(range(comm.Get_size())), world_group)
+            print(f"rank {tr.rank} cohort {list(groups)} members {sorted(ranks)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,127 @@
+"""Several clients per rank: placement and cohorts by hand, the real MPI transport's cohorts and
+per-rank sums on hand-made buffers, and the same seed giving the same numbers with 1, 2 and 4
+clients per rank for every strategy (in-process, and under mpiexec for two)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from relief_mpi.comm.placement import buckets, by_rank, clients_of, host_rank, members
+from relief_mpi.config import RunConfig
+from relief_mpi.log.hdf5 import RunLog, read_log
+from relief_mpi.run import run_inprocess
+from relief_mpi.strategy.registry import strategy_classes
+from tests.helpers import REPO, mpi_command, mpi_env, run_mpi
+
+ROUND_FIELDS = ("accuracy", "macro_f1", "rare_f1", "own_macro_f1", "train_loss", "bytes_up", "bytes_down",
+                "virtual_time_s", "energy_j", "rejected")
+CLIENT_FIELDS = ("loss", "samples", "steps", "bytes_up", "bytes_down", "busy_s", "flops")
+TINY = ["--rounds", "2", "--eval-every", "2", "--downsample", "2", "--local-epochs", "1", "--local-steps", "1",
+        "--batch-size", "64", "--encoder-channels", "4,8", "--seed", "5", "--quiet"]
+
+
+def tiny_config(strategy: str) -> RunConfig:
+    model: dict[str, object] = {"encoder_channels": [4, 8]}
+    if strategy == "b-block":
+        model["b_mode"] = "block"
+    if strategy == "heterofl":
+        model = {"model": "small"}
+    return RunConfig.from_dict({"rounds": 2, "seed": 5, "eval_every": 2, "data": {"downsample": 2}, "model": model,
+                                "strategy": {"name": strategy, "local_steps": 1, "local_epochs": 1, "batch_size": 64}})
+
+
+def assert_same(a: RunLog, b: RunLog) -> None:
+    for f in ROUND_FIELDS:
+        np.testing.assert_array_equal(a.rounds[f], b.rounds[f], err_msg=f)
+    for f in CLIENT_FIELDS:
+        np.testing.assert_array_equal(a.clients[f], b.clients[f], err_msg=f)
+    np.testing.assert_array_equal(a.divergence, b.divergence)
+    np.testing.assert_array_equal(a.alloc, b.alloc)
+
+
+def test_placement_and_cohorts_by_hand() -> None:
+    # 7 clients on 3 client ranks, round robin
+    assert [host_rank(k, 3) for k in range(7)] == [1, 2, 3, 1, 2, 3, 1]
+    assert [clients_of(r, 7, 3) for r in (1, 2, 3)] == [[0, 3, 6], [1, 4], [2, 5]]
+    own = np.zeros((7, 3), bool)
+    own[:, 0] = True  # everyone's
+    own[[3, 6], 1] = True  # only rank 1's clients
+    own[[4, 5], 2] = True  # clients on ranks 2 and 3
+    ranks = by_rank(own, 3)
+    np.testing.assert_array_equal(ranks, [[1, 1, 0], [1, 0, 1], [1, 0, 1]])
+    keys = [members(ranks[:, b]) for b in range(3)]
+    assert keys == [(0, 1, 2, 3), (0, 1), (0, 2, 3)]
+    assert members(np.zeros(3, bool)) is None
+    own[:, 2] = True  # group 2 now shares group 0's members: one collective for both
+    assert buckets([members(c) for c in by_rank(own, 3).T]) == [((0, 1, 2, 3), (0, 2)), ((0, 1), (1,))]
+
+
+@pytest.mark.mpi
+def test_cohort_communicators_and_per_rank_sums_through_mpi() -> None:
+    """5 clients on 3 client ranks (tests/comm/mpi_probe.py): each cohort communicator holds the
+    server and exactly the ranks hosting an owner, groups with one member set share it, and the
+    server receives the sum over every uploader although ranks 1 and 2 host two clients each."""
+    cmd = mpi_command(4, [])
+    cmd = cmd[:cmd.index(sys.executable) + 1] + ["-m", "tests.comm.mpi_probe"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, env=mpi_env())
+    assert res.returncode == 0, res.stderr
+    lines = set(res.stdout.splitlines())
+    for rank in (0, 1, 2, 3):
+        assert f"rank {rank} cohort [0, 3] members [0, 1, 2, 3]" in lines
+    for rank in (0, 1):
+        assert f"rank {rank} cohort [1] members [0, 1]" in lines
+    for rank in (0, 2, 3):
+        assert f"rank {rank} cohort [2] members [0, 2, 3]" in lines
+    assert not any(f"rank {r} cohort [1]" in ln for r in (2, 3) for ln in lines)
+    assert not any("rank 1 cohort [2]" in ln for ln in lines)
+    assert {"rank 1 hosts [0, 3] received [0, 1, 3]", "rank 2 hosts [1, 4] received [0, 2, 3]",
+            "rank 3 hosts [2] received [0, 2, 3]"} <= lines
+    # client k uploads k+1 everywhere; client 4 trains group 0 without uploading it
+    assert "sum 0: weighted [10.0, 10.0] count 4" in lines  # clients 0..3
+    assert "sum 1: weighted [4.0, 4.0, 4.0] count 1" in lines  # client 3
+    assert "sum 2: weighted [5.0, 5.0, 5.0, 5.0] count 2" in lines  # clients 1 and 2
+    assert "sum 3: weighted [15.0, 15.0] count 5" in lines  # everyone
+    assert "samples 0 1 2 3 4" in lines  # reports land in client order
+
+
+@pytest.mark.parametrize("strategy", sorted(strategy_classes()))
+def test_same_numbers_with_1_2_4_clients_per_rank(tmp_path: Path, strategy: str) -> None:
+    cfg = tiny_config(strategy)
+    logs = []
+    for n_ranks in (4, 2, 1):  # 4 clients: 1, 2 and 4 per rank
+        run_inprocess(cfg, 4, tmp_path / f"{n_ranks}.h5", n_ranks=n_ranks)
+        logs.append(read_log(tmp_path / f"{n_ranks}.h5"))
+    assert logs[0].alloc.sum() > 0
+    for other in logs[1:]:
+        assert_same(logs[0], other)
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize(("strategy", "ranks"), [("relief", 3), ("relief", 2), ("fedavg", 3)])
+def test_mpi_with_several_clients_per_rank_matches_inprocess(tmp_path: Path, strategy: str, ranks: int) -> None:
+    res = run_mpi(ranks, ["train", "--strategy", strategy, "--clients", "4", *TINY, "--out", str(tmp_path / "m.h5")],
+                  timeout=300)
+    assert res.returncode == 0, res.stderr
+    run_inprocess(tiny_config(strategy), 4, tmp_path / "ip.h5")
+    log = read_log(tmp_path / "m.h5")
+    assert_same(log, read_log(tmp_path / "ip.h5"))
+    assert log.attrs["world_size"] == ranks and log.clients["loss"].shape[1] == 4
+
+
+@pytest.mark.mpi
+@pytest.mark.parametrize(("args", "words"), [
+    (["--clients", "4", "--clock", "real"], "--clock real emulates concurrent devices in real time and needs one "
+                                             "client per rank, got --clients 4 on 2 client ranks"),
+    (["--clients", "1"], "--clients 1 is fewer than the job's 2 client ranks"),
+])
+def test_clients_that_do_not_fit_the_ranks_are_one_line(tmp_path: Path, args: list[str], words: str) -> None:
+    res = run_mpi(3, ["train", *args, "--rounds", "1", "--quiet", "--out", str(tmp_path / "x.h5")], timeout=120)
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], res.stderr
+    assert not (tmp_path / "x.h5").exists()
