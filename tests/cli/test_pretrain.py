@@ -9,12 +9,14 @@ import torch
 
 from relief_mpi.checkpoint import checkpoint_path, load_checkpoint
 from relief_mpi.log.hdf5 import read_log
-from tests.helpers import run_cli
+from tests.helpers import FAST, run_cli
+
+NARROW = ["--encoder-channels", "8,16"]
 
 
 def test_pretrain_then_lora_run_keeps_the_base_frozen(tmp_path: Path) -> None:
     base = tmp_path / "base.pt"
-    res = run_cli(["pretrain", "--out", str(base), "--pretrain-epochs", "2"])
+    res = run_cli(["pretrain", "--out", str(base), "--pretrain-epochs", "2", *NARROW])
     assert res.returncode == 0, res.stderr
     assert "(adam, lr 0.001, 2 epochs): loss" in res.stdout
     ck = torch.load(base, weights_only=True)
@@ -22,20 +24,20 @@ def test_pretrain_then_lora_run_keeps_the_base_frozen(tmp_path: Path) -> None:
     assert any(k.startswith("encoders.0.") for k in ck["state"])
     log = tmp_path / "lora.h5"
     res = run_cli(["train", "--transport", "inprocess", "--clients", "3", "--mode", "lora", "--base", str(base),
-                   "--strategy", "relief", "--rounds", "2", "--local-epochs", "1", "--quiet", "--out", str(log)])
+                   "--strategy", "relief", "--rounds", "2", *FAST, "--quiet", "--out", str(log)])
     assert res.returncode == 0, res.stderr
     run = read_log(log)
     sizes = [int(s) for s in json.loads(run.attrs["block_sizes"])]
-    assert sizes[:4] == [8 * 128] * 4  # LoRA groups A.m: rho x 128 each
+    assert sizes[:4] == [8 * 16] * 4  # LoRA groups A.m: rho x the encoder's last stage width each
     assert np.all(np.isfinite(run.rounds["macro_f1"]))
 
 
 def test_base_for_another_dataset_is_refused(tmp_path: Path) -> None:
     base = tmp_path / "base.pt"
-    res = run_cli(["pretrain", "--out", str(base), "--pretrain-epochs", "1", "--modality-by", "position"])
+    res = run_cli(["pretrain", "--out", str(base), "--pretrain-epochs", "1", "--modality-by", "position", *NARROW])
     assert res.returncode == 0, res.stderr
     res = run_cli(["train", "--transport", "inprocess", "--mode", "lora", "--base", str(base), "--rounds", "1",
-                   "--out", str(tmp_path / "x.h5")])
+                   *FAST, "--out", str(tmp_path / "x.h5")])
     assert res.returncode == 2 and "made for modalities" in res.stderr
 
 

@@ -6,13 +6,13 @@ import numpy as np
 import pytest
 
 from relief_mpi.log.hdf5 import read_log
-from tests.helpers import run_cli, run_mpi
+from tests.helpers import FAST, run_cli, run_mpi
 
 
 @pytest.mark.mpi
 def test_mpirun_5_train_3_rounds(tmp_path: Path) -> None:
     out = tmp_path / "r.h5"
-    res = run_mpi(5, ["train", "--rounds", "3", "--out", str(out)], timeout=300)
+    res = run_mpi(5, ["train", "--rounds", "3", *FAST, "--out", str(out)], timeout=300)
     assert res.returncode == 0, res.stderr
     lines = [line for line in res.stdout.splitlines() if line.startswith("round ")]
     assert len(lines) == 3, "only rank 0 prints, one line per round"
@@ -45,7 +45,7 @@ def test_bad_option_printed_once_under_mpi(tmp_path: Path) -> None:
 def test_existing_out_is_refused_and_kept(tmp_path: Path) -> None:
     out = tmp_path / "keep.h5"
     out.write_bytes(b"precious")
-    res = run_mpi(3, ["train", "--rounds", "1", "--out", str(out)], timeout=120)
+    res = run_mpi(3, ["train", "--rounds", "1", *FAST, "--out", str(out)], timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: --out {out} exists; pass --overwrite to replace it (or pick another path)"
     assert out.read_bytes() == b"precious"
@@ -63,7 +63,7 @@ def test_help_explains_every_option() -> None:
 
 def test_inprocess_run_and_report(tmp_path: Path) -> None:
     out = tmp_path / "ip.h5"
-    res = run_cli(["train", "--transport", "inprocess", "--clients", "3", "--rounds", "2", "--local-steps", "2",
+    res = run_cli(["train", "--transport", "inprocess", "--clients", "3", "--rounds", "2", *FAST,
                    "--strategy", "relief", "--out", str(out)])
     assert res.returncode == 0, res.stderr
     rep = run_cli(["report", str(out), "--out-dir", str(tmp_path / "plots")])
@@ -76,14 +76,14 @@ def test_inprocess_run_and_report(tmp_path: Path) -> None:
 @pytest.mark.mpi
 def test_out_that_cannot_be_written_is_one_line_before_any_round_under_mpi(tmp_path: Path) -> None:
     out = "/proc/relief-mpi-test/r.h5"
-    res = run_mpi(3, ["train", "--rounds", "1", "--out", out], timeout=120)
+    res = run_mpi(3, ["train", "--rounds", "1", *FAST, "--out", out], timeout=120)
     assert res.returncode == 2, res.stderr
     lines = [x for x in res.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: --out {out}: cannot write there"), res.stderr
     assert "round" not in res.stdout
 
 
-QUICK = ["train", "--transport", "inprocess", "--clients", "3", "--local-epochs", "1"]
+QUICK = ["train", "--transport", "inprocess", "--clients", "3", *FAST]
 SAME = ("round", "virtual_time_s", "virtual_elapsed_s", "accuracy", "macro_f1", "rare_f1", "bytes_up", "bytes_down",
         "energy_j", "train_loss", "rejected")
 
