@@ -185,6 +185,35 @@ def pair(run: PaperRun, base: PaperRun) -> dict[str, float]:
     return out
 
 
+# Paired ratios and the targets they need both runs to reach: (run's Reach, reference's Reach) attribute.
+PAIR_REACH = {"speedup_analytic": "target", "energy_reduction_analytic": "target", "speedup_emulated": "target",
+              "energy_reduction_emulated": "target", "speedup_analytic_ours": "ours", "speedup_emulated_ours": "ours"}
+
+
+def pair_reasons(run: PaperRun, base: PaperRun | None, reference: str) -> dict[str, str]:
+    """Why a paired ratio is undefined on this seed: the run, or its reference, never reached the target."""
+    out = {}
+    for key, which in PAIR_REACH.items():
+        if not getattr(run, which).reached:
+            out[key] = "not reached"
+        elif base is None:
+            out[key] = f"n/a (no {reference})"
+        elif not getattr(base, which).reached:
+            out[key] = f"n/a ({reference} not reached)"
+    return out
+
+
+@dataclass
+class PStat(Stat):
+    """A Stat that knows why it has no value (shown instead of a number)."""
+
+    why: str = ""
+
+
+def _stat(values: list[float], reasons: list[str]) -> PStat:
+    return PStat(values, "; ".join(dict.fromkeys(r for r in reasons if r)))
+
+
 @dataclass
 class Row:
     """One bench row (label) over seeds."""
@@ -268,9 +297,13 @@ def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None
     for label in order:
         mine = sorted((r for _, r in runs if r.label == label), key=lambda x: x.seed)
         st: dict[str, list[float]] = {k: [] for k in ROW_METRICS}
+        why: dict[str, list[str]] = {k: [] for k in ROW_METRICS}
         for r in mine:
-            ref = by_key.get((_reference_of(label, baseline), r.seed))
+            ref_label = _reference_of(label, baseline)
+            ref = by_key.get((ref_label, r.seed))
             p = pair(r, ref) if ref is not None else {}
+            for k, reason in pair_reasons(r, ref, ref_label).items():
+                why[k].append(reason)
             vals = {"speedup_analytic": p.get("speedup_analytic", NAN),
                     "energy_reduction_analytic": p.get("energy_reduction_analytic", NAN),
                     "rare_modality_f1": r.rare_modality_f1, "rare_gain_pp": p.get("rare_gain_pp", NAN),
@@ -285,7 +318,7 @@ def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None
                     "tta_analytic_energy_j": r.target.analytic_energy_j}
             for k in ROW_METRICS:
                 st[k].append(vals[k])
-        rows.append(Row(label, mine, {k: Stat(v) for k, v in st.items()}))
+        rows.append(Row(label, mine, {k: _stat(v, why[k]) for k, v in st.items()}))
     first = logs[0][0] if logs else None
     out = PaperSummary(rows, target, source, critical, list(first.class_names) if first else [],
                        list(first.tier_names) if first else [], threshold)
@@ -310,10 +343,14 @@ def compare(by_key: dict[tuple[str, int], PaperRun], label: str, reference: str,
     if not seeds:
         return None
     vals: dict[str, list[float]] = {}
+    why: dict[str, list[str]] = {}
     for s in seeds:
-        for k, v in pair(by_key[(label, s)], by_key[(reference, s)]).items():
+        run, base = by_key[(label, s)], by_key[(reference, s)]
+        for k, v in pair(run, base).items():
             vals.setdefault(k, []).append(v)
-    return Comparison(title, label, reference, {k: Stat(v) for k, v in vals.items()}, len(seeds))
+        for k, reason in pair_reasons(run, base, reference).items():
+            why.setdefault(k, []).append(reason)
+    return Comparison(title, label, reference, {k: _stat(v, why.get(k, [])) for k, v in vals.items()}, len(seeds))
 
 
 ROW_METRICS: dict[str, tuple[str, str]] = {
@@ -346,7 +383,8 @@ def _fmt(x: float, spec: str) -> str:
 
 def cell(stat: Stat, spec: str, reach_like: bool = False, with_max: bool = False) -> str:
     if stat.count == 0:
-        return "not reached" if reach_like else "n/a"
+        why = getattr(stat, "why", "")
+        return why or ("not reached" if reach_like else "n/a")
     s = _fmt(stat.mean, spec)
     if stat.count > 1:
         s += f" ± {_fmt(stat.std, spec.lstrip('+'))}"

@@ -121,3 +121,13 @@ def test_write_outputs_of_a_paper_bench(tmp_path):
     data = json.loads((tmp_path / "paper.json").read_text())
     assert data["critical"] == {"0": ["b", "c"]}
     assert data["rows"]["relief"]["speedup_analytic"]["mean"] == pytest.approx(6.0)
+
+
+def test_a_ratio_says_which_run_did_not_reach_the_target(tmp_path):
+    extra = [write_paper_log(tmp_path / "cohort-fedavg-seed0.h5", "cohort-fedavg", 0, [0.5, 0.97, 0.97, 0.97],
+                             [0.9, 0.9, 0.9])]
+    s = pp.summarize(_logs(tmp_path, extra), target_f1=0.96)  # only cohort-fedavg reaches 0.96
+    md = pp.markdown(s)
+    row = next(line for line in md.splitlines() if line.startswith("| cohort-fedavg | 1 |"))
+    assert "n/a (fedavg not reached)" in row and "| 1 |" in row  # its own TTA: published round 1
+    assert next(line for line in md.splitlines() if line.startswith("| relief | 1 |")).count("not reached") >= 2
