@@ -427,6 +427,15 @@ def _check(plan: BenchPlan) -> str:
     return ""
 
 
+def _planned_order(out_dir: Path) -> tuple[str, ...] | None:
+    """The rows in the order the bench in out_dir ran them (its bench.json), for --summary-only."""
+    try:
+        rows = json.loads((Path(out_dir) / "bench.json").read_text()).get("rows") or []
+        return tuple(str(r["label"]) for r in rows) or None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _loadavg() -> tuple[float, ...]:
     try:
         import os
@@ -448,7 +457,7 @@ def write_outputs(out_dir: Path, target_f1: float | None, order: tuple[str, ...]
     paths = sm.run_logs(out_dir) if paths is None else paths
     if not paths:
         raise ReliefError(f"{out_dir}: no bench logs (<strategy>-seed<k>.h5) to summarise")
-    logs = sm.load_logs(paths, order)
+    logs = sm.load_logs(paths, order or _planned_order(out_dir))
     published = any(log.config["data"].get("protocol") == "paper" for log, _ in logs)
     summary = sm.summarize(logs, None if published else target_f1)
     summary.meta = {**sm.meta_from_logs(logs), **(extra or {})}
