@@ -100,7 +100,8 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
         raise ReliefError(f"--resume {path}: the checkpoint {checkpoint_path(path).name} belongs to another config "
                           f"(differs in {', '.join(diff)}); refusing to mix them")
     given_cfg = flatten(build_config(kw).to_dict())
-    flat = flatten(saved)
+    # A log written before a setting existed ran with that setting's default.
+    flat = flatten(RunConfig.from_dict(saved).to_dict())
     changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] != "rounds"
                      and given_cfg[PARAM_KEYS[p]] != flat[PARAM_KEYS[p]])
     if changed:
