@@ -125,7 +125,7 @@ STYLES = ["-", "--", "-.", ":"]
 MARKERS = ["o", "s", "^", "v", "D", "x", "+", "*"]
 # Rows whose allocation varies (budgets), in the order the allocation figure shows them.
 ALLOCATION_ROWS = ("relief", "relief+tstar", "relief+all", "relief+flops", "ablation-v2", "ablation-v3",
-                   "fixed-order", "relief-acc")
+                   "fixed-order")
 BUDGET_NAMES = {"relief": "published budget", "relief+tstar": "corrected budget: T* bracket contains T_o",
                 "relief+all": "every correction", "relief+flops": "FLOP cost model"}
 
@@ -150,6 +150,7 @@ def write_paper_figures(logs: Sequence[tuple[RunLog, str]], summary: PaperSummar
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     out_dir = Path(out_dir)
     groups = _by_strategy(logs)
@@ -177,6 +178,9 @@ def write_paper_figures(logs: Sequence[tuple[RunLog, str]], summary: PaperSummar
         ax.grid(alpha=0.3)
         if key is not None and all(len(log.rounds) and log.rounds[key][0] > 0 for log, _ in logs):
             ax.set_xscale("log")  # RELIEF's rounds can be 10x shorter than FedAvg's
+            ax.xaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+            ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.xaxis.set_minor_formatter(NullFormatter())
     axes[0].set_title("as published: vs analytic time")
     axes[1].set_title("ours: vs emulated time")
     axes[2].set_title("vs round (mean, min..max over seeds)")
