@@ -96,6 +96,19 @@ def load_raw(cfg: DataConfig, seed: int, use_cache: bool = True) -> RawDataset:
     return mod.load(path, cfg)
 
 
+def sensor_names() -> tuple[str, ...]:
+    """Every modality name a dataset of ours can have (sensor types and body positions): a fleet's
+    sensor outside these is a typo, not a sensor some other dataset lacks."""
+    from relief_mpi.data import mhealth, pamap2, spar
+
+    names: list[str] = []
+    for orders in (synthetic.TYPE_ORDER, synthetic.POSITION_ORDER, mhealth.TYPE_ORDER, mhealth.POSITION_ORDER,
+                   pamap2.TYPE_ORDER, pamap2.PAPER_TYPE_ORDER, pamap2.POSITION_ORDER, spar.TYPE_ORDER,
+                   spar.POSITION_ORDER):
+        names += [n for n in orders if n not in names]
+    return tuple(names)
+
+
 def modality_set_for(wanted: Sequence[str] | None, available: Sequence[str]) -> tuple[str, ...]:
     """A tier's sensors intersected with the dataset's modalities (None = all)."""
     if wanted is None:

@@ -85,6 +85,14 @@ def load_fleet(path: str | Path | None) -> list[Tier]:
         sensors = t.get("sensors", "all")
         if sensors != "all" and not (isinstance(sensors, list) and all(isinstance(s, str) for s in sensors)):
             raise ReliefError(f"fleet file {p}: tier {name!r}: sensors must be \"all\" or a list of names")
+        if sensors != "all":
+            from relief_mpi.data.registry import sensor_names
+
+            known = sensor_names()
+            typos = [x for x in sensors if x not in known]
+            if typos:
+                raise ReliefError(f"fleet file {p}: tier {name!r}: unknown sensor {typos[0]!r} "
+                                  f"(known: {', '.join(known)})")
         ranks = t.get("ranks", [])
         if not isinstance(ranks, list) or not all(isinstance(r, int) and r >= 1 for r in ranks):
             raise ReliefError(f"fleet file {p}: tier {name!r}: ranks must be a list of client ranks >= 1")

@@ -91,6 +91,13 @@ def parse_profile(path: Path) -> DeviceProfile:
     sensors = d.get("sensors", "all")
     if sensors != "all" and not (isinstance(sensors, list) and all(isinstance(s, str) for s in sensors)):
         raise ReliefError(f"device profile {path}: sensors must be \"all\" or a list of names")
+    if sensors != "all":
+        from relief_mpi.data.registry import sensor_names
+
+        typos = [x for x in sensors if x not in sensor_names()]
+        if typos:
+            raise ReliefError(f"device profile {path}: unknown sensor {typos[0]!r} "
+                              f"(known: {', '.join(sensor_names())})")
     compute = str(d.get("compute", "native" if math.isinf(flops) else "cpu"))
     if compute not in _COMPUTE:
         raise ReliefError(f"device profile {path}: compute must be one of {', '.join(_COMPUTE)}, got {compute!r}")

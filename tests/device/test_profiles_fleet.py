@@ -74,6 +74,7 @@ GOOD = ("flops = 1e9\nthreads = 1\nmemory_mb = 100\np_busy_w = 2\np_idle_w = 1\n
     (GOOD + "compute = \"tpu\"\n", "compute"),
     ("flops = [", "not valid TOML"),
     (GOOD.replace("p_idle_w = 1\n", ""), "missing field"),
+    (GOOD + "sensors = [\"acc\", \"gyr\"]\n", "unknown sensor 'gyr'"),
 ])
 def test_bad_profiles(tmp_path: Path, text: str, needle: str) -> None:
     with pytest.raises(ReliefError, match=needle):
@@ -134,6 +135,8 @@ BAD_FLEETS = {
     "bad toml": ('[[tier]\nprofile = "x"\n', "not valid TOML"),
     "typo": ('[[tier]]\nprofile = "raspberry-pi-4"\nfracton = 1.0\n', "unknown key(s) fracton"),
     "no ranks left": ('[[tier]]\nprofile = "raspberry-pi-4"\nranks = [1]\n', "match no tier"),
+    "sensor typo": ('[[tier]]\nprofile = "raspberry-pi-4"\nsensors = ["acc", "gyr"]\nfraction = 1.0\n',
+                    "tier 'tier1': unknown sensor 'gyr' (known: acc, gyro,"),
 }
 
 
