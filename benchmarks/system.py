@@ -1,15 +1,18 @@
 #!/usr/bin/env python
-"""Emulator performance on one host: framework overhead per round at 5, 9 and 17 ranks, block
-exchange throughput (ours vs raw mpi4py) and peak memory per rank.
+"""Emulator performance on one host: framework overhead per round at 5, 9 and 17 ranks, clients
+per rank, peak memory per rank, and the round exchange (1 KB up) against raw mpi4py side by side.
 
-Each figure comes from `mpiexec -n N relief-mpi bench --system` (see relief_mpi/bench/system.py
-for the definitions); this script launches those jobs, each with a timeout, and prints a table.
+Each figure comes from one MPI job that runs relief_mpi.bench.system.run_system, the code behind
+`relief-mpi bench --system` (see there for the definitions); this script launches those jobs,
+each with a timeout, and prints a table. It runs the jobs itself (`--job`, under mpiexec) so that
+it can pass --clients: several clients per rank.
 
-    python benchmarks/system.py                       # 5, 9, 17 ranks; sweep 1 KB..64 MB at 5 ranks
-    python benchmarks/system.py --ranks 5,9 --max-mb 16 --rounds 4 --local-steps 2
+    python benchmarks/system.py                                  # 5, 9, 17 ranks, 10 local steps
+    python benchmarks/system.py --ranks 17 --local-steps 10 --max-mb 0
+    python benchmarks/system.py --ranks 5 --clients 64 --max-mb 0  # 16 clients per rank
 
-Keep rounds and steps small on a small host: 17 ranks on 2 cores are slow. Nothing here asserts a
-speed; the numbers are printed (and saved as JSON with --json-dir) for the docs and the notes.
+Nothing here asserts a speed; the numbers are printed (and saved as JSON with --json-dir). The
+load average of the host is printed next to each job: on a shared host the figures are noisy.
 """
 
 from __future__ import annotations
@@ -32,67 +35,89 @@ def mpiexec() -> str:
     return exe
 
 
-def launch(n: int, args: list[str], timeout: float) -> int:
+def launch_cmd(n: int, relief_args: list[str], script: list[str] | None = None) -> list[str]:
+    """mpiexec -n N python (-m relief_mpi | SCRIPT) ARGS, with Open MPI's oversubscription flags."""
     exe = mpiexec()
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
     extra = ["--oversubscribe", "--bind-to", "none"] if ("Open MPI" in out or "OpenRTE" in out) else []
-    cmd = [exe, *extra, "-n", str(n), sys.executable, "-m", "relief_mpi", "bench", "--system", *args]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    print("$ " + " ".join(cmd[:1] + cmd[1 + len(extra):]), flush=True)
-    try:
-        return subprocess.run(cmd, timeout=timeout, env=env).returncode
-    except subprocess.TimeoutExpired:
-        print(f"!! {n} ranks: no result within {timeout:.0f} s (killed)", flush=True)
-        return -1
+    return [exe, *extra, "-n", str(n), sys.executable, *(script or ["-m", "relief_mpi"]), *relief_args]
+
+
+def job(argv: list[str]) -> None:
+    """One MPI job (every rank): the training job's options are `relief-mpi train`'s."""
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--max-mb", type=int, default=0)
+    ap.add_argument("--json-out", default=None)
+    ap.add_argument("--clients", type=int, default=None)
+    a, train_args = ap.parse_known_args(argv)
+    from relief_mpi.bench.system import run_system
+    from relief_mpi.cli.options import build_config
+    from relief_mpi.cli.train import train
+
+    cfg = build_config(train.make_context("train", train_args).params)
+    run_system(cfg, a.max_mb, Path(a.json_out) if a.json_out else None, lambda line: print(line, flush=True),
+               a.clients)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--ranks", default="5,9,17", help="world sizes for the overhead figure")
+    ap.add_argument("--clients", type=int, default=None, help="clients per job (default: one per client rank)")
     ap.add_argument("--rounds", type=int, default=4)
-    ap.add_argument("--local-steps", type=int, default=2)
-    ap.add_argument("--strategy", default="fedavg")
-    ap.add_argument("--max-mb", type=int, default=64, help="throughput sweep up to this size (MB)")
-    ap.add_argument("--sweep-ranks", type=int, default=5, help="world size of the throughput sweep")
-    ap.add_argument("--timeout", type=float, default=600, help="seconds per mpiexec")
+    ap.add_argument("--local-steps", type=int, default=10)
+    ap.add_argument("--strategy", default="fedavg-sgd", help="fedavg-sgd: our SGD FedAvg, runs --local-steps")
+    ap.add_argument("--max-mb", type=int, default=1, help="exchange sweep from 1 KB up to this size (MB); 0 = none")
+    ap.add_argument("--sweep-ranks", type=int, default=5, help="world size of the exchange sweep")
+    ap.add_argument("--timeout", type=float, default=1200, help="seconds per mpiexec")
     ap.add_argument("--json-dir", default=None, help="keep the per-job JSON here")
+    ap.add_argument("train_args", nargs="*", help="more `relief-mpi train` options, after --")
     a = ap.parse_args()
     jdir = Path(a.json_dir) if a.json_dir else Path(tempfile.mkdtemp(prefix="relief-system-"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     results = {}
     for n in [int(x) for x in a.ranks.split(",")]:
         path = jdir / f"system-{n}.json"
-        args = ["--rounds", str(a.rounds), "--local-steps", str(a.local_steps), "--strategies", a.strategy,
-                "--max-mb", str(a.max_mb if n == a.sweep_ranks else 0), "--json-out", str(path)]
-        if launch(n, args, a.timeout) == 0 and path.exists():
-            results[n] = json.loads(path.read_text())
+        args = ["--rounds", str(a.rounds), "--local-steps", str(a.local_steps), "--strategy", a.strategy,
+                "--max-mb", str(a.max_mb if n == a.sweep_ranks else 0), "--json-out", str(path), *a.train_args]
+        if a.clients:
+            args += ["--clients", str(a.clients)]
+        cmd = launch_cmd(n, ["--job", *args], [str(Path(__file__).resolve())])
+        print(f"$ {' '.join(cmd)}   (load average {os.getloadavg()[0]:.1f})", flush=True)
+        try:
+            if subprocess.run(cmd, timeout=a.timeout, env=env).returncode == 0 and path.exists():
+                results[n] = json.loads(path.read_text())
+        except subprocess.TimeoutExpired:
+            print(f"!! {n} ranks: no result within {a.timeout:.0f} s (killed)", flush=True)
     print()
-    print(f"framework overhead per round ({a.strategy}, {a.rounds} rounds x {a.local_steps} local steps, "
-          "clock virtual; median of rounds 2..R)")
-    print(f"{'ranks':>5} {'cores':>5} {'round wall s':>12} {'slowest client s':>16} {'overhead s':>10} "
-          f"{'fraction':>8} {'1st round s':>11} {'peak RSS/rank MB (min..max)':>28}")
+    print(f"framework overhead per round ({a.strategy}, {a.rounds} rounds x {a.local_steps} local steps, clock "
+          "virtual; median of rounds 2..R); busiest = the client rank whose clients' compute adds up to most")
+    print(f"{'ranks':>5} {'clients':>7} {'per rank':>8} {'round wall s':>12} {'busiest s':>9} {'overhead s':>10} "
+          f"{'fraction':>8} {'peak RSS/rank MB':>16} {'load':>9}")
     for n, r in results.items():
         ov, rss = r["overhead"], r["peak_rss_train_mb"]
-        print(f"{n:>5} {ov['cores']:>5} {ov['round_wall_s']:>12.3f} {ov['slowest_compute_s']:>16.3f} "
-              f"{ov['overhead_s']:>10.3f} {ov['overhead_frac']:>8.1%} {ov['first_round_wall_s']:>11.3f} "
-              f"{min(rss):>13.0f}..{max(rss):.0f}")
+        cpr = ov["clients_per_rank"]
+        print(f"{n:>5} {ov['clients']:>7} {min(cpr):>3}..{max(cpr):<4} {ov['round_wall_s']:>12.3f} "
+              f"{ov['busiest_rank_compute_s']:>9.3f} {ov['overhead_s']:>10.3f} {ov['overhead_frac']:>8.1%} "
+              f"{min(rss):>8.0f}..{max(rss):<6.0f} {r['load_avg_start'][0]:>4.1f}-{r['load_avg_end'][0]:<4.1f}")
     sweep = results.get(a.sweep_ranks, {}).get("throughput")
     if sweep:
         print()
-        print(f"block exchange at {a.sweep_ranks} ranks: median ms per operation; ratio = raw time / our time "
-              "(<1: ours slower)")
-        print(f"{'size':>8} {'raw Reduce':>10} {'our Ireduce':>11} {'ratio':>6} {'raw Bcast+Reduce':>16} "
-              f"{'our round':>9} {'ratio':>6} {'our MB/s':>9}")
+        print(f"round exchange at {a.sweep_ranks} ranks, ours vs the same messages through raw blocking mpi4py, "
+              "interleaved: median ms; ratio = raw / ours (1 = as fast as raw)")
+        print(f"{'size':>8} {'raw Reduce':>10} {'our Ireduce':>11} {'ratio':>6} {'raw round':>10} {'our round':>10} "
+              f"{'ratio':>6}")
         for row in sweep:
             b = row["bytes"]
             size = f"{b >> 20} MB" if b >= 1 << 20 else f"{b >> 10} KB"
             print(f"{size:>8} {row['raw_reduce_s'] * 1e3:>10.3f} {row['ours_reduce_s'] * 1e3:>11.3f} "
-                  f"{row['reduce_ratio']:>6.2f} {row['raw_bcast_reduce_s'] * 1e3:>16.3f} "
-                  f"{row['ours_round_s'] * 1e3:>9.3f} {row['round_ratio']:>6.2f} {row['ours_reduce_mbps']:>9.1f}")
-        rss = results[a.sweep_ranks].get("peak_rss_after_sweep_mb", [])
-        if rss:
-            print("peak RSS per rank after the sweep (MB): " + ", ".join(f"r{i} {v:.0f}" for i, v in enumerate(rss)))
+                  f"{row['reduce_ratio']:>6.2f} {row['raw_round_s'] * 1e3:>10.3f} {row['ours_round_s'] * 1e3:>10.3f} "
+                  f"{row['round_ratio']:>6.2f}")
+        print(f"1-4 KB round exchange: {results[a.sweep_ranks]['small_block_ratio']:.2f} of raw mpi4py's speed")
     print(f"\nJSON: {jdir}")
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--job":
+        job(sys.argv[2:])
+    else:
+        main()

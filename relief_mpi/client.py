@@ -85,6 +85,7 @@ class LocalTrainer:
         self.clock = clock
         self.costs = costs
         self.owned = [b for b in range(len(registry)) if ownership[role.client, b]]
+        self.owned_nbytes = sum(4 * registry.sizes[b] for b in self.owned)  # the blocks it receives every round
         self.present = frozenset(range(len(spec.modalities))) if role.recipe.zero_fill else role.modalities
         self.energy_meter: Any = None  # set by device emulation where a real meter exists
 
@@ -120,7 +121,7 @@ class LocalTrainer:
             self.reg.set(self.model, b, vec)
         trained = frozenset(int(b) for b in np.flatnonzero(plan.alloc[k]))
         upload = [int(b) for b in np.flatnonzero(plan.uploads[k])]
-        bytes_down = plan_nbytes(*plan.alloc.shape) + sum(4 * self.reg.sizes[b] for b in self.owned)
+        bytes_down = plan_nbytes(*plan.alloc.shape) + self.owned_nbytes
         bytes_up = sum(update_nbytes(self.reg.sizes[b], bool(plan.plain[b])) for b in upload) + report_nbytes()
         self.clock.reset()
         meter_start = self.energy_meter.read() if self.energy_meter is not None else None

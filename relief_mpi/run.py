@@ -124,14 +124,15 @@ ROUND_TIMEOUT_FLOOR_S = 120.0
 ROUND_TIMEOUT_FACTOR = 10.0
 
 
-def round_timeout(given: float | None, longest_wall_s: float, real_clock: bool) -> float | None:
+def round_timeout(given: float | None, longest_wall_s: float, real_clock: bool, per_rank: int = 1) -> float | None:
     """The watchdog's limit for the next round (None: none): `given` (--round-timeout), else max(120 s,
-    10x the longest round so far). With --clock real the clients sleep as long as the emulated
-    device would take, which is not known before the first round: that round has no limit."""
+    10x the longest round so far); before the first round, 120 s per client on the busiest rank
+    (`per_rank`: a rank trains its clients in turn). With --clock real the clients sleep as long as
+    the emulated device would take, which is not known before the first round: that round has no limit."""
     if given is not None:
         return given
-    if real_clock and longest_wall_s == 0.0:
-        return None
+    if longest_wall_s == 0.0:
+        return None if real_clock else ROUND_TIMEOUT_FLOOR_S * per_rank
     return max(ROUND_TIMEOUT_FLOOR_S, ROUND_TIMEOUT_FACTOR * longest_wall_s)
 
 
@@ -252,7 +253,8 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
     records = []
     try:
         for rnd in range(first, cfg.rounds + 1):
-            transport.set_round_timeout(round_timeout(timeout_s, state.longest_wall_s, cfg.device.clock == "real"))
+            transport.set_round_timeout(round_timeout(timeout_s, state.longest_wall_s, cfg.device.clock == "real",
+                                                      -(-setup.n_clients // max(1, world_size - 1))))
             state.in_round = True
             with signals.critical() if transport.atomic_rounds else nullcontext():
                 records.append(server.run_round(rnd))

@@ -50,10 +50,19 @@ class RunSetup:
     # `profiles`); filled by trainer() in this process and by device.throttle.prepare_ranks under MPI.
     device_info: dict[int, dict] = field(default_factory=dict)
     _width_costs: dict[float, FlopCosts] = field(default_factory=dict)  # HeteroFL: measured once per width
+    _arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
     @property
     def n_clients(self) -> int:
         return len(self.devices)
+
+    def power(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per client: P_busy (W), P_idle (W), link energy (nJ/bit), as arrays built once."""
+        if "power" not in self._arrays:
+            self._arrays["power"] = np.array([(d.profile.p_busy_w, d.profile.p_idle_w, d.profile.energy_per_bit_nj)
+                                              for d in self.devices], np.float64).reshape(-1, 3).T.copy()
+        p = self._arrays["power"]
+        return p[0], p[1], p[2]
 
     def make_model(self) -> Model:
         torch.manual_seed(self.config.seed)
@@ -214,10 +223,7 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
 
 
 def modeled_energy(setup: RunSetup, busy: np.ndarray, round_s: float, nbytes: np.ndarray) -> np.ndarray:
-    """P_busy * busy + P_idle * (round - busy) + J/bit * bits, per client."""
-    out = np.zeros(len(busy))
-    for k, d in enumerate(setup.devices):
-        p = d.profile
-        idle = max(0.0, round_s - busy[k])
-        out[k] = p.p_busy_w * busy[k] + p.p_idle_w * idle + p.energy_per_bit_nj * 1e-9 * 8 * nbytes[k]
-    return out
+    """P_busy * busy + P_idle * (round - busy) + J/bit * bits, per client (one vector operation:
+    a round's cost does not grow with the clients in Python)."""
+    p_busy, p_idle, nj_per_bit = setup.power()
+    return p_busy * busy + p_idle * np.maximum(0.0, round_s - busy) + nj_per_bit * 1e-9 * 8 * nbytes
