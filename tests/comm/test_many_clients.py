@@ -125,3 +125,22 @@ def test_clients_that_do_not_fit_the_ranks_are_one_line(tmp_path: Path, args: li
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and words in lines[0], res.stderr
     assert not (tmp_path / "x.h5").exists()
+
+
+def test_first_round_watchdog_allows_for_the_clients_a_rank_trains_in_turn() -> None:
+    from relief_mpi.run import round_timeout
+
+    assert round_timeout(None, 0.0, False, 125) == 120.0 * 125  # 1000 clients on 8 ranks, before round 1
+    assert round_timeout(None, 0.0, True, 1) is None
+    assert round_timeout(None, 3.0, False, 125) == 120.0  # then: max(120 s, 10x the longest round)
+    assert round_timeout(None, 20.0, False, 4) == 200.0
+    assert round_timeout(7.0, 0.0, False, 125) == 7.0
+
+
+def test_system_bench_sums_client_compute_per_hosting_rank() -> None:
+    from relief_mpi.bench.system import per_rank
+
+    comp = np.array([[1.0, 2.0, 3.0, 4.0, 5.0], [0.5, 0.5, 0.5, 0.5, 0.5]])  # 2 rounds x 5 clients
+    # 2 ranks: rank 1 hosts clients 0, 2, 4; rank 2 hosts clients 1, 3
+    np.testing.assert_array_equal(per_rank(comp, 2), [[9.0, 6.0], [1.5, 1.0]])
+    np.testing.assert_array_equal(per_rank(comp, 5), comp)
