@@ -191,8 +191,11 @@ PAIR_REACH = {"speedup_analytic": "target", "energy_reduction_analytic": "target
 
 
 def pair_reasons(run: PaperRun, base: PaperRun | None, reference: str) -> dict[str, str]:
-    """Why a paired ratio is undefined on this seed: the run, or its reference, never reached the target."""
+    """Why a paired value is undefined on this seed: the run, or its reference, never reached the
+    target; or the FedAvg reference had no critical class (then there is no rare-modality F1)."""
     out = {}
+    if not run.reference_critical:
+        out["rare_modality_f1"] = out["rare_gain_pp"] = "n/a (no critical class)"
     for key, which in PAIR_REACH.items():
         if not getattr(run, which).reached:
             out[key] = "not reached"
@@ -245,6 +248,7 @@ class PaperSummary:
     threshold: float
     comparisons: list[Comparison] = field(default_factory=list)
     corrections: list[Comparison] = field(default_factory=list)
+    references: dict[str, dict[int, tuple[int, ...]]] = field(default_factory=dict)  # corrected FedAvg rows
     meta: dict[str, object] = field(default_factory=dict)
 
     def get(self, label: str) -> Row | None:
@@ -278,18 +282,19 @@ def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None
     target = TARGET_F1 if target_f1 is None else float(target_f1)
     source = f"macro-F1 {target:g} ({'--target-f1' if target_f1 is not None else 'the paper'})"
     finals = {(r.label, r.seed): r.final_macro_f1 for _, r in runs}
+    labels = {r.label for _, r in runs}
+    refs = {r.label: _reference_of(r.label, baseline, labels) for _, r in runs}
     for log, r in runs:
         r.target = reach(log, target)
-        ref = _reference_of(r.label, baseline)
-        r.ours = reach(log, OURS_FRACTION * finals.get((ref, r.seed), NAN))
+        r.ours = reach(log, OURS_FRACTION * finals.get((refs[r.label], r.seed), NAN))
     by_key = {(r.label, r.seed): r for _, r in runs}
-    critical: dict[int, tuple[int, ...]] = {}
+    references: dict[str, dict[int, tuple[int, ...]]] = {}
     for (label, seed), r in by_key.items():
         r.critical = critical_classes(r.class_f1, threshold) if r.class_f1.size else ()
-        if label == baseline:
-            critical[seed] = r.critical
+        if label in refs.values():
+            references.setdefault(label, {})[seed] = r.critical
     for r in by_key.values():
-        ref = by_key.get((_reference_of(r.label, baseline), r.seed))
+        ref = by_key.get((refs[r.label], r.seed))
         r.reference_critical = ref.critical if ref is not None else ()
         r.rare_modality_f1 = rare_modality_f1(r.class_f1, r.reference_critical) if ref is not None else NAN
     order = list(dict.fromkeys(r.label for _, r in runs))
@@ -299,7 +304,7 @@ def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None
         st: dict[str, list[float]] = {k: [] for k in ROW_METRICS}
         why: dict[str, list[str]] = {k: [] for k in ROW_METRICS}
         for r in mine:
-            ref_label = _reference_of(label, baseline)
+            ref_label = refs[label]
             ref = by_key.get((ref_label, r.seed))
             p = pair(r, ref) if ref is not None else {}
             for k, reason in pair_reasons(r, ref, ref_label).items():
@@ -320,8 +325,9 @@ def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None
                 st[k].append(vals[k])
         rows.append(Row(label, mine, {k: _stat(v, why[k]) for k, v in st.items()}))
     first = logs[0][0] if logs else None
-    out = PaperSummary(rows, target, source, critical, list(first.class_names) if first else [],
+    out = PaperSummary(rows, target, source, references.get(baseline, {}), list(first.class_names) if first else [],
                        list(first.tier_names) if first else [], threshold)
+    out.references = {k: v for k, v in references.items() if k != baseline}
     out.comparisons = [c for a, b, title in PAIRS if (c := compare(by_key, a, b, title)) is not None]
     out.corrections = [c for title, a, b in CORRECTIONS if (c := compare(by_key, a, b, title)) is not None]
     if len(out.corrections) < 2:
@@ -329,12 +335,15 @@ def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None
     return out
 
 
-def _reference_of(label: str, baseline: str) -> str:
+def _reference_of(label: str, baseline: str, labels: set[str]) -> str:
     """The FedAvg run a row is measured against: the baseline of the same correction (`fedavg+time`
-    for `relief+time`), else the plain baseline."""
+    for `relief+time`, `fedavg-fair+all` for `relief+all`) when the bench ran it, else the plain
+    baseline (a correction that changes nothing for FedAvg, like the T* bracket, has none)."""
     if "+" in label:
         suffix = label.split("+", 1)[1]
-        return f"{baseline}+{suffix}" if suffix != "all" else f"{baseline}-fair+all"
+        mine = f"{baseline}+{suffix}" if suffix != "all" else f"{baseline}-fair+all"
+        if mine in labels:
+            return mine
     return baseline
 
 
@@ -453,8 +462,12 @@ def markdown(s: PaperSummary) -> str:
     if not s.critical:
         out.append(f"n/a: no {BASELINE} run in this bench, so no critical classes and no rare-modality F1.")
     for seed, crit in sorted(s.critical.items()):
-        names = ", ".join(s.class_names[c] if c < len(s.class_names) else str(c) for c in crit)
-        out.append(f"- seed {seed}: {names or f'none ({BASELINE} reached F1 >= {s.threshold:g} on every class)'}")
+        none = f"none ({BASELINE} reached F1 >= {s.threshold:g} on every class)"
+        out.append(f"- seed {seed}: {_names(s, crit) or none}")
+    for label, by_seed in s.references.items():  # the corrected FedAvg rows are their own references
+        for seed, crit in sorted(by_seed.items()):
+            out.append(f"- {label} (the reference of its correction), seed {seed}: "
+                       f"{_names(s, crit) or f'none (F1 >= {s.threshold:g} on every class: no rare-modality F1)'}")
     out += ["", "## Per run", ""]
     out += _table(["run", "seed", "lr", "rounds", "macro-F1", "rare-modality F1", "TTA round", "TTA analytic s",
                    "TTA analytic J", "TTA emulated s", "TTA emulated J", "analytic s (run)", "analytic J (run)",
@@ -470,10 +483,15 @@ def markdown(s: PaperSummary) -> str:
     return "\n".join(out)
 
 
+def _names(s: PaperSummary, classes: Sequence[int]) -> str:
+    return ", ".join(s.class_names[c] if c < len(s.class_names) else str(c) for c in classes)
+
+
 def corrections_markdown(s: PaperSummary) -> list[str]:
     """How much of RELIEF's gain over FedAvg remains under each correction (issue 16)."""
     base = s.corrections[0]
-    keys = ["speedup_analytic", "energy_reduction_analytic", "rare_gain_pp", "speedup_emulated"]
+    keys = ["speedup_analytic", "energy_reduction_analytic", "rare_gain_pp", "speedup_emulated",
+            "speedup_analytic_ours"]
     out = ["", "## How much of RELIEF's gain remains under each correction (paired by seed; in brackets: the "
            "share of the published line's value that remains)", ""]
     tiers = [k for k in base.stats if k.startswith("tier_gain_pp:")]

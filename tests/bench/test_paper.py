@@ -91,19 +91,31 @@ def test_corrections_table_and_the_share_that_remains(tmp_path):
                         analytic_s=4.0),
         write_paper_log(tmp_path / "relief+time-seed0.h5", "relief", 0, [0.5, 0.6, 0.86, 0.9], [0.9, 0.9, 0.4],
                         analytic_s=1.0),
+        # every correction: its fair FedAvg has no class below 0.5, so there is no rare-modality F1
+        write_paper_log(tmp_path / "fedavg-fair+all-seed0.h5", "fedavg-fair", 0, [0.5, 0.9, 0.9, 0.9],
+                        [0.9, 0.8, 0.6], analytic_s=1.0),
+        write_paper_log(tmp_path / "relief+all-seed0.h5", "relief", 0, [0.5, 0.9, 0.9, 0.9], [0.9, 0.8, 0.6],
+                        analytic_s=0.5),
     ]
     s = pp.summarize(_logs(tmp_path, extra))
     titles = [c.title for c in s.corrections]
-    assert titles == ["published (as the paper)", "T* bracket contains T_o", "leak-free split (time)"]
+    assert titles == ["published (as the paper)", "T* bracket contains T_o", "leak-free split (time)",
+                      "every correction together"]
     tstar = s.corrections[1]
     assert (tstar.label, tstar.reference) == ("relief+tstar", "fedavg")
     assert tstar.stats["speedup_analytic"].mean == pytest.approx(2.0)
+    # no fedavg+tstar run (the bracket changes nothing for FedAvg): measured on FedAvg's classes b, c
+    assert s.get("relief+tstar").stats["rare_gain_pp"].mean == pytest.approx(20.0)
+    assert s.get("relief+all").stats["rare_gain_pp"].why == "n/a (no critical class)"
+    assert s.corrections[3].stats["speedup_analytic"].mean == pytest.approx(2.0)  # 4 s (round 2) / 2 s
     time_line = s.corrections[2]
     assert time_line.stats["speedup_analytic"].mean == pytest.approx(8.0 / 3.0)
     # critical classes of the time split come from its own FedAvg (class c only): 0.4 - 0.2
     assert time_line.stats["rare_gain_pp"].mean == pytest.approx(20.0)
     md = pp.markdown(s)
     assert "How much of RELIEF's gain remains" in md
+    assert "- fedavg+time (the reference of its correction), seed 0: c" in md
+    assert "- fedavg-fair+all (the reference of its correction), seed 0: none" in md
     assert "2.00 [20%]" in md  # (2 - 1) / (6 - 1) of the published speedup above 1x
     # a corrected row is measured against its own corrected baseline in the main table too
     assert s.get("relief+time").stats["speedup_analytic"].mean == pytest.approx(8.0 / 3.0)
