@@ -200,7 +200,9 @@ _PRETRAIN_NAMES = ("--pretrain-epochs", "--pretrain-lr", "--pretrain-optimizer")
 
 def _add_common(cmd: click.Command, names: tuple[str, ...]) -> click.Command:
     for opt in COMMON:
-        param = opt(click.Command("probe")).params[0]
+        probe = click.Command("probe")
+        opt(probe)  # click's option decorator appends its parameter to a Command's params
+        param = probe.params[0]
         if param.opts[0] in names:
             cmd.params.append(param)
     return cmd

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -97,8 +98,9 @@ class RawDataset:
     """A dataset's recordings. Backed either by a list in memory or by a prepared store (the HDF5
     cache, see cache.py), in which case `recordings` is only read from disk when asked for."""
 
-    def __init__(self, spec: DatasetSpec, recordings: list[Recording] | None = None, store: object = None,
+    def __init__(self, spec: DatasetSpec, recordings: list[Recording] | None = None, store: Any = None,
                  notes: tuple[str, ...] = ()) -> None:
+        """store: a cache.H5Store (typed Any so that this module needs no h5py)."""
         self.spec = spec
         self._recordings = recordings
         self.store = store
@@ -109,7 +111,7 @@ class RawDataset:
     @property
     def recordings(self) -> list[Recording]:
         if self._recordings is None:
-            self._recordings = self.store.load_recordings()  # type: ignore[attr-defined]
+            self._recordings = self.store.load_recordings()
         return self._recordings
 
     @recordings.setter

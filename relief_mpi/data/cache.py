@@ -202,7 +202,9 @@ def window_index(store: H5Store, window_s: float, overlap: float,
                 tmp.unlink()
         return ix, mean, std
 
-    return _read_or_build(path, lambda: _read_index(path), build)
+    got = _read_or_build(path, lambda: _read_index(path), build)
+    assert got is not None  # build() always returns the index
+    return got
 
 
 def train_stats(store: H5Store, table: WindowTable, length: int) -> tuple[np.ndarray, np.ndarray]:

@@ -191,8 +191,7 @@ def find_files(path: Path, pattern: str, prefer_dir: str | None = None,
                 break
         if not found:
             for z in sorted(path.glob("*.zip")):
-                found = [(m, rx.fullmatch(df.name), df) for m, df in _zip_members(z)]
-                found = [(m, mt, df) for m, mt, df in found if mt]
+                found = [(m, mt, df) for m, df in _zip_members(z) if (mt := rx.fullmatch(df.name))]
                 if found:
                     break
     found = [f for f in found if not any(part in avoid_dirs for part in Path(f[0]).parts[:-1])]

@@ -60,9 +60,9 @@ def check_data_config(cfg: DataConfig) -> None:
             raise ReliefError(f"data {name} must be one of {', '.join(allowed)}, got {value!r}")
     if cfg.partition == "dirichlet" and cfg.split != "time":
         raise ReliefError(f"split={cfg.split} needs partition=subject (the Dirichlet partition splits on time)")
-    for name, value in (("window", cfg.window), ("stride", cfg.stride), ("test_subjects", cfg.test_subjects)):
-        if value < 0:
-            raise ReliefError(f"data {name} must be >= 0, got {value}")
+    for key, number in (("window", cfg.window), ("stride", cfg.stride), ("test_subjects", cfg.test_subjects)):
+        if number < 0:
+            raise ReliefError(f"data {key} must be >= 0, got {number}")
     if cfg.test_subjects and cfg.split != "subject":
         raise ReliefError(f"test_subjects={cfg.test_subjects} only applies to split=subject (split is {cfg.split})")
 

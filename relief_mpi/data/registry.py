@@ -203,6 +203,8 @@ def build_federated(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[st
     from relief_mpi.data.cache import H5Store, window_index
 
     store = store_of(raw)
+    mean: np.ndarray | None
+    std: np.ndarray | None
     try:
         if cfg.protocol == "ours" and cfg.window == 0 and cfg.stride == 0:  # today's path, index cached
             if isinstance(store, H5Store):

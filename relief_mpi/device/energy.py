@@ -50,6 +50,15 @@ class EnergyMeter(Protocol):
         """Stop any background thread."""
 
 
+def _product_reader(paths: Sequence[Path], scale: float) -> Callable[[], float]:
+    """A reader of the product of the numbers in `paths`, times `scale` (a rail's watts)."""
+
+    def read() -> float:
+        return math.prod(_read_number(p) for p in paths) * scale
+
+    return read
+
+
 def _read_number(path: Path) -> float:
     return float(path.read_text().strip())
 
@@ -126,7 +135,7 @@ def _iio_rails(root: Path) -> list[Rail]:
                 continue
             name_file = d / f"rail_name_{ch}"
             name = name_file.read_text().strip() if name_file.exists() else f"{d.name}/ch{ch}"
-            rails.append(Rail(name, lambda p=p: _read_number(p) / 1000.0))
+            rails.append(Rail(name, _product_reader([p], 1e-3)))
     return rails
 
 
@@ -143,7 +152,7 @@ def _hwmon_rails(root: Path) -> list[Rail]:
             name = label.read_text().strip() if label.exists() else f"{d.name}/ch{ch}"
             if name.upper().startswith("NC"):  # channel not connected
                 continue
-            rails.append(Rail(name, lambda v=v, i=i: _read_number(v) * _read_number(i) / 1e6))
+            rails.append(Rail(name, _product_reader([v, i], 1e-6)))
     return rails
 
 
@@ -223,7 +232,7 @@ def rapl_meter(root: str | Path = "/", poll_s: float = 10.0) -> CounterMeter | N
             wrap = _read_number(r) if r.exists() else math.inf
         except (OSError, ValueError):  # usually root-only (since Linux 5.10, CVE-2020-8694)
             continue
-        counters.append((lambda e=e: _read_number(e), wrap))
+        counters.append((_product_reader([e], 1.0), wrap))
     if not counters:
         return None
     return CounterMeter("rapl", counters, 1e-6, poll_s)
@@ -246,8 +255,10 @@ def nvml_meter(gpu_index: int | None = None) -> CounterMeter | None:
         return None
     if not handles:
         return None
-    return CounterMeter("nvml", [(lambda h=h: float(pynvml.nvmlDeviceGetTotalEnergyConsumption(h)), math.inf)
-                                 for h in handles], 1e-3)
+    def counter(h: object) -> Callable[[], float]:
+        return lambda: float(pynvml.nvmlDeviceGetTotalEnergyConsumption(h))
+
+    return CounterMeter("nvml", [(counter(h), math.inf) for h in handles], 1e-3)
 
 
 class SumMeter:

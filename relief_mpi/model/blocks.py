@@ -53,6 +53,7 @@ class BlockRegistry:
             cols = slice(m * d, (m + 1) * d)
             for g, part in enumerate(_split(model.lora_rank if mode == "lora" else d, g_n)):
                 bname = name if g_n == 1 else f"{name}/{g}"
+                sl: tuple[Slice, ...]
                 if mode == "lora":
                     sl = (Slice("lora_A", (part, cols)),)
                 else:
@@ -150,7 +151,9 @@ class BlockRegistry:
                     continue
                 if s.param in masks and masks[s.param] is None:
                     continue
-                m = masks[s.param] if s.param in masks else torch.zeros_like(params[s.param])
+                m = masks.get(s.param)
+                if m is None:
+                    m = torch.zeros_like(params[s.param])
                 m[s.index] = 1.0
                 masks[s.param] = m
         for name, m in list(masks.items()):

@@ -27,7 +27,7 @@ class FlopCosts:
     top_bwd: float
     batch_size: int
 
-    def step(self, present: Iterable[int], trained_encoders: Iterable[int], batch: int | None = None) -> float:
+    def step(self, present: Iterable[int], trained_encoders: Iterable[int], batch: float | None = None) -> float:
         """FLOPs of one step of `batch` samples (default: the measured batch) that encodes `present`
         and back-propagates into `trained_encoders`. FLOPs scale linearly with the batch."""
         total = (sum(self.enc_fwd[m] for m in present) + self.top_fwd + self.top_bwd

@@ -49,7 +49,7 @@ def paper_groups(model: PaperNet, modality_names: tuple[str, ...]) -> list[Param
         head_extra = bias
     if not model.lora:
         for m, name in enumerate(modality_names):
-            for s in range(len(model.encoders[m].stages)):
+            for s in range(model.n_stages):
                 pre = f"encoders.{m}.stages.{s}"
                 params = tuple(n for n, _ in model.named_parameters() if n.startswith(pre + "."))
                 groups.append(ParamGroup(f"E.{name}.{s}", "enc", m, params, _float_buffers(model, pre), pre))

@@ -126,9 +126,11 @@ class PaperNet(nn.Module):
                  lora: bool = False, fusion_dim: int = 128, dropout: float = 0.2,
                  encoder_channels: Sequence[int] = STAGE_CHANNELS) -> None:
         super().__init__()
-        self.encoders = nn.ModuleList(PaperEncoder(c, encoder_channels) for c in modality_channels)
-        self.feature_dim = self.encoders[0].out_dim
-        self.fusion = FactoredFusion([e.out_dim for e in self.encoders], fusion_dim, rho, b_mode, lora)
+        encoders = [PaperEncoder(c, encoder_channels) for c in modality_channels]
+        self.encoders = nn.ModuleList(encoders)
+        self.feature_dim: int = encoders[0].out_dim
+        self.n_stages: int = len(encoders[0].stages)
+        self.fusion = FactoredFusion([e.out_dim for e in encoders], fusion_dim, rho, b_mode, lora)
         dims = (fusion_dim, HEAD_HIDDEN, n_classes)
         self.head = nn.ModuleList(LoRALinear(dims[i], dims[i + 1], rho) if lora else nn.Linear(dims[i], dims[i + 1])
                                   for i in range(len(dims) - 1))

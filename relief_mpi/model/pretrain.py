@@ -13,6 +13,7 @@ from torch import nn
 
 from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.errors import ReliefError
+from relief_mpi.model.paper import PaperNet
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ def pretrain(model: nn.Module, spec: DatasetSpec, data: WindowSet, epochs: int, 
     params = [p for n, p in model.named_parameters() if not _adapter(n)]
     for p in params:
         p.requires_grad_(True)
-    if hasattr(model, "base_training"):
+    if isinstance(model, PaperNet):
         model.base_training = True  # the paper model's frozen encoders learn BatchNorm statistics here
     opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr, momentum=0.9)
     model.train()
@@ -50,7 +51,7 @@ def pretrain(model: nn.Module, spec: DatasetSpec, data: WindowSet, epochs: int, 
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
-    if hasattr(model, "base_training"):
+    if isinstance(model, PaperNet):
         model.base_training = False
         model.freeze_base()
     after = split_loss(model, x, y, chans)

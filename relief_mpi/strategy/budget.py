@@ -73,7 +73,7 @@ def random_selection(accessible: Sequence[int], mandatory: Sequence[int], k: int
     chosen = [j for j in accessible if j in req]
     optional = [j for j in accessible if j not in req]
     count = min(max(0, k - len(chosen)), len(optional))
-    picks = rng.choice(len(optional), size=count, replace=False) if count > 0 else []
+    picks = rng.choice(len(optional), size=count, replace=False) if count > 0 else np.zeros(0, np.int64)
     return chosen + [optional[int(i)] for i in picks]
 
 

@@ -20,7 +20,7 @@ Either way a round lasts max_n (compute_n + comm_n); energy = P compute + 0.5 P 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -35,7 +35,7 @@ IDLE_POWER_RATIO = 0.2
 BYTES_PER_VALUE = 4
 
 
-def payload_bytes(groups: GroupInfo, ids: Sequence[int]) -> int:
+def payload_bytes(groups: GroupInfo, ids: Iterable[int]) -> int:
     return BYTES_PER_VALUE * sum(groups.sizes[j] for j in ids)
 
 
@@ -86,7 +86,7 @@ class CostModel:
         if self.kind == "published":
             return payload_bytes(self.groups, range(len(self.groups)))
         assert self.ownership is not None
-        return payload_bytes(self.groups, np.flatnonzero(self.ownership[k]))
+        return payload_bytes(self.groups, np.flatnonzero(self.ownership[k]).tolist())
 
     def comm_time(self, k: int, up_bytes: int) -> float:
         f = self.fleet
@@ -111,7 +111,7 @@ class AnalyticRound:
 
 
 def analytic_round(groups: GroupInfo, fleet: FleetInfo, alloc: np.ndarray, accessible: Sequence[Sequence[int]],
-                   samples: Sequence[float], model: CostModel | None = None) -> AnalyticRound:
+                   samples: Sequence[float] | np.ndarray, model: CostModel | None = None) -> AnalyticRound:
     """One round's analytic figures under `model` (default: the published cost model)."""
     cost = model if model is not None else CostModel(groups, fleet)
     k_n = fleet.n_clients
