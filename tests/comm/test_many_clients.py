@@ -35,12 +35,14 @@ def tiny_config(strategy: str) -> RunConfig:
                                 "strategy": {"name": strategy, "local_steps": 1, "local_epochs": 1, "batch_size": 64}})
 
 
-def assert_same(a: RunLog, b: RunLog) -> None:
+def assert_same(a: RunLog, b: RunLog, rtol: float = 0.0) -> None:
+    """Bit for bit (rtol 0), or to float tolerance."""
     for f in ROUND_FIELDS:
-        np.testing.assert_array_equal(a.rounds[f], b.rounds[f], err_msg=f)
+        np.testing.assert_allclose(a.rounds[f], b.rounds[f], rtol=rtol, atol=0, err_msg=f)
     for f in CLIENT_FIELDS:
-        np.testing.assert_array_equal(a.clients[f], b.clients[f], err_msg=f)
-    np.testing.assert_array_equal(a.divergence, b.divergence)
+        np.testing.assert_allclose(a.clients[f], b.clients[f], rtol=rtol, atol=0, err_msg=f)
+    # divergence is a variance from sums (E|d|^2 - |E d|^2): under tolerance its cancellation needs an absolute one
+    np.testing.assert_allclose(a.divergence, b.divergence, rtol=rtol, atol=1e-6 if rtol else 0)
     np.testing.assert_array_equal(a.alloc, b.alloc)
 
 
@@ -109,7 +111,11 @@ def test_mpi_with_several_clients_per_rank_matches_inprocess(tmp_path: Path, str
     assert res.returncode == 0, res.stderr
     run_inprocess(tiny_config(strategy), 4, tmp_path / "ip.h5")
     log = read_log(tmp_path / "m.h5")
-    assert_same(log, read_log(tmp_path / "ip.h5"))
+    # To float tolerance: a client rank alone on this 2-core host is given its profile's torch
+    # threads (2, device/throttle.py), and two-threaded kernels add in another order than the
+    # in-process run's one thread (1e-8 relative in the loss). With 2 or more client ranks each
+    # gets one thread and the runs agree bit for bit.
+    assert_same(log, read_log(tmp_path / "ip.h5"), rtol=0.0 if ranks > 2 else 1e-6)
     assert log.attrs["world_size"] == ranks and log.clients["loss"].shape[1] == 4
 
 
