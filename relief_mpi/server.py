@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -149,8 +150,9 @@ class Server:
         self.setup = setup
         self.transport = transport
         self.model = model
-        reg = setup.registry
-        self.blocks = [reg.get(model, b) for b in range(len(reg))]
+        # setup pairs the registry with its model (BlockRegistry: MultimodalNet, GroupRegistry: PaperNet)
+        self.registry: Any = cast(Any, setup.registry)
+        self.blocks = [self.registry.get(model, b) for b in range(len(self.registry))]
         self.on_round = on_round
         self.dump_dir = Path(dump_dir) if dump_dir else None
         self.wall_elapsed = 0.0
@@ -160,7 +162,7 @@ class Server:
 
     def sync_model(self) -> None:
         for b, vec in enumerate(self.blocks):
-            self.setup.registry.set(self.model, b, vec)
+            self.registry.set(self.model, b, vec)
 
     def run_round(self, rnd: int) -> RoundRecord:
         setup = self.setup

@@ -528,7 +528,7 @@ def write_csv(s: PaperSummary, path: Path) -> None:
 
 
 def write_json(s: PaperSummary, path: Path) -> None:
-    def stats(d: dict[str, Stat]) -> dict[str, dict[str, float]]:
+    def stats(d: dict[str, Stat]) -> dict[str, dict[str, object]]:
         return {k: {"mean": v.mean, "std": v.std, "n": v.count, "values": list(v.values)} for k, v in d.items()}
 
     path.write_text(json.dumps({

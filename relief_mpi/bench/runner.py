@@ -370,9 +370,9 @@ def run_bench(plan: BenchPlan, transport: str = "mpi", n_clients: int = 4,
     if ex.rank != 0:
         return []
     total = time.perf_counter() - t_start
-    extra = {"bench wall time (s)": f"{total:.1f}", "transport": transport,
-             "hosts": ", ".join(sorted(set(hosts))), "peak RSS per rank (MB)":
-             ", ".join(f"r{i} {v:.0f}" for i, v in enumerate(rss))}
+    extra: dict[str, object] = {"bench wall time (s)": f"{total:.1f}", "transport": transport,
+                                "hosts": ", ".join(sorted(set(hosts))), "peak RSS per rank (MB)":
+                                ", ".join(f"r{i} {v:.0f}" for i, v in enumerate(rss))}
     if plan.budget:
         extra = {"budget": plan.budget, **extra}
     for i, note in enumerate(plan.notes):

@@ -140,13 +140,14 @@ def run_system(cfg: RunConfig, max_mb: int, json_out: Path | None, say: Say,
     log_path = Path(tmp) / "system.h5"
     t0 = time.perf_counter()
     run_mpi(lambda: Resolved(cfg, log_path, n_clients=n_clients), None)
-    out["job_wall_s"] = time.perf_counter() - t0
+    job_wall_s = time.perf_counter() - t0
+    out["job_wall_s"] = job_wall_s
     rss_train = world.allgather_f64(peak_rss_mb())
     out["peak_rss_train_mb"] = rss_train
     if rank == 0:
         ov = overhead_from_log(log_path, host_cores(), size - 1)
         out["overhead"] = ov
-        _train_lines(say, cfg, size, ov, rss_train, float(out["job_wall_s"]))
+        _train_lines(say, cfg, size, ov, rss_train, job_wall_s)
     if max_mb > 0:
         if rank == 0:
             say(f"== block exchange, {size - 1} client ranks: median ms per operation, raw and ours interleaved; "
