@@ -128,16 +128,23 @@ class _MpiBase:
         self.cache = CommCache(self.world, cache_capacity)
         owners = by_rank(ownership, self.n_ranks)
         self.cohorts = buckets([members(owners[:, b]) for b in range(self.b)])
+        self._last_uploads = b""
+        self._last_buckets: list[Bucket] = []
 
     def _build_cohorts(self) -> None:
         self.cache.ensure([key for key, _ in self.cohorts], pin=True)
 
     def _trainer_buckets(self, plan: RoundPlan) -> list[Bucket]:
-        """Per member set: server + the ranks hosting an uploader of the groups that share it."""
-        up = by_rank(plan.uploads, self.n_ranks)
-        out = buckets([members(up[:, b]) for b in range(self.b)])
-        self.cache.ensure([key for key, _ in out])
-        return out
+        """Per member set: server + the ranks hosting an uploader of the groups that share it. The
+        same uploads as last round (FedAvg: every round) reuse last round's answer: ensure() would
+        find every communicator and leave the cache as it is, on every rank alike."""
+        sig = plan.uploads.tobytes()
+        if sig != self._last_uploads:
+            up = by_rank(plan.uploads, self.n_ranks)
+            self._last_buckets = buckets([members(up[:, b]) for b in range(self.b)])
+            self.cache.ensure([key for key, _ in self._last_buckets])
+            self._last_uploads = sig
+        return self._last_buckets
 
     def _update_lengths(self, plan: RoundPlan, groups: tuple[int, ...]) -> list[int]:
         return [update_len(self.sizes[b], bool(plan.plain[b])) for b in groups]
@@ -181,10 +188,10 @@ class MpiServerTransport(_MpiBase, ServerTransport):
         reqs = [self.world.Isend(msg, r, TAG_PLAN) for r in range(1, n + 1)]
         ack_reqs = [self.world.Irecv(acks[r - 1], r, TAG_ACK) for r in range(1, n + 1)]
         report_reqs = [self.world.Irecv(reports[r - 1], r, TAG_REPORT) for r in range(1, n + 1)]
-        trainers = self._trainer_buckets(plan)
-        for key, groups in self.cohorts:
+        for key, groups in self.cohorts:  # posted before any new trainer communicator is created
             out = np.concatenate([np.asarray(blocks[b], np.float32).ravel() for b in groups])
             reqs.append(self.cache.get(key).Ibcast(out, root=0))
+        trainers = self._trainer_buckets(plan)
         recv: list[tuple[tuple[int, ...], np.ndarray]] = []
         for key, groups in trainers:
             buf = np.zeros(sum(self._update_lengths(plan, groups)), UPDATE_DTYPE)
@@ -255,7 +262,8 @@ class MpiClientTransport(_MpiBase, ClientTransport):
         if wire.is_stop(msg):
             self.cache.close()
             return None
-        wait_all([self.world.Isend(np.array([int(msg[0])], np.int64), 0, TAG_ACK)])
+        self._ack = np.array([int(msg[0])], np.int64)
+        self._ack_req = self.world.Isend(self._ack, 0, TAG_ACK)  # completed with the blocks' wait
         plan = wire.decode_plan(msg)
         self._trainers = self._trainer_buckets(plan)
         return plan
@@ -263,7 +271,7 @@ class MpiClientTransport(_MpiBase, ClientTransport):
     def receive_blocks(self, plan: RoundPlan) -> dict[int, np.ndarray]:
         """The global value of every group one of this rank's clients owns (views of the received buffers)."""
         out: dict[int, np.ndarray] = {}
-        reqs = []
+        reqs = [self._ack_req]
         for key, groups in self.cohorts:
             if self.owned[groups[0]]:
                 buf = np.zeros(sum(self.sizes[b] for b in groups), np.float32)

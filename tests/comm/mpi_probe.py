@@ -4,6 +4,8 @@ rank prints the members of the cohort communicators it belongs to."""
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 from mpi4py import MPI
 
@@ -13,6 +15,7 @@ from relief_mpi.comm.wire import REPORT_FIELDS, R
 from relief_mpi.rounds import RoundPlan, pack_update
 
 SIZES = (2, 3, 4, 2)
+OUT: list[str] = []  # written in one call at the end: lines of different ranks never interleave
 # clients 0..4; groups: 0 and 3 everyone's, 1 only client 3's, 2 clients 1 and 2's
 OWN = np.array([[1, 0, 0, 1], [1, 0, 1, 1], [1, 0, 1, 1], [1, 1, 0, 1], [1, 0, 0, 1]], bool)
 COEF = OWN.astype(np.float64)
@@ -29,8 +32,8 @@ def main() -> None:
         server.start(np.zeros(0, np.float32), me)
         ex = server.run_round(plan, [np.full(s, 0.5, np.float32) for s in SIZES])
         for b, s in sorted(ex.sums.items()):
-            print(f"sum {b}: weighted {s.weighted.tolist()} count {s.count:g}")
-        print("samples " + " ".join(f"{v:g}" for v in ex.reports[:, R['samples']]))
+            OUT.append(f"sum {b}: weighted {s.weighted.tolist()} count {s.count:g}")
+        OUT.append("samples " + " ".join(f"{v:g}" for v in ex.reports[:, R['samples']]))
         members(server)
         server.stop()
         return
@@ -48,7 +51,7 @@ def main() -> None:
             buf = pack_update(np.full(SIZES[b], k + 1, np.float32), SIZES[b], 1.0, False)
             sums[b] = sums[b] + buf if b in sums else buf
     client.send(got, sums, reports)
-    print(f"rank {rank} hosts {client.local} received {sorted(blocks)}")
+    OUT.append(f"rank {rank} hosts {client.local} received {sorted(blocks)}")
     members(client)
     assert client.next_plan() is None
 
@@ -59,8 +62,10 @@ def members(tr: MpiServerTransport | MpiClientTransport) -> None:
         if tr.rank in key:
             comm = tr.cache.get(key)
             ranks = MPI.Group.Translate_ranks(comm.Get_group(), list(range(comm.Get_size())), world_group)
-            print(f"rank {tr.rank} cohort {list(groups)} members {sorted(ranks)}")
+            OUT.append(f"rank {tr.rank} cohort {list(groups)} members {sorted(ranks)}")
 
 
 if __name__ == "__main__":
     main()
+    sys.stdout.write("".join(line + "\n" for line in OUT))
+    sys.stdout.flush()
