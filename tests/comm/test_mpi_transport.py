@@ -1,5 +1,6 @@
 """Real multi-process runs: in-process and MPI agree, cohort Reduce is exact, failures abort."""
 
+import json
 import math
 import time
 from pathlib import Path
@@ -33,37 +34,41 @@ def test_inprocess_and_mpiexec_give_the_same_numbers(tmp_path: Path, strategy: s
 
 
 def test_cohort_reduce_equals_numpy_on_the_clients_deltas(tmp_path: Path) -> None:
+    """skip-absent: sample-weighted mean updates over cohorts (absent sensors not encoded), so the
+    update of a group is sum n d / sum n over its trainers and its divergence their sample-weighted
+    variance over the group's parameters (strategy.base.weighted_divergence), here from the deltas
+    each client dumped, in NumPy."""
     dump = tmp_path / "dump"
     dump.mkdir()
-    res = run_mpi(5, ["train", "--strategy", "relief", "--rounds", "3", "--local-steps", "3", "--quiet",
-                      "--out", str(tmp_path / "r.h5"), "--debug-dump", str(dump)], timeout=240)
+    res = run_mpi(5, ["train", "--strategy", "skip-absent", "--rounds", "3", "--local-steps", "3",
+                      "--local-epochs", "1", "--quiet", "--out", str(tmp_path / "r.h5"), "--debug-dump", str(dump)],
+                  timeout=240)
     assert res.returncode == 0, res.stderr
     log = read_log(tmp_path / "r.h5")
-    n_blocks = len(log.block_names)
-    untrained_seen = 0
+    n_params = json.loads(log.attrs["group_n_params"])
+    partial = 0
     for rnd in (1, 2, 3):
         alloc = log.alloc[rnd - 1]
-        for b in range(n_blocks):
+        for b in range(len(log.block_names)):
             before = np.load(dump / f"r{rnd}-before-b{b}.npy")
             after = np.load(dump / f"r{rnd}-after-b{b}.npy")
             trainers = np.flatnonzero(alloc[:, b])
             if trainers.size == 0:
-                untrained_seen += 1
                 assert np.array_equal(before, after), "an untrained block changed"
-                assert math.isnan(log.divergence[rnd - 1, b])
                 continue
+            partial += trainers.size < alloc.shape[0]
             rows = [np.load(dump / f"r{rnd}-c{k}-b{b}.npy").astype(np.float64) for k in trainers]
             deltas = np.array([r[:-1] for r in rows])
             n = np.array([r[-1] for r in rows])
             mean = (n[:, None] * deltas).sum(0) / n.sum()
             np.testing.assert_allclose(after, before + mean, rtol=1e-4, atol=1e-6)
-            var = (n * ((deltas - mean) ** 2).sum(1)).sum() / n.sum() / before.size
-            assert math.isclose(log.divergence[rnd - 1, b], var, rel_tol=1e-3, abs_tol=1e-12)
+            p = n_params[b]
+            var = (n * ((deltas[:, :p] - mean[:p]) ** 2).sum(1)).sum() / n.sum() / p
+            assert math.isclose(log.divergence[rnd - 1, b], var, rel_tol=1e-3, abs_tol=1e-9)
             # No client sent a block it did not train: only trainers dumped deltas.
             for k in set(range(alloc.shape[0])) - set(trainers.tolist()):
                 assert not (dump / f"r{rnd}-c{k}-b{b}.npy").exists()
-    assert log.alloc.sum() > 0
-    del untrained_seen
+    assert partial > 0, "no group was reduced over a strict subset of the clients (a cohort)"
 
 
 def test_exception_on_one_client_aborts_the_job(tmp_path: Path) -> None:
