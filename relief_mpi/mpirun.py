@@ -104,8 +104,8 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
     clients.set_base(base)
     while (plan := transport_c.next_plan()) is not None:
         blocks = transport_c.receive_blocks(plan)
-        updates, reports = clients.train(plan, blocks)
-        transport_c.send(plan, updates, reports)
+        updates, table = clients.train(plan, blocks)
+        transport_c.send(plan, updates, table)
     return None
 
 

@@ -35,7 +35,8 @@ def _timed_pair(world: MPI.Comm, raw: Callable[[], None], ours: Callable[[], Non
     """Median seconds of raw and of ours on rank 0, interleaved, one warm-up each."""
     raw()
     ours()
-    t_raw, t_ours = [], []
+    t_raw: list[float] = []
+    t_ours: list[float] = []
     for _ in range(reps):
         for fn, out in ((raw, t_raw), (ours, t_ours)):
             world.Barrier()

@@ -40,8 +40,8 @@ class InProcessServerTransport(ServerTransport):
         reports = np.zeros((self.n_clients, len(wire.REPORT_FIELDS)), np.float64)
         everything = dict(enumerate(blocks))
         for r, rank in enumerate(self.ranks):
-            sums, reports[r::self.n_ranks] = rank.train(plan, everything)
-            for b, buf in sums.items():
+            local, reports[r::self.n_ranks] = rank.train(plan, everything)
+            for b, buf in local.items():
                 if b in acc:
                     acc[b] += buf
                 else:

@@ -29,7 +29,7 @@ def by_rank(flags: np.ndarray, n_ranks: int) -> np.ndarray:
     k, g = flags.shape
     pad = -(-k // n_ranks) * n_ranks - k
     full = np.concatenate([flags.astype(bool), np.zeros((pad, g), bool)]) if pad else flags.astype(bool)
-    return full.reshape(-1, n_ranks, g).any(axis=0)
+    return np.asarray(full.reshape(-1, n_ranks, g).any(axis=0))
 
 
 def check_fits(n_clients: int, n_ranks: int) -> None:
