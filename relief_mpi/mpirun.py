@@ -26,7 +26,7 @@ from relief_mpi.comm.transport import Handshake
 from relief_mpi.comm.world import World, library_line
 from relief_mpi.device.throttle import REPORT_LEN, rank_report, read_reports
 from relief_mpi.errors import ReliefError
-from relief_mpi.mpirun_types import Resolved, StartupRefused
+from relief_mpi.mpirun_types import Resolved, StartupRefused, check_clients
 from relief_mpi.run import (
     DebugHooks,
     Progress,
@@ -62,7 +62,7 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
     say = progress if rank == 0 else None
     t0 = time.perf_counter()
     hosts = world.hosts()
-    cfg, n_clients, resolved = world.config_from_root(lambda: fits(resolve(), size))
+    cfg, n_clients, resolved = world.config_from_root(lambda: check_clients(resolve(), size))
     n_clients = n_clients or size - 1
     error = None
     setup: RunSetup | None = None
@@ -107,16 +107,3 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
         updates, table = clients.train(plan, blocks)
         transport_c.send(plan, updates, table)
     return None
-
-
-def fits(res: Resolved, size: int) -> Resolved:
-    """Rank 0's check of --clients against the job's ranks (one line and exit 2 when it does not fit)."""
-    ranks = size - 1
-    k = res.n_clients or ranks
-    if ranks >= 1 and k < ranks:
-        raise ReliefError(f"--clients {k} is fewer than the job's {ranks} client ranks (every client rank hosts at "
-                          f"least one client): launch with -n {k + 1}, or give --clients {ranks} or more")
-    if k > ranks >= 1 and res.config.device.clock == "real":
-        raise ReliefError(f"--clock real emulates concurrent devices in real time and needs one client per rank, "
-                          f"got --clients {k} on {ranks} client ranks: launch with -n {k + 1}, or use --clock virtual")
-    return res

@@ -28,3 +28,24 @@ class StartupRefused(ReliefError):
     def __init__(self, message: str, printable: bool) -> None:
         super().__init__(message)
         self.printable = printable
+
+
+def check_clients(res: Resolved, size: int) -> Resolved:
+    """Rank 0's number of clients for a job of `size` ranks (ReliefError: one line, exit 2 when it
+    does not fit). Default: one per client rank, or, when the fleet file names more clients than
+    that (tier `ranks`), as many as it names; --clock real needs one client per rank."""
+    from relief_mpi.device.fleet import PAPER_FLEET, load_fleet
+
+    ranks = size - 1
+    fleet = res.config.device.fleet
+    if res.n_clients is None and fleet != PAPER_FLEET:
+        named = max((r for t in load_fleet(fleet) for r in t.ranks), default=0)
+        res.n_clients = named if named > ranks else None
+    k = res.n_clients or ranks
+    if ranks >= 1 and k < ranks:
+        raise ReliefError(f"--clients {k} is fewer than the job's {ranks} client ranks (every client rank hosts at "
+                          f"least one client): launch with -n {k + 1}, or give --clients {ranks} or more")
+    if k > ranks >= 1 and res.config.device.clock == "real":
+        raise ReliefError(f"--clock real emulates concurrent devices in real time and needs one client per rank, "
+                          f"got {k} clients on {ranks} client ranks: launch with -n {k + 1}, or use --clock virtual")
+    return res

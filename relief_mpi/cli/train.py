@@ -141,9 +141,10 @@ def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> fl
                    "this one process (no MPI needed).")
 @click.option("--clients", type=click.IntRange(min=1), default=None,
               help="Number of clients. In-process: default 4. Under MPI (N ranks): default N-1, one per client "
-                   "rank; more (--clock virtual only) are spread round robin over the N-1 client ranks: client "
-                   "k (1..K) runs on rank 1 + (k-1) mod (N-1), and a rank trains its clients in turn, each with "
-                   "its own device profile, sensors, data, seed stream, clock and energy account.")
+                   "rank (or the highest client a fleet file's tier `ranks` name, if more). More clients than "
+                   "client ranks (--clock virtual only) are spread round robin: client k (1..K) runs on rank "
+                   "1 + (k-1) mod (N-1), and a rank trains its clients in turn, each with its own device "
+                   "profile, sensors, data, seed stream, clock and energy account.")
 @click.option("--quiet", is_flag=True, help="No start-up and per-round lines (warnings and errors still print).")
 @click.option("--checkpoint-every", type=click.IntRange(min=0), default=0, show_default=True,
               help="Write a checkpoint (server state; clients are stateless between rounds) every K rounds and "

@@ -122,7 +122,7 @@ def test_mpi_with_several_clients_per_rank_matches_inprocess(tmp_path: Path, str
 @pytest.mark.mpi
 @pytest.mark.parametrize(("args", "words"), [
     (["--clients", "4", "--clock", "real"], "--clock real emulates concurrent devices in real time and needs one "
-                                             "client per rank, got --clients 4 on 2 client ranks"),
+                                             "client per rank, got 4 clients on 2 client ranks"),
     (["--clients", "1"], "--clients 1 is fewer than the job's 2 client ranks"),
 ])
 def test_clients_that_do_not_fit_the_ranks_are_one_line(tmp_path: Path, args: list[str], words: str) -> None:
@@ -150,3 +150,25 @@ def test_system_bench_sums_client_compute_per_hosting_rank() -> None:
     # 2 ranks: rank 1 hosts clients 0, 2, 4; rank 2 hosts clients 1, 3
     np.testing.assert_array_equal(per_rank(comp, 2), [[9.0, 6.0], [1.5, 1.0]])
     np.testing.assert_array_equal(per_rank(comp, 5), comp)
+
+
+def test_clients_default_to_the_ranks_or_to_the_fleets_named_clients(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from relief_mpi.errors import ReliefError
+    from relief_mpi.mpirun_types import Resolved, check_clients
+
+    fleet = tmp_path / "six.toml"
+    fleet.write_text('[[tier]]\nname = "a"\nprofile = "raspberry-pi-4"\nranks = [1, 2, 3]\n'
+                     '[[tier]]\nname = "b"\nprofile = "jetson-nano"\nranks = [4, 5, 6]\n')
+    base = RunConfig()
+    assert check_clients(Resolved(base, tmp_path / "x.h5"), 5).n_clients is None  # one per client rank
+    assert check_clients(Resolved(base, tmp_path / "x.h5", n_clients=9), 5).n_clients == 9
+    named = replace(base, device=replace(base.device, fleet=str(fleet)))
+    assert check_clients(Resolved(named, tmp_path / "x.h5"), 3).n_clients == 6  # 6 named clients on 2 ranks
+    assert check_clients(Resolved(named, tmp_path / "x.h5"), 7).n_clients is None  # 6 ranks: one each
+    real = replace(named, device=replace(named.device, clock="real"))
+    with pytest.raises(ReliefError, match="needs one client per rank, got 6 clients on 2 client ranks"):
+        check_clients(Resolved(real, tmp_path / "x.h5"), 3)
+    with pytest.raises(ReliefError, match="--clients 3 is fewer than the job's 4 client ranks"):
+        check_clients(Resolved(base, tmp_path / "x.h5", n_clients=3), 5)
