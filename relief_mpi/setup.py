@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 import torch
@@ -25,7 +26,7 @@ from relief_mpi.errors import ReliefError
 from relief_mpi.model.blocks import BlockRegistry
 from relief_mpi.model.flops import FlopCosts, group_flops, measure_costs
 from relief_mpi.model.groups import GroupRegistry
-from relief_mpi.model.net import MultimodalNet, kept
+from relief_mpi.model.net import ModalityEncoder, MultimodalNet, kept
 from relief_mpi.model.paper import PaperNet
 from relief_mpi.rounds import FleetInfo, GroupInfo
 from relief_mpi.strategy.base import Strategy, StrategyContext
@@ -149,7 +150,7 @@ def entry_masks(registry: BlockRegistry, model: MultimodalNet, width: float) -> 
         for p in probe.parameters():
             p.fill_(1.0)
     probe.zero_grad(set_to_none=True)
-    n_ch = [m.in_channels for m in (e.conv1 for e in probe.encoders)]
+    n_ch = [cast(ModalityEncoder, e).conv1.in_channels for e in probe.encoders]
     xs = [torch.ones(1, c, 8) for c in n_ch]
     probe(xs, frozenset(), width).sum().backward()
     params = dict(probe.named_parameters())

@@ -31,7 +31,7 @@ from relief_mpi.rounds import UPDATE_DTYPE, RoundPlan, update_len
 TAG_RAW = 41
 
 
-def _timed_pair(world: MPI.Comm, raw: Callable[[], None], ours: Callable[[], None], reps: int) -> tuple[float, float]:
+def _timed_pair(world: MPI.Intracomm, raw: Callable[[], None], ours: Callable[[], None], reps: int) -> tuple[float, float]:
     """Median seconds of raw and of ours on rank 0, interleaved, one warm-up each."""
     raw()
     ours()
@@ -46,7 +46,7 @@ def _timed_pair(world: MPI.Comm, raw: Callable[[], None], ours: Callable[[], Non
     return float(np.median(t_raw)), float(np.median(t_ours))
 
 
-def measure(nbytes: int, reps: int, comm: MPI.Comm | None = None) -> dict[str, float]:
+def measure(nbytes: int, reps: int, comm: MPI.Intracomm | None = None) -> dict[str, float]:
     """Both ways at one block size (collective over `comm`, default COMM_WORLD); figures on rank 0."""
     world = comm if comm is not None else MPI.COMM_WORLD
     rank, k = world.Get_rank(), world.Get_size() - 1

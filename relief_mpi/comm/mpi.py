@@ -58,7 +58,7 @@ def decode_handshake(buf: np.ndarray) -> Handshake:
 class CommCache:
     """Communicators by member set, with a deterministic LRU bound (MPI context ids are finite)."""
 
-    def __init__(self, world: MPI.Comm, capacity: int = 64) -> None:
+    def __init__(self, world: MPI.Intracomm, capacity: int = 64) -> None:
         self.world = world
         self.rank = world.Get_rank()
         self.capacity = capacity
@@ -112,7 +112,7 @@ class CommCache:
 
 
 class _MpiBase:
-    def __init__(self, ownership: np.ndarray, sizes: tuple[int, ...], comm: MPI.Comm | None = None,
+    def __init__(self, ownership: np.ndarray, sizes: tuple[int, ...], comm: MPI.Intracomm | None = None,
                  cache_capacity: int = 64) -> None:
         self.world = comm if comm is not None else MPI.COMM_WORLD
         self.rank = self.world.Get_rank()
@@ -238,7 +238,7 @@ class MpiServerTransport(_MpiBase, ServerTransport):
 class MpiClientTransport(_MpiBase, ClientTransport):
     """One client rank: the exchange of all the clients it hosts (self.local, in training order)."""
 
-    def __init__(self, ownership: np.ndarray, sizes: tuple[int, ...], comm: MPI.Comm | None = None,
+    def __init__(self, ownership: np.ndarray, sizes: tuple[int, ...], comm: MPI.Intracomm | None = None,
                  cache_capacity: int = 64) -> None:
         super().__init__(ownership, sizes, comm, cache_capacity)
         self.local = self.hosted[self.rank - 1]

@@ -38,7 +38,7 @@ R = TypeVar("R", bound=Resolved)
 class World:
     """COMM_WORLD (or a given communicator) with the start-up protocol's collectives."""
 
-    def __init__(self, comm: MPI.Comm | None = None) -> None:
+    def __init__(self, comm: MPI.Intracomm | None = None) -> None:
         self.comm = comm if comm is not None else MPI.COMM_WORLD
         self.rank = self.comm.Get_rank()
         self.size = self.comm.Get_size()

@@ -121,14 +121,14 @@ class BlockRegistry:
                 params[s.param][s.index] = t[off:off + n].view_as(view)
                 off += n
 
-    def get_base(self, model: MultimodalNet) -> np.ndarray:
+    def get_base(self, model: torch.nn.Module) -> np.ndarray:
         params = dict(model.named_parameters())
         if not self.base_params:
             return np.zeros(0, np.float32)
         with torch.no_grad():
             return torch.cat([params[n].reshape(-1) for n in self.base_params]).numpy().astype(np.float32)
 
-    def set_base(self, model: MultimodalNet, vec: np.ndarray) -> None:
+    def set_base(self, model: torch.nn.Module, vec: np.ndarray) -> None:
         params = dict(model.named_parameters())
         t = torch.from_numpy(np.ascontiguousarray(vec, dtype=np.float32))
         off = 0
