@@ -17,7 +17,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from relief_mpi import signals
 from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
@@ -38,12 +37,7 @@ from relief_mpi.run import (
 )
 from relief_mpi.setup import RunSetup, build_setup
 
-__all__ = ["StartupRefused", "gather_hosts", "run_mpi"]
-
-
-def gather_hosts(comm: Any = None) -> list[str]:
-    """Every rank's host name by rank (collective over `comm`, default COMM_WORLD)."""
-    return World(comm).hosts()
+__all__ = ["StartupRefused", "run_mpi"]
 
 
 def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,

@@ -111,9 +111,10 @@ def exit_process(code: int) -> None:
         sys.exit(code)
     sys.stdout.flush()
     sys.stderr.flush()
-    if "mpi4py.MPI" in sys.modules:
-        from mpi4py import MPI
+    from relief_mpi.comm import mpi_loaded
 
-        if MPI.Is_initialized() and not MPI.Is_finalized():
-            MPI.Finalize()
+    if mpi_loaded():
+        from relief_mpi.comm.world import finalize
+
+        finalize()
     os._exit(code)

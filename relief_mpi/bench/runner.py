@@ -153,10 +153,10 @@ class _Exec:
 
 class _MpiExec(_Exec):
     def __init__(self) -> None:
-        from mpi4py import MPI
+        from relief_mpi.comm.world import World
 
-        self.world = MPI.COMM_WORLD
-        self.rank, self.size = self.world.Get_rank(), self.world.Get_size()
+        self.world = World()
+        self.rank, self.size = self.world.rank, self.world.size
 
     def run(self, cfg: RunConfig, path: Path, progress: Progress | None) -> None:
         from relief_mpi.mpirun import run_mpi
@@ -171,24 +171,13 @@ class _MpiExec(_Exec):
         run_mpi(lambda: Resolved(cfg, out_path()), progress)
 
     def share(self, values: np.ndarray) -> np.ndarray:
-        from relief_mpi.comm.wait import wait_all
-
-        buf = np.ascontiguousarray(values, np.float64).copy()
-        wait_all([self.world.Ibcast(buf, root=0)])
-        return buf
+        return self.world.bcast_f64(values)
 
     def gather_rss(self) -> list[float]:
-        from relief_mpi.comm.wait import wait_all
-
-        mine = np.array([peak_rss_mb()], np.float64)
-        out = np.zeros(self.size, np.float64)
-        wait_all([self.world.Iallgather(mine, out)])
-        return out.tolist()
+        return self.world.allgather_f64(peak_rss_mb())
 
     def hosts(self) -> list[str]:
-        from relief_mpi.mpirun import gather_hosts
-
-        return gather_hosts(self.world)
+        return self.world.hosts()
 
 
 class _InProcessExec(_Exec):

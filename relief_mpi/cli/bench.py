@@ -235,9 +235,8 @@ def _saved_meta(out_dir: Path) -> dict[str, object] | None:
 
 
 def _guarded(fn):  # noqa: ANN001, ANN202 - run under MPI; any failure on any rank ends the whole job
-    from mpi4py import MPI
-
     from relief_mpi.cli.train import _abort
+    from relief_mpi.comm.world import world_rank, world_size
     from relief_mpi.mpirun import StartupRefused
 
     try:
@@ -247,7 +246,7 @@ def _guarded(fn):  # noqa: ANN001, ANN202 - run under MPI; any failure on any ra
             click.echo(f"error: {e}", err=True)
         sys.exit(2)
     except ReliefError:
-        if MPI.COMM_WORLD.Get_size() > 1 and MPI.COMM_WORLD.Get_rank() != 0:
+        if world_size() > 1 and world_rank() != 0:
             _abort()
         raise
     except BaseException:  # noqa: BLE001

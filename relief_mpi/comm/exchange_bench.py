@@ -31,7 +31,8 @@ from relief_mpi.rounds import UPDATE_DTYPE, RoundPlan, update_len
 TAG_RAW = 41
 
 
-def _timed_pair(world: MPI.Intracomm, raw: Callable[[], None], ours: Callable[[], None], reps: int) -> tuple[float, float]:
+def _timed_pair(world: MPI.Intracomm, raw: Callable[[], None], ours: Callable[[], None],
+                reps: int) -> tuple[float, float]:
     """Median seconds of raw and of ours on rank 0, interleaved, one warm-up each."""
     raw()
     ours()
