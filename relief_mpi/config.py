@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 # The published method presets (design.md section 0), then our own variants.
@@ -142,7 +141,3 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = list(v) if isinstance(v, tuple) else v
     return out
-
-
-def resolve_path(p: str | None) -> Path | None:
-    return None if p is None else Path(p).expanduser()

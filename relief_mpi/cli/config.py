@@ -27,8 +27,6 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 SECTIONS = ("data", "model", "strategy", "device")
-# Options a config file may set that are not part of RunConfig (the run, not its numbers).
-RUN_KEYS = ("clients",)
 
 
 def _long_names(cmd: click.Command) -> dict[str, str]:

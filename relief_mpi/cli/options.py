@@ -60,7 +60,6 @@ class Widths(click.ParamType):
 
 
 POS_INT = click.IntRange(min=1)
-POS_FLOAT = click.FloatRange(min=0, min_open=True)
 
 COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--rounds", type=POS_INT, default=20, show_default=True,
@@ -346,9 +345,3 @@ PARAM_KEYS = {
     "protocol": "data.protocol", "partition": "data.partition", "split": "data.split",
     "test_subjects": "data.test_subjects",
 }
-
-
-def check_strategy_names(names: list[str]) -> None:
-    bad = [n for n in names if n not in STRATEGIES]
-    if bad:
-        raise ReliefError(f"unknown strategy {bad[0]!r}; choose from {', '.join(STRATEGIES)}")

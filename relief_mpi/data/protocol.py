@@ -23,7 +23,6 @@ SPLITS = ("time", "paper", "subject")
 PAPER_WINDOW = 256  # samples (5.12 s at 50 Hz)
 PAPER_STRIDE = 50
 PAPER_TEST_FRACTION = 0.2
-PAPER_RATE_HZ = 50.0
 
 DEVICE_TYPES = ("full", "acc_gyro", "acc_only")
 # Clients per device type (full, acc_gyro, acc_only), given to subjects in sorted order.

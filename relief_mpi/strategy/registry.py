@@ -23,7 +23,3 @@ def make_strategy(name: str, ctx: StrategyContext) -> Strategy:
     if name not in classes:
         raise ReliefError(f"unknown strategy {name!r}; choose one of {', '.join(sorted(classes))}")
     return classes[name](ctx)
-
-
-def is_published(name: str) -> bool:
-    return name in PUBLISHED
