@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from relief_mpi.checkpoint import Checkpoint
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
+
+if TYPE_CHECKING:  # torch: the command line stays quick to start (--help, bad input)
+    from relief_mpi.checkpoint import Checkpoint
 
 
 @dataclass
