@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from relief_mpi.log.hdf5 import read_log
-from tests.helpers import run_mpi
+from tests.helpers import FAST, run_mpi
 
 pytestmark = pytest.mark.mpi
-ARGS = ["--rounds", "4", "--local-epochs", "1", "--checkpoint-every", "1", "--quiet", "--strategy", "relief"]
+ARGS = ["--rounds", "4", *FAST, "--checkpoint-every", "1", "--quiet", "--strategy", "relief"]
 
 
 @pytest.mark.parametrize("rank,round_", [(2, 3), (0, 2)], ids=["client", "server"])
@@ -37,7 +37,7 @@ def test_kill_9_then_resume(tmp_path: Path, rank: int, round_: int) -> None:
 
 def test_nan_update_is_rejected_and_the_run_goes_on(tmp_path: Path) -> None:
     log = tmp_path / "n.h5"
-    res = run_mpi(4, ["train", "--rounds", "3", "--local-steps", "2", "--quiet", "--out", str(log),
+    res = run_mpi(4, ["train", "--rounds", "3", *FAST, "--quiet", "--out", str(log),
                       "--fault", "nan:2:2"], timeout=180)
     assert res.returncode == 0, res.stderr
     run = read_log(log)
