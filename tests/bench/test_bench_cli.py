@@ -10,7 +10,7 @@ import pytest
 from relief_mpi.log.hdf5 import read_log
 from tests.bench.logs import write_log
 from tests.data.layouts import mhealth_table, write_mhealth
-from tests.helpers import run_cli, run_mpi
+from tests.helpers import FAST, run_cli, run_mpi
 
 FIGURES = ("f1_vs_time.png", "energy_per_tier.png", "bytes_per_round.png")
 
@@ -93,7 +93,7 @@ def test_inprocess_compare_corrected_rows(tmp_path):
 def test_inprocess_bench_and_summary_only(tmp_path):
     out = tmp_path / "b"
     res = run_cli(["bench", "--transport", "inprocess", "--clients", "3", "--strategies", "fedavg",
-                   "--seeds", "3", "--rounds", "1", "--local-steps", "1", "--quiet", "--no-plots",
+                   "--seeds", "3", "--rounds", "1", "--local-steps", "1", *FAST, "--quiet", "--no-plots",
                    "--out-dir", str(out)], timeout=200)
     assert res.returncode == 0, res.stderr
     assert read_log(out / "fedavg-seed3.h5").config["seed"] == 3
@@ -125,7 +125,7 @@ def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
 def test_resume_keeps_complete_logs_and_summary_ignores_unplanned_ones(tmp_path):
     out = tmp_path / "b"
     base = ["bench", "--transport", "inprocess", "--clients", "3", "--strategies", "fedavg", "--rounds", "1",
-            "--local-steps", "1", "--quiet", "--no-plots", "--out-dir", str(out)]
+            "--local-steps", "1", *FAST, "--quiet", "--no-plots", "--out-dir", str(out)]
     assert run_cli([*base, "--seeds", "3"], timeout=200).returncode == 0
     first = (out / "fedavg-seed3.h5").stat().st_mtime_ns
     res = run_cli([*base, "--seeds", "3,4", "--resume"], timeout=200)

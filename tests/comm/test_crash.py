@@ -60,8 +60,8 @@ def test_fleet_that_does_not_fit_is_one_line(tmp_path: Path) -> None:
     fleet = tmp_path / "f.toml"
     fleet.write_text('[[tier]]\nname = "a"\nprofile = "jetson-nano"\nranks = [1, 2, 3, 4]\n')
     # without --clients the fleet's 4 named clients would share the 2 client ranks (docs/cluster.md)
-    res = run_mpi(3, ["train", "--fleet", str(fleet), "--clients", "2", "--rounds", "1", "--out", str(tmp_path / "x.h5")],
-                  timeout=180)
+    res = run_mpi(3, ["train", "--fleet", str(fleet), "--clients", "2", "--rounds", "1",
+                      "--out", str(tmp_path / "x.h5")], timeout=180)
     assert res.returncode == 2
     lines = [x for x in res.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "names 4 clients" in lines[0] and "--clients 4" in lines[0], res.stderr

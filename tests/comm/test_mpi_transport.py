@@ -8,13 +8,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relief_mpi.config import RunConfig, StrategyConfig
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.run import run_inprocess
-from tests.helpers import run_mpi
+from tests.helpers import FAST, fast_config, run_mpi
 
 pytestmark = pytest.mark.mpi
-SMALL = ["--rounds", "2", "--local-steps", "3", "--quiet"]
+SMALL = ["--rounds", "2", "--local-steps", "3", *FAST, "--quiet"]
 
 
 @pytest.mark.parametrize("strategy", ["fedavg", "relief"])
@@ -22,7 +21,7 @@ def test_inprocess_and_mpiexec_give_the_same_numbers(tmp_path: Path, strategy: s
     res = run_mpi(4, ["train", "--strategy", strategy, "--seed", "3", "--out", str(tmp_path / "mpi.h5"), *SMALL],
                   timeout=240)
     assert res.returncode == 0, res.stderr
-    cfg = RunConfig(rounds=2, seed=3, strategy=StrategyConfig(name=strategy, local_steps=3))
+    cfg = fast_config(rounds=2, strategy=strategy, seed=3, local_steps=3)
     run_inprocess(cfg, 3, tmp_path / "ip.h5")
     a, b = read_log(tmp_path / "mpi.h5"), read_log(tmp_path / "ip.h5")
     for field in ("accuracy", "macro_f1", "rare_f1", "virtual_time_s", "bytes_up", "bytes_down", "energy_j"):
@@ -41,7 +40,7 @@ def test_cohort_reduce_equals_numpy_on_the_clients_deltas(tmp_path: Path) -> Non
     dump = tmp_path / "dump"
     dump.mkdir()
     res = run_mpi(5, ["train", "--strategy", "skip-absent", "--rounds", "3", "--local-steps", "3",
-                      "--local-epochs", "1", "--quiet", "--out", str(tmp_path / "r.h5"), "--debug-dump", str(dump)],
+                      *FAST, "--quiet", "--out", str(tmp_path / "r.h5"), "--debug-dump", str(dump)],
                   timeout=240)
     assert res.returncode == 0, res.stderr
     log = read_log(tmp_path / "r.h5")
@@ -73,7 +72,7 @@ def test_cohort_reduce_equals_numpy_on_the_clients_deltas(tmp_path: Path) -> Non
 
 def test_exception_on_one_client_aborts_the_job(tmp_path: Path) -> None:
     t0 = time.monotonic()
-    res = run_mpi(4, ["train", "--rounds", "5", "--local-steps", "2", "--quiet", "--out", str(tmp_path / "x.h5"),
+    res = run_mpi(4, ["train", "--rounds", "5", *FAST, "--quiet", "--out", str(tmp_path / "x.h5"),
                       "--fault", "raise:2:2"], timeout=120)
     assert res.returncode != 0
     assert "injected fault in client 1" in res.stderr
@@ -82,7 +81,7 @@ def test_exception_on_one_client_aborts_the_job(tmp_path: Path) -> None:
 
 
 def test_exception_on_the_server_aborts_the_job(tmp_path: Path) -> None:
-    res = run_mpi(3, ["train", "--rounds", "5", "--local-steps", "2", "--quiet", "--out", str(tmp_path / "x.h5"),
+    res = run_mpi(3, ["train", "--rounds", "5", *FAST, "--quiet", "--out", str(tmp_path / "x.h5"),
                       "--fault", "raise:0:1"], timeout=120)
     assert res.returncode != 0
     assert "injected fault in the server" in res.stderr

@@ -70,12 +70,12 @@ def test_fetch_without_network_explains_and_fails(tmp_path: Path, relief) -> Non
 def test_mpi_train_on_real_spar(tmp_path: Path) -> None:
     need_shared()
     out = tmp_path / "r.h5"
-    r = run_mpi(5, ["train", "--dataset", "spar", "--data-dir", str(SPAR_DIR), "--rounds", "3", "--out", str(out),
-                    "--quiet"], timeout=300)
+    r = run_mpi(5, ["train", "--dataset", "spar", "--data-dir", str(SPAR_DIR), "--rounds", "2", "--local-epochs", "1",
+                    "--out", str(out), "--quiet"], timeout=300)
     assert r.returncode == 0, r.stderr[-3000:]
     run = read_log(out)
     f1 = np.asarray(run.rounds["macro_f1"])
-    assert len(f1) == 3 and np.isfinite(f1).all() and (f1 > 0).all()
+    assert len(f1) == 2 and np.isfinite(f1).all() and (f1 > 0).all()
     assert run.attrs["dataset"] == "spar"
     assert json.loads(run.attrs["modalities"]) == ["acc", "gyro"]
     print("SPAR macro-F1 per round:", f1.tolist())

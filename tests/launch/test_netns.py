@@ -38,7 +38,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from tests.helpers import REPO, is_open_mpi, mpi_env, mpiexec
+from tests.helpers import FAST, REPO, is_open_mpi, mpi_env, mpiexec
 
 pytestmark = pytest.mark.mpi
 
@@ -215,7 +215,7 @@ def test_train_across_namespaces(netns_hosts: list[Host], tmp_path: Path) -> Non
     out = tmp_path / "netns.h5"
     strategy = _strategy()
     r = _run_on_head(netns_hosts, tmp_path, ["--strategy", strategy, "--rounds", "2", "--local-steps", "3",
-                                              "--quiet", "--out", str(out)], timeout=300)
+                                              *FAST, "--quiet", "--out", str(out)], timeout=300)
     assert r.returncode == 0, r.stdout + r.stderr
     after = {h.ns: _traffic(h) for h in netns_hosts}
     delta = {h.name: {k: after[h.ns][k] - before[h.ns][k] for k in before[h.ns]} for h in netns_hosts}

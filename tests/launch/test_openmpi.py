@@ -18,7 +18,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import FAST, REPO
 
 pytestmark = pytest.mark.mpi
 
@@ -63,7 +63,7 @@ def _env(venv: Path) -> dict[str, str]:
 def test_local_sh_with_open_mpi(tmp_path: Path) -> None:
     venv = _ompi_venv()
     out = tmp_path / "ompi.h5"
-    r = subprocess.run([str(REPO / "launch" / "local.sh"), "3", "--rounds", "2", "--local-steps", "3",
+    r = subprocess.run([str(REPO / "launch" / "local.sh"), "3", "--rounds", "2", "--local-steps", "3", *FAST,
                         "--out", str(out)], capture_output=True, text=True, timeout=400, env=_env(venv), cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "--oversubscribe --bind-to none -n 3" in r.stderr  # the command local.sh shows

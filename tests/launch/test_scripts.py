@@ -11,7 +11,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from tests.helpers import REPO, is_open_mpi, mpi_env, mpiexec, run_mpi
+from tests.helpers import FAST, REPO, is_open_mpi, mpi_env, mpiexec, run_mpi
 
 LAUNCH = REPO / "launch"
 HOSTFILES = REPO / "hostfiles"
@@ -130,7 +130,7 @@ def test_local_sh_runs_five_ranks(tmp_path: Path) -> None:
     """The issue's acceptance run: launch/local.sh 5 --rounds 2 with the pip MPICH."""
     _need_mpich()
     out = tmp_path / "run.h5"
-    r = sh([str(LAUNCH / "local.sh"), "5", "--rounds", "2", "--local-steps", "3", "--out", str(out)],
+    r = sh([str(LAUNCH / "local.sh"), "5", "--rounds", "2", "--local-steps", "3", *FAST, "--out", str(out)],
            env={"MPIEXEC": str(mpiexec())}, timeout=300, cwd=tmp_path)
     assert r.returncode == 0, r.stdout + r.stderr
     assert f"log: {out}" in r.stdout
