@@ -281,58 +281,89 @@ def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None
     runs = [(log, paper_run(log, path)) for log, path in logs]
     target = TARGET_F1 if target_f1 is None else float(target_f1)
     source = f"macro-F1 {target:g} ({'--target-f1' if target_f1 is not None else 'the paper'})"
-    finals = {(r.label, r.seed): r.final_macro_f1 for _, r in runs}
     labels = {r.label for _, r in runs}
     refs = {r.label: _reference_of(r.label, baseline, labels) for _, r in runs}
+    _apply_targets(runs, refs, target)
+    by_key = {(r.label, r.seed): r for _, r in runs}
+    references = _critical_classes(by_key, refs, threshold)
+    _measure_rare_modality(by_key, refs)
+    order = list(dict.fromkeys(r.label for _, r in runs))
+    rows = [_row(label, sorted((r for _, r in runs if r.label == label), key=lambda x: x.seed), refs[label], by_key)
+            for label in order]
+    first = logs[0][0] if logs else None
+    out = PaperSummary(rows, target, source, references.get(baseline, {}), list(first.class_names) if first else [],
+                       list(first.tier_names) if first else [], threshold)
+    out.references = {k: v for k, v in references.items() if k != baseline}
+    out.comparisons, out.corrections = _paired_tables(by_key)
+    return out
+
+
+def _paired_tables(by_key: dict[tuple[str, int], PaperRun]) -> tuple[list[Comparison], list[Comparison]]:
+    """The PAIRS and the CORRECTIONS the bench ran both sides of; no corrections table for a plain
+    bench (its first line alone is the headline pair, already among the PAIRS)."""
+    comparisons = [c for a, b, title in PAIRS if (c := compare(by_key, a, b, title)) is not None]
+    corrections = [c for title, a, b in CORRECTIONS if (c := compare(by_key, a, b, title)) is not None]
+    return comparisons, corrections if len(corrections) >= 2 else []
+
+
+def _apply_targets(runs: list[tuple[RunLog, PaperRun]], refs: dict[str, str], target: float) -> None:
+    """Where each run reaches the paper's target, and ours: a fraction of its reference's final
+    macro-F1 on the same seed (never, when the reference did not run that seed)."""
+    finals = {(r.label, r.seed): r.final_macro_f1 for _, r in runs}
     for log, r in runs:
         r.target = reach(log, target)
         r.ours = reach(log, OURS_FRACTION * finals.get((refs[r.label], r.seed), NAN))
-    by_key = {(r.label, r.seed): r for _, r in runs}
+
+
+def _critical_classes(by_key: dict[tuple[str, int], PaperRun], refs: dict[str, str],
+                      threshold: float) -> dict[str, dict[int, tuple[int, ...]]]:
+    """Set every run's own critical classes; returns those of the reference rows, by label and seed."""
     references: dict[str, dict[int, tuple[int, ...]]] = {}
     for (label, seed), r in by_key.items():
         r.critical = critical_classes(r.class_f1, threshold) if r.class_f1.size else ()
         if label in refs.values():
             references.setdefault(label, {})[seed] = r.critical
+    return references
+
+
+def _measure_rare_modality(by_key: dict[tuple[str, int], PaperRun], refs: dict[str, str]) -> None:
+    """Each run's rare-modality F1, on the critical classes of its reference's run on the same seed
+    (none, and NaN, without that run)."""
     for r in by_key.values():
         ref = by_key.get((refs[r.label], r.seed))
         r.reference_critical = ref.critical if ref is not None else ()
         r.rare_modality_f1 = rare_modality_f1(r.class_f1, r.reference_critical) if ref is not None else NAN
-    order = list(dict.fromkeys(r.label for _, r in runs))
-    rows = []
-    for label in order:
-        mine = sorted((r for _, r in runs if r.label == label), key=lambda x: x.seed)
-        st: dict[str, list[float]] = {k: [] for k in ROW_METRICS}
-        why: dict[str, list[str]] = {k: [] for k in ROW_METRICS}
-        for r in mine:
-            ref_label = refs[label]
-            ref = by_key.get((ref_label, r.seed))
-            p = pair(r, ref) if ref is not None else {}
-            for k, reason in pair_reasons(r, ref, ref_label).items():
-                why[k].append(reason)
-            vals = {"speedup_analytic": p.get("speedup_analytic", NAN),
-                    "energy_reduction_analytic": p.get("energy_reduction_analytic", NAN),
-                    "rare_modality_f1": r.rare_modality_f1, "rare_gain_pp": p.get("rare_gain_pp", NAN),
-                    "final_macro_f1": r.final_macro_f1, "tta_round": r.target.round - 1 if r.target.reached else NAN,
-                    "mb_up_analytic": r.mb_up_analytic, "trained_pct": r.trained_pct,
-                    "speedup_emulated": p.get("speedup_emulated", NAN),
-                    "energy_reduction_emulated": p.get("energy_reduction_emulated", NAN),
-                    "speedup_analytic_ours": p.get("speedup_analytic_ours", NAN),
-                    "speedup_emulated_ours": p.get("speedup_emulated_ours", NAN),
-                    "final_own_macro_f1": r.final_own_macro_f1, "final_rare_f1": r.final_rare_f1,
-                    "mb_up": r.mb_up, "tta_analytic_s": r.target.analytic_s,
-                    "tta_analytic_energy_j": r.target.analytic_energy_j}
-            for k in ROW_METRICS:
-                st[k].append(vals[k])
-        rows.append(Row(label, mine, {k: _stat(v, why[k]) for k, v in st.items()}))
-    first = logs[0][0] if logs else None
-    out = PaperSummary(rows, target, source, references.get(baseline, {}), list(first.class_names) if first else [],
-                       list(first.tier_names) if first else [], threshold)
-    out.references = {k: v for k, v in references.items() if k != baseline}
-    out.comparisons = [c for a, b, title in PAIRS if (c := compare(by_key, a, b, title)) is not None]
-    out.corrections = [c for title, a, b in CORRECTIONS if (c := compare(by_key, a, b, title)) is not None]
-    if len(out.corrections) < 2:
-        out.corrections = []  # a plain bench: the first line alone is the headline pair above
-    return out
+
+
+def _row(label: str, mine: list[PaperRun], ref_label: str, by_key: dict[tuple[str, int], PaperRun]) -> Row:
+    """One bench row's ROW_METRICS over its seeds, each paired with `ref_label`'s run of the same
+    seed; a stat with no value keeps the reasons why."""
+    st: dict[str, list[float]] = {k: [] for k in ROW_METRICS}
+    why: dict[str, list[str]] = {k: [] for k in ROW_METRICS}
+    for r in mine:
+        ref = by_key.get((ref_label, r.seed))
+        for k, reason in pair_reasons(r, ref, ref_label).items():
+            why[k].append(reason)
+        vals = _row_values(r, pair(r, ref) if ref is not None else {})
+        for k in ROW_METRICS:
+            st[k].append(vals[k])
+    return Row(label, mine, {k: _stat(v, why[k]) for k, v in st.items()})
+
+
+def _row_values(r: PaperRun, p: dict[str, float]) -> dict[str, float]:
+    """One run's ROW_METRICS; `p` is its pair() with the reference run (empty without one: NaN)."""
+    return {"speedup_analytic": p.get("speedup_analytic", NAN),
+            "energy_reduction_analytic": p.get("energy_reduction_analytic", NAN),
+            "rare_modality_f1": r.rare_modality_f1, "rare_gain_pp": p.get("rare_gain_pp", NAN),
+            "final_macro_f1": r.final_macro_f1, "tta_round": r.target.round - 1 if r.target.reached else NAN,
+            "mb_up_analytic": r.mb_up_analytic, "trained_pct": r.trained_pct,
+            "speedup_emulated": p.get("speedup_emulated", NAN),
+            "energy_reduction_emulated": p.get("energy_reduction_emulated", NAN),
+            "speedup_analytic_ours": p.get("speedup_analytic_ours", NAN),
+            "speedup_emulated_ours": p.get("speedup_emulated_ours", NAN),
+            "final_own_macro_f1": r.final_own_macro_f1, "final_rare_f1": r.final_rare_f1,
+            "mb_up": r.mb_up, "tta_analytic_s": r.target.analytic_s,
+            "tta_analytic_energy_j": r.target.analytic_energy_j}
 
 
 def _reference_of(label: str, baseline: str, labels: set[str]) -> str:
@@ -409,28 +440,52 @@ def _table(head: list[str], lines: list[list[str]]) -> list[str]:
 
 
 def markdown(s: PaperSummary) -> str:
+    """summary.md's opening part: the paper's table, its figures beside ours, then our metrics."""
+    out = _preamble(s) + _published_table(s) + _beside_the_paper(s)
+    if s.comparisons:
+        out += _comparisons_table(s)
+    if s.corrections:
+        out += corrections_markdown(s)
+    out += _ours_table(s)
+    if s.tier_names:
+        out += _tier_table(s)
+    out += _critical_section(s) + _per_run_table(s)
+    out.append("")
+    return "\n".join(out)
+
+
+def _preamble(s: PaperSummary) -> list[str]:
+    """Title, the bench's scenario, and how the numbers are measured."""
     out = ["# relief-mpi bench: the paper's table", ""]
     for k, v in s.meta.items():
         out.append(f"- {k}: {v}")
-    out += ["", f"Target: {s.target_source}. TTA rounds count as published (the seeding round is round 0; "
-            "our log's round r is the published r - 1). Speedups and reductions are paired by seed against the "
-            f"same seed's {BASELINE} run (a corrected row against its own corrected baseline); 'not reached' = the "
-            "run never reached the target, and nothing is extrapolated. Critical classes: final F1 below "
-            f"{s.threshold:g} in the same seed's {BASELINE} run. Values are mean ± sample std over seeds.", ""]
+    return out + ["", f"Target: {s.target_source}. TTA rounds count as published (the seeding round is round 0; "
+                  "our log's round r is the published r - 1). Speedups and reductions are paired by seed against the "
+                  f"same seed's {BASELINE} run (a corrected row against its own corrected baseline); 'not reached' = "
+                  "the run never reached the target, and nothing is extrapolated. Critical classes: final F1 below "
+                  f"{s.threshold:g} in the same seed's {BASELINE} run. Values are mean ± sample std over seeds.", ""]
+
+
+def _published_table(s: PaperSummary) -> list[str]:
+    """Every row with the paper's metrics (analytic time and energy, pooled full-modality test set)."""
     heads = ["speedup_analytic", "energy_reduction_analytic", "rare_modality_f1", "rare_gain_pp", "final_macro_f1",
              "tta_round", "mb_up_analytic", "trained_pct"]
-    out += ["## As published (analytic time and energy, pooled full-modality test set)", ""]
-    out += _table(["strategy", "seeds", "lr"] + [ROW_METRICS[k][0] for k in heads],
-                  [[r.label, str(len(r.runs)), ", ".join(sorted({f"{x.lr:g}" for x in r.runs}))] +
-                   [cell(r.stats[k], ROW_METRICS[k][1], k in REACH_LIKE, k in ("speedup_analytic", "rare_gain_pp"))
-                    for k in heads] for r in s.rows])
-    out += ["", "## The paper's figures beside ours (RELIEF vs FedAvg)", ""]
+    out = ["## As published (analytic time and energy, pooled full-modality test set)", ""]
+    return out + _table(["strategy", "seeds", "lr"] + [ROW_METRICS[k][0] for k in heads],
+                        [[r.label, str(len(r.runs)), ", ".join(sorted({f"{x.lr:g}" for x in r.runs}))] +
+                         [cell(r.stats[k], ROW_METRICS[k][1], k in REACH_LIKE,
+                               k in ("speedup_analytic", "rare_gain_pp")) for k in heads] for r in s.rows])
+
+
+def _beside_the_paper(s: PaperSummary) -> list[str]:
+    """The paper's abstract figures beside our RELIEF-vs-FedAvg pair."""
+    out = ["", "## The paper's figures beside ours (RELIEF vs FedAvg)", ""]
     head = next((c for c in s.comparisons if c.label == "relief" and c.reference == BASELINE), None)
 
     def ours(key: str, spec: str) -> str:
         return cell(head.stats[key], spec, key in REACH_LIKE, True) if head else "n/a (no relief and fedavg runs)"
 
-    out += _table(["metric", "paper", "ours"], [
+    return out + _table(["metric", "paper", "ours"], [
         ["speedup over FedAvg (time to target)", PAPER_FIGURES["speedup"], ours("speedup_analytic", ".2f")],
         ["energy reduction over FedAvg", PAPER_FIGURES["energy_reduction"], ours("energy_reduction_analytic", "+.1f")],
         ["rare-modality F1 gain", PAPER_FIGURES["rare_gain"], ours("rare_gain_pp", "+.1f")],
@@ -438,28 +493,40 @@ def markdown(s: PaperSummary) -> str:
         ["final macro-F1, TTA rounds, MB up, % trained", NOT_FOUND, "see the table above"],
         ["setting", PAPER_FIGURES["setting"], str(s.meta.get("budget", "-"))],
     ])
-    if s.comparisons:
-        keys = ["speedup_analytic", "energy_reduction_analytic", "rare_gain_pp", "macro_f1_gain_pp",
-                "speedup_emulated", "speedup_analytic_ours"]
-        out += ["", "## What RELIEF adds over each (paired by seed)", ""]
-        out += _table(["comparison", "seeds"] + [PAIR_METRICS[k][0] for k in keys],
-                      [[c.title, str(c.n_seeds)] + [cell(c.stats[k], PAIR_METRICS[k][1], k in REACH_LIKE, True)
-                                                    for k in keys] for c in s.comparisons])
-    if s.corrections:
-        out += corrections_markdown(s)
+
+
+def _comparisons_table(s: PaperSummary) -> list[str]:
+    """RELIEF against each of the PAIRS the bench ran."""
+    keys = ["speedup_analytic", "energy_reduction_analytic", "rare_gain_pp", "macro_f1_gain_pp",
+            "speedup_emulated", "speedup_analytic_ours"]
+    out = ["", "## What RELIEF adds over each (paired by seed)", ""]
+    return out + _table(["comparison", "seeds"] + [PAIR_METRICS[k][0] for k in keys],
+                        [[c.title, str(c.n_seeds)] + [cell(c.stats[k], PAIR_METRICS[k][1], k in REACH_LIKE, True)
+                                                      for k in keys] for c in s.comparisons])
+
+
+def _ours_table(s: PaperSummary) -> list[str]:
+    """Every row with our metrics (FLOP-measured emulated time and energy, our earlier target)."""
     ours_keys = ["speedup_emulated", "energy_reduction_emulated", "speedup_analytic_ours", "speedup_emulated_ours",
                  "final_own_macro_f1", "final_rare_f1", "mb_up", "tta_analytic_s", "tta_analytic_energy_j"]
-    out += ["", "## Ours beside it (FLOP-measured emulated time and energy; our earlier protocol's metrics)", ""]
-    out += _table(["strategy", "seeds"] + [ROW_METRICS[k][0] for k in ours_keys],
-                  [[r.label, str(len(r.runs))] + [cell(r.stats[k], ROW_METRICS[k][1], k in REACH_LIKE)
-                                                  for k in ours_keys] for r in s.rows])
-    if s.tier_names:
-        out += ["", "## Each device type with its own sensors (final macro-F1 on the pooled test set, the type's "
-                "sensors only; the absent ones zero-filled or skipped as the strategy trains)", ""]
-        out += _table(["strategy", "seeds"] + s.tier_names,
-                      [[r.label, str(len(r.runs))] + [cell(Stat([x.tier_pooled_f1.get(t, NAN) for x in r.runs]),
-                                                           ".3f") for t in s.tier_names] for r in s.rows])
-    out += ["", f"## Critical classes (final F1 < {s.threshold:g} in {BASELINE}, per seed)", ""]
+    out = ["", "## Ours beside it (FLOP-measured emulated time and energy; our earlier protocol's metrics)", ""]
+    return out + _table(["strategy", "seeds"] + [ROW_METRICS[k][0] for k in ours_keys],
+                        [[r.label, str(len(r.runs))] + [cell(r.stats[k], ROW_METRICS[k][1], k in REACH_LIKE)
+                                                        for k in ours_keys] for r in s.rows])
+
+
+def _tier_table(s: PaperSummary) -> list[str]:
+    """Each row's final macro-F1 per device type, seen with that type's own sensors."""
+    out = ["", "## Each device type with its own sensors (final macro-F1 on the pooled test set, the type's "
+           "sensors only; the absent ones zero-filled or skipped as the strategy trains)", ""]
+    return out + _table(["strategy", "seeds"] + s.tier_names,
+                        [[r.label, str(len(r.runs))] + [cell(Stat([x.tier_pooled_f1.get(t, NAN) for x in r.runs]),
+                                                             ".3f") for t in s.tier_names] for r in s.rows])
+
+
+def _critical_section(s: PaperSummary) -> list[str]:
+    """FedAvg's critical classes per seed, then those of each corrected FedAvg reference."""
+    out = ["", f"## Critical classes (final F1 < {s.threshold:g} in {BASELINE}, per seed)", ""]
     if not s.critical:
         out.append(f"n/a: no {BASELINE} run in this bench, so no critical classes and no rare-modality F1.")
     for seed, crit in sorted(s.critical.items()):
@@ -469,19 +536,25 @@ def markdown(s: PaperSummary) -> str:
         for seed, crit in sorted(by_seed.items()):
             out.append(f"- {label} (the reference of its correction), seed {seed}: "
                        f"{_names(s, crit) or f'none (F1 >= {s.threshold:g} on every class: no rare-modality F1)'}")
-    out += ["", "## Per run", ""]
-    out += _table(["run", "seed", "lr", "rounds", "macro-F1", "rare-modality F1", "TTA round", "TTA analytic s",
-                   "TTA analytic J", "TTA emulated s", "TTA emulated J", "analytic s (run)", "analytic J (run)",
-                   "emulated s (run)", "emulated J (run)", "MB up (analytic)", "% trained"],
-                  [[r.label, str(r.seed), f"{r.lr:g}", str(r.rounds), _fmt(r.final_macro_f1, ".3f"),
-                    _fmt(r.rare_modality_f1, ".3f"), str(r.target.round - 1) if r.target.reached else "not reached",
-                    _fmt(r.target.analytic_s, ".3g"), _fmt(r.target.analytic_energy_j, ".3g"),
-                    _fmt(r.target.virtual_s, ".3g"), _fmt(r.target.energy_j, ".3g"),
-                    _fmt(r.analytic_s, ".3g"), _fmt(r.analytic_energy_j, ".3g"), _fmt(r.virtual_s, ".3g"),
-                    _fmt(r.energy_j, ".3g"), _fmt(r.mb_up_analytic, ".1f"), _fmt(r.trained_pct, ".1f")]
-                   for row in s.rows for r in row.runs])
-    out.append("")
-    return "\n".join(out)
+    return out
+
+
+def _per_run_table(s: PaperSummary) -> list[str]:
+    """One line per log: where it reached the target, and its whole-run totals."""
+    out = ["", "## Per run", ""]
+    return out + _table(["run", "seed", "lr", "rounds", "macro-F1", "rare-modality F1", "TTA round", "TTA analytic s",
+                         "TTA analytic J", "TTA emulated s", "TTA emulated J", "analytic s (run)", "analytic J (run)",
+                         "emulated s (run)", "emulated J (run)", "MB up (analytic)", "% trained"],
+                        [_per_run_line(r) for row in s.rows for r in row.runs])
+
+
+def _per_run_line(r: PaperRun) -> list[str]:
+    return [r.label, str(r.seed), f"{r.lr:g}", str(r.rounds), _fmt(r.final_macro_f1, ".3f"),
+            _fmt(r.rare_modality_f1, ".3f"), str(r.target.round - 1) if r.target.reached else "not reached",
+            _fmt(r.target.analytic_s, ".3g"), _fmt(r.target.analytic_energy_j, ".3g"),
+            _fmt(r.target.virtual_s, ".3g"), _fmt(r.target.energy_j, ".3g"),
+            _fmt(r.analytic_s, ".3g"), _fmt(r.analytic_energy_j, ".3g"), _fmt(r.virtual_s, ".3g"),
+            _fmt(r.energy_j, ".3g"), _fmt(r.mb_up_analytic, ".1f"), _fmt(r.trained_pct, ".1f")]
 
 
 def _names(s: PaperSummary, classes: Sequence[int]) -> str:

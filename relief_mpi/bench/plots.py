@@ -7,12 +7,20 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from relief_mpi.bench.paper import PaperSummary
 from relief_mpi.bench.summary import Summary, label_of
 from relief_mpi.log.hdf5 import RunLog
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+Colors = dict[str, tuple[float, float, float, float]]  # bench row -> its colour in every figure
+STYLES = ["-", "--", "-.", ":"]  # line styles and markers differ per row, so equal curves stay visible
+MARKERS = ["o", "s", "^", "v", "D", "x", "+", "*"]
 
 
 def _by_strategy(logs: Sequence[tuple[RunLog, str]]) -> dict[str, list[RunLog]]:
@@ -23,21 +31,40 @@ def _by_strategy(logs: Sequence[tuple[RunLog, str]]) -> dict[str, list[RunLog]]:
     return out
 
 
+def _colors(groups: dict[str, list[RunLog]]) -> Colors:
+    import matplotlib.pyplot as plt
+
+    return {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(groups)}
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    """Lay out, write (the same size and resolution for every figure) and free one figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def write_figures(logs: Sequence[tuple[RunLog, str]], summary: Summary, out_dir: Path) -> list[Path]:
+    """The bench's three figures: macro-F1 vs time, energy per tier, bytes per round."""
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     out_dir = Path(out_dir)
     groups = _by_strategy(logs)
-    colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(groups)}
-    paths = []
+    colors = _colors(groups)
+    return [_f1_vs_time(groups, colors, summary, out_dir / "f1_vs_time.png"),
+            _energy_per_tier(groups, out_dir / "energy_per_tier.png"),
+            _bytes_per_round(groups, colors, out_dir / "bytes_per_round.png")]
 
-    # 1. macro-F1 vs emulated and wall time: per strategy the mean over seeds (round by round, at the
-    #    seeds' mean elapsed time) with a min..max band; line styles differ so equal curves stay visible.
-    styles = ["-", "--", "-.", ":"]
-    markers = ["o", "s", "^", "v", "D", "x", "+", "*"]
+
+def _f1_vs_time(groups: dict[str, list[RunLog]], colors: Colors, summary: Summary, path: Path) -> Path:
+    """macro-F1 vs emulated and wall time: per strategy the mean over seeds (round by round, at the
+    seeds' mean elapsed time) with a min..max band."""
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, (s, runs) in enumerate(groups.items()):
         n = min(len(log.rounds) for log in runs)
@@ -47,8 +74,8 @@ def write_figures(logs: Sequence[tuple[RunLog, str]], summary: Summary, out_dir:
         ok = np.isfinite(f1).all(axis=0)
         for ax, key in zip(axes, ("virtual_elapsed_s", "wall_elapsed_s"), strict=True):
             t = np.mean([log.rounds[key][:n] for log in runs], axis=0)[ok]
-            ax.plot(t, f1.mean(axis=0)[ok], color=colors[s], ls=styles[i % len(styles)],
-                    marker=markers[i % len(markers)], ms=3, lw=1.4, label=f"{s} ({len(runs)} seeds)")
+            ax.plot(t, f1.mean(axis=0)[ok], color=colors[s], ls=STYLES[i % len(STYLES)],
+                    marker=MARKERS[i % len(MARKERS)], ms=3, lw=1.4, label=f"{s} ({len(runs)} seeds)")
             if len(runs) > 1:
                 ax.fill_between(t, f1.min(axis=0)[ok], f1.max(axis=0)[ok], color=colors[s], alpha=0.12)
     targets = [t for t in summary.targets.values() if math.isfinite(t)]
@@ -61,13 +88,11 @@ def write_figures(logs: Sequence[tuple[RunLog, str]], summary: Summary, out_dir:
     axes[0].set_title("macro-F1 vs emulated device time (mean, min..max over seeds)")
     axes[1].set_title("macro-F1 vs wall time on this host")
     axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    p = out_dir / "f1_vs_time.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    return _save(fig, path)
 
-    # 2. energy per tier per strategy (total over the run, mean over seeds).
+
+def _tier_energy(groups: dict[str, list[RunLog]]) -> tuple[list[str], np.ndarray]:
+    """The tiers in first-seen order, and each row's energy per tier (whole run, mean over seeds)."""
     tiers: list[str] = []
     for runs in groups.values():
         for log in runs:
@@ -81,6 +106,14 @@ def write_figures(logs: Sequence[tuple[RunLog, str]], summary: Summary, out_dir:
             e = np.nansum(log.clients["energy_j"], axis=0)
             per_run.append([sum(e[p["client"]] for p in log.profiles if p["tier"] == t) for t in tiers])
         energy[i] = np.mean(per_run, axis=0)
+    return tiers, energy
+
+
+def _energy_per_tier(groups: dict[str, list[RunLog]], path: Path) -> Path:
+    """Energy per tier per strategy, one bar per tier (total over the run, mean over seeds)."""
+    import matplotlib.pyplot as plt
+
+    tiers, energy = _tier_energy(groups)
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(groups) + 2), 4.5))
     x = np.arange(len(groups))
     w = 0.8 / max(1, len(tiers))
@@ -91,13 +124,13 @@ def write_figures(logs: Sequence[tuple[RunLog, str]], summary: Summary, out_dir:
     ax.set_title("energy per tier per strategy (whole run, mean over seeds)")
     ax.legend(fontsize=8)
     ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    p = out_dir / "energy_per_tier.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    return _save(fig, path)
 
-    # 3. bytes per round (up solid, down dashed), mean over seeds.
+
+def _bytes_per_round(groups: dict[str, list[RunLog]], colors: Colors, path: Path) -> Path:
+    """Bytes per round (up solid, down dashed), mean over seeds."""
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for s, runs in groups.items():
         n = min(len(log.rounds) for log in runs)
@@ -113,16 +146,9 @@ def write_figures(logs: Sequence[tuple[RunLog, str]], summary: Summary, out_dir:
     ax.set_title("bytes per round")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    p = out_dir / "bytes_per_round.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
-    return paths
+    return _save(fig, path)
 
 
-STYLES = ["-", "--", "-.", ":"]
-MARKERS = ["o", "s", "^", "v", "D", "x", "+", "*"]
 # Rows whose allocation varies (budgets), in the order the allocation figure shows them.
 ALLOCATION_ROWS = ("relief", "relief+tstar", "relief+all", "relief+flops", "ablation-v2", "ablation-v3",
                    "fixed-order")
@@ -146,18 +172,28 @@ def _curve(runs: list[RunLog], x_key: str | None, y: str = "macro_f1") -> tuple[
 
 
 def write_paper_figures(logs: Sequence[tuple[RunLog, str]], summary: PaperSummary, out_dir: Path) -> list[Path]:
+    """The paper protocol's figures: macro-F1 vs analytic / emulated time and round, cumulative
+    energy, and (when a row has a budget) the allocation."""
     import matplotlib
 
     matplotlib.use("Agg")
+    out_dir = Path(out_dir)
+    groups = _by_strategy(logs)
+    colors = _colors(groups)
+    paths = [_paper_f1(logs, groups, colors, summary.target, out_dir / "paper_f1.png"),
+             _energy_cumulative(groups, colors, out_dir / "energy_cumulative.png")]
+    rows = [r for r in ALLOCATION_ROWS if r in groups][:6]
+    if rows:
+        paths.append(_allocation(groups, rows, out_dir / "allocation.png"))
+    return paths
+
+
+def _paper_f1(logs: Sequence[tuple[RunLog, str]], groups: dict[str, list[RunLog]], colors: Colors, target: float,
+              path: Path) -> Path:
+    """macro-F1 (pooled test set) vs the published analytic time, our emulated time, and the round."""
     import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-    out_dir = Path(out_dir)
-    groups = _by_strategy(logs)
-    colors = {s: plt.get_cmap("tab10")(i % 10) for i, s in enumerate(groups)}
-    paths = []
-
-    # 1. macro-F1 (pooled test set) vs the published analytic time, our emulated time, and the round.
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     panels = (("analytic_elapsed_s", "analytic time, s (published system model)"),
               ("virtual_elapsed_s", "emulated time, s (ours, FLOP-measured)"), (None, "round"))
@@ -172,7 +208,7 @@ def write_paper_figures(logs: Sequence[tuple[RunLog, str]], summary: PaperSummar
             if len(runs) > 1:
                 ax.fill_between(x, lo, hi, color=colors[s], alpha=0.1)
     for ax, (key, xl) in zip(axes, panels, strict=True):
-        ax.axhline(summary.target, color="grey", ls="--", lw=1, label=f"target {summary.target:g}")
+        ax.axhline(target, color="grey", ls="--", lw=1, label=f"target {target:g}")
         ax.set_xlabel(xl)
         ax.set_ylabel("macro-F1 (pooled test set, every sensor)")
         ax.grid(alpha=0.3)
@@ -185,13 +221,13 @@ def write_paper_figures(logs: Sequence[tuple[RunLog, str]], summary: PaperSummar
     axes[1].set_title("ours: vs emulated time")
     axes[2].set_title("vs round (mean, min..max over seeds)")
     axes[2].legend(fontsize=7)
-    fig.tight_layout()
-    p = out_dir / "paper_f1.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    return _save(fig, path)
 
-    # 2. cumulative energy per round: the published analytic model and our emulated one.
+
+def _energy_cumulative(groups: dict[str, list[RunLog]], colors: Colors, path: Path) -> Path:
+    """Cumulative energy per round: the published analytic model and our emulated one."""
+    import matplotlib.pyplot as plt
+
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
     for i, (s, runs) in enumerate(groups.items()):
         n = min(len(log.rounds) for log in runs)
@@ -210,35 +246,28 @@ def write_paper_figures(logs: Sequence[tuple[RunLog, str]], summary: PaperSummar
         ax.set_ylabel("J (mean over seeds)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    fig.tight_layout()
-    p = out_dir / "energy_cumulative.png"
-    fig.savefig(p, dpi=110)
-    plt.close(fig)
-    paths.append(p)
+    return _save(fig, path)
 
-    # 3. allocation: groups each tier trained per round (first seed), for the rows with a budget.
-    rows = [r for r in ALLOCATION_ROWS if r in groups][:6]
-    if rows:
-        fig, axes = plt.subplots(1, len(rows), figsize=(4.6 * len(rows), 4), squeeze=False, sharey=True)
-        for ax, s in zip(axes[0], rows, strict=True):
-            log = groups[s][0]
-            prof = log.profiles
-            tiers = list(dict.fromkeys(p["tier"] for p in prof))
-            n_groups = log.clients["n_groups"]
-            for j, t in enumerate(tiers):
-                ks = [p["client"] for p in prof if p["tier"] == t]
-                if n_groups.size:
-                    ax.step(log.rounds["round"], n_groups[:, ks].mean(axis=1), where="mid", lw=1.5,
-                            ls=STYLES[j % len(STYLES)], label=f"{t} ({len(ks)} clients)")
-            ax.set_title(f"{s}: {BUDGET_NAMES.get(s, 'groups trained')}", fontsize=9)
-            ax.set_xlabel("round")
-            ax.grid(alpha=0.3)
-            ax.legend(fontsize=7)
-        axes[0][0].set_ylabel("parameter groups trained per client (tier mean)")
-        fig.suptitle(f"allocation over rounds (seed {int(groups[rows[0]][0].config['seed'])})")
-        fig.tight_layout()
-        p = out_dir / "allocation.png"
-        fig.savefig(p, dpi=110)
-        plt.close(fig)
-        paths.append(p)
-    return paths
+
+def _allocation(groups: dict[str, list[RunLog]], rows: list[str], path: Path) -> Path:
+    """Groups each tier trained per round (first seed), one panel per row with a budget."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(rows), figsize=(4.6 * len(rows), 4), squeeze=False, sharey=True)
+    for ax, s in zip(axes[0], rows, strict=True):
+        log = groups[s][0]
+        prof = log.profiles
+        tiers = list(dict.fromkeys(p["tier"] for p in prof))
+        n_groups = log.clients["n_groups"]
+        for j, t in enumerate(tiers):
+            ks = [p["client"] for p in prof if p["tier"] == t]
+            if n_groups.size:
+                ax.step(log.rounds["round"], n_groups[:, ks].mean(axis=1), where="mid", lw=1.5,
+                        ls=STYLES[j % len(STYLES)], label=f"{t} ({len(ks)} clients)")
+        ax.set_title(f"{s}: {BUDGET_NAMES.get(s, 'groups trained')}", fontsize=9)
+        ax.set_xlabel("round")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    axes[0][0].set_ylabel("parameter groups trained per client (tier mean)")
+    fig.suptitle(f"allocation over rounds (seed {int(groups[rows[0]][0].config['seed'])})")
+    return _save(fig, path)

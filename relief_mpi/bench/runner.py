@@ -90,17 +90,19 @@ class BenchPlan:
     def search_path(self, label: str, lr: float) -> Path:
         return self.out_dir / "lr-search" / f"{label}-lr{lr:g}-seed{self.seeds[0]}.h5"
 
-    def base_path(self, seed: int) -> Path:
-        return self.out_dir / f"base-seed{seed}.pt"
-
     @property
     def shared_base(self) -> bool:
         """LoRA without --base: one pretrained base per seed for every strategy (issue 17)."""
         return self.base.model.mode == "lora" and not self.base.model.base
 
+    @property
+    def searches(self) -> tuple[tuple[Variant, float], ...]:
+        """The lr search's (row, lr) runs, every row with every lr of the grid, on the first seed."""
+        return tuple((v, lr) for v in self.rows for lr in self.lr_grid)
+
     def all_paths(self) -> list[Path]:
         out = [self.run_path(v.label, k) for k in self.seeds for v in self.rows]
-        out += [self.search_path(v.label, lr) for v in self.rows for lr in self.lr_grid]
+        out += [self.search_path(v.label, lr) for v, lr in self.searches]
         return out
 
     def check_outputs(self) -> None:
@@ -275,12 +277,53 @@ def _shared_bases(plan: BenchPlan, ex: _Exec, n_clients: int, configs: list[RunC
                 pretrain_base(cfg, n_clients, path)
             except ReliefError as e:
                 error = str(e)
-        if ex.share(np.array([1.0 if error else 0.0]))[0]:
-            from relief_mpi.mpirun import StartupRefused
-
-            raise StartupRefused(error or "pretraining the shared LoRA base failed on rank 0", printable=ex.rank == 0)
+        _refuse_unless_agreed(ex, error, "pretraining the shared LoRA base failed on rank 0")
         out[key] = str(path)
     return out
+
+
+def _refuse_unless_agreed(ex: _Exec, error: str, fallback: str) -> None:
+    """Every rank learns whether rank 0 found an error (`error`, '' elsewhere) and all stop together,
+    rank 0 alone printing why; `fallback` is what the other ranks' refusal says."""
+    if ex.share(np.array([1.0 if error else 0.0]))[0]:
+        from relief_mpi.mpirun import StartupRefused
+
+        raise StartupRefused(error or fallback, printable=ex.rank == 0)
+
+
+@dataclass
+class _Runner:
+    """Runs a list of (label, config, log path) jobs in the same order on every rank; with --resume,
+    rank 0 decides which complete logs are kept and every rank skips those."""
+
+    plan: BenchPlan
+    ex: _Exec
+    tracker: _Tracker
+    progress: Progress | None
+    bases: dict[str, str]  # base key -> the shared LoRA base's checkpoint ({} without one)
+
+    def config(self, v: Variant, seed: int, lr: float | None = None, validation: bool = False) -> RunConfig:
+        """The plan's config, with the shared LoRA base pretrained for it, if any."""
+        cfg = self.plan.config(v, seed, lr, validation=validation)
+        base = self.bases.get(_base_key(cfg))
+        return cfg if base is None else dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, base=base))
+
+    def run(self, jobs: list[tuple[str, RunConfig, Path]]) -> None:
+        skip = np.zeros(len(jobs))
+        if self.plan.resume and self.ex.rank == 0:
+            skip[:] = [1.0 if complete(cfg, path) else 0.0 for _, cfg, path in jobs]
+        skip = self.ex.share(skip)
+        for (label, cfg, path), done in zip(jobs, skip, strict=True):
+            name = f"{label} seed {cfg.seed} lr {cfg.strategy.lr:g}" + (" (validation)" if cfg.data.validation else "")
+            if done:
+                self.tracker.done(name, cfg.rounds, None)
+                continue
+            self.tracker.start(name, path)
+            if self.ex.rank == 0:
+                self.plan.out_dir.mkdir(parents=True, exist_ok=True)
+            t0 = time.perf_counter()
+            self.ex.run(cfg, path, self.progress)
+            self.tracker.done(name, cfg.rounds, time.perf_counter() - t0)
 
 
 def run_bench(plan: BenchPlan, transport: str = "mpi", n_clients: int = 4,
@@ -295,87 +338,79 @@ def run_bench(plan: BenchPlan, transport: str = "mpi", n_clients: int = 4,
 
     # Validate the outputs on rank 0 and let every rank agree through the first run's start-up
     # check; a refused bench never leaves half its logs behind.
-    error = _check(plan) if ex.rank == 0 else ""
-    flag = ex.share(np.array([1.0 if error else 0.0]))
-    if flag[0]:
-        from relief_mpi.mpirun import StartupRefused
-
-        raise StartupRefused(error or "bench refused to start", printable=ex.rank == 0)
-
-    rows, seed0 = plan.rows, plan.seeds[0]
-    search = [(v, lr) for v in rows for lr in plan.lr_grid]
-    planned = [plan.config(v, seed0, lr, validation=True) for v, lr in search]
-    planned += [plan.config(v, seed) for seed in plan.seeds for v in rows]
-    error = _preflight(planned, n) if ex.rank == 0 else ""
-    if ex.share(np.array([1.0 if error else 0.0]))[0]:
-        from relief_mpi.mpirun import StartupRefused
-
-        raise StartupRefused(error or "bench refused to start", printable=ex.rank == 0)
+    _refuse_unless_agreed(ex, _check(plan) if ex.rank == 0 else "", "bench refused to start")
+    planned = [plan.config(v, plan.seeds[0], lr, validation=True) for v, lr in plan.searches]
+    planned += [plan.config(v, seed) for seed in plan.seeds for v in plan.rows]
+    _refuse_unless_agreed(ex, _preflight(planned, n) if ex.rank == 0 else "", "bench refused to start")
     bases = _shared_bases(plan, ex, n, planned, say)
-
-    def based(cfg: RunConfig) -> RunConfig:
-        key = _base_key(cfg)
-        return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, base=bases[key])) if key in bases else cfg
-
-    tracker = _Tracker(say, len(planned), sum(c.rounds for c in planned), t_start)
-    first = [True]
-
-    def run_all(jobs: list[tuple[str, RunConfig, Path]]) -> None:
-        skip = np.zeros(len(jobs))
-        if plan.resume and ex.rank == 0:
-            skip[:] = [1.0 if complete(cfg, path) else 0.0 for _, cfg, path in jobs]
-        skip = ex.share(skip)
-        for (label, cfg, path), done in zip(jobs, skip, strict=True):
-            name = f"{label} seed {cfg.seed} lr {cfg.strategy.lr:g}" + (" (validation)" if cfg.data.validation else "")
-            if done:
-                tracker.done(name, cfg.rounds, None)
-                continue
-            tracker.start(name, path)
-            if first[0] and ex.rank == 0:
-                first[0] = False
-                plan.out_dir.mkdir(parents=True, exist_ok=True)
-            t0 = time.perf_counter()
-            ex.run(cfg, path, progress)
-            tracker.done(name, cfg.rounds, time.perf_counter() - t0)
-
-    chosen: dict[str, float] = {}
-    if plan.lr_grid:
-        run_all([(v.label, based(plan.config(v, seed0, lr, validation=True)), plan.search_path(v.label, lr))
-                 for v, lr in search])
-        scores = np.zeros(len(rows), np.float64)
-        if ex.rank == 0:
-            for i, v in enumerate(rows):
-                f1 = {lr: sm.run_result(sm.read_log(plan.search_path(v.label, lr))).final_macro_f1
-                      for lr in plan.lr_grid}
-                scores[i] = sm.best_lr(f1)
-        scores = ex.share(scores)
-        chosen = {v.label: float(scores[i]) for i, v in enumerate(rows)}
-        if say:
-            say("chosen lr (on the validation split, never the test set): " +
-                ", ".join(f"{k} {lr:g}" for k, lr in chosen.items()))
-    run_all([(v.label, based(plan.config(v, seed, chosen.get(v.label))), plan.run_path(v.label, seed))
-             for seed in plan.seeds for v in rows])
+    runner = _Runner(plan, ex, _Tracker(say, len(planned), sum(c.rounds for c in planned), t_start), progress, bases)
+    chosen = _choose_lrs(runner, say) if plan.lr_grid else {}
+    runner.run([(v.label, runner.config(v, seed, chosen.get(v.label)), plan.run_path(v.label, seed))
+                for seed in plan.seeds for v in plan.rows])
     rss = ex.gather_rss()
     if ex.rank != 0:
         return []
-    total = time.perf_counter() - t_start
-    extra: dict[str, object] = {"bench wall time (s)": f"{total:.1f}", "transport": transport,
-                                "hosts": ", ".join(sorted(set(hosts))), "peak RSS per rank (MB)":
-                                ", ".join(f"r{i} {v:.0f}" for i, v in enumerate(rss))}
-    if plan.budget:
-        extra = {"budget": plan.budget, **extra}
+    measured = _Measured(time.perf_counter() - t_start, rss, transport, hosts)
+    _write_bench_json(plan, chosen, bases, measured)
+    runs = [plan.run_path(v.label, k) for k in plan.seeds for v in plan.rows]
+    search_paths = [plan.search_path(v.label, lr) for v, lr in plan.searches]
+    return write_outputs(plan.out_dir, plan.target_f1, tuple(v.label for v in plan.rows),
+                         _bench_meta(plan, measured), plots=plan.plots, paths=runs, search=search_paths)
+
+
+def _choose_lrs(runner: _Runner, say: Progress | None) -> dict[str, float]:
+    """Every row's lr: each lr of the grid runs on the first seed's validation split, rank 0 picks the
+    best final macro-F1 per row (summary.best_lr) and broadcasts it. Returns row label -> lr."""
+    plan, ex, seed0 = runner.plan, runner.ex, runner.plan.seeds[0]
+    runner.run([(v.label, runner.config(v, seed0, lr, validation=True), plan.search_path(v.label, lr))
+                for v, lr in plan.searches])
+    scores = np.zeros(len(plan.rows), np.float64)
+    if ex.rank == 0:
+        for i, v in enumerate(plan.rows):
+            f1 = {lr: sm.run_result(sm.read_log(plan.search_path(v.label, lr))).final_macro_f1
+                  for lr in plan.lr_grid}
+            scores[i] = sm.best_lr(f1)
+    scores = ex.share(scores)
+    chosen = {v.label: float(scores[i]) for i, v in enumerate(plan.rows)}
+    if say:
+        say("chosen lr (on the validation split, never the test set): " +
+            ", ".join(f"{k} {lr:g}" for k, lr in chosen.items()))
+    return chosen
+
+
+@dataclass(frozen=True)
+class _Measured:
+    """What the bench measured about itself (rank 0), for summary.md and bench.json."""
+
+    wall_s: float
+    peak_rss_mb: list[float]  # per rank
+    transport: str
+    hosts: list[str]  # per rank
+
+
+def _bench_meta(plan: BenchPlan, measured: _Measured) -> dict[str, object]:
+    """What summary.md says about this bench beyond its logs: budget, wall time, transport, hosts,
+    peak memory per rank, and the notes on what it left out."""
+    extra: dict[str, object] = {"budget": plan.budget} if plan.budget else {}
+    extra.update({"bench wall time (s)": f"{measured.wall_s:.1f}", "transport": measured.transport,
+                  "hosts": ", ".join(sorted(set(measured.hosts))), "peak RSS per rank (MB)":
+                  ", ".join(f"r{i} {v:.0f}" for i, v in enumerate(measured.peak_rss_mb))})
     for i, note in enumerate(plan.notes):
         extra[f"note {i + 1}"] = note
+    return extra
+
+
+def _write_bench_json(plan: BenchPlan, chosen: dict[str, float], bases: dict[str, str],
+                      measured: _Measured) -> None:
+    """bench.json: the plan, the lrs chosen, the shared bases, and what was measured on this host
+    (wall time, peak RSS, transport, hosts); --summary-only reads it back."""
     (plan.out_dir / "bench.json").write_text(json.dumps({
-        "strategies": plan.strategies, "rows": [dataclasses.asdict(v) for v in rows], "seeds": plan.seeds,
+        "strategies": plan.strategies, "rows": [dataclasses.asdict(v) for v in plan.rows], "seeds": plan.seeds,
         "lr_grid": plan.lr_grid, "chosen_lr": chosen, "lr_chosen_on": "validation" if plan.lr_grid else None,
         "target_f1": plan.target_f1, "budget": plan.budget, "notes": plan.notes, "bases": sorted(set(bases.values())),
-        "wall_s": total, "peak_rss_mb": rss, "transport": transport, "hosts": hosts, "load_avg": list(_loadavg()),
+        "wall_s": measured.wall_s, "peak_rss_mb": measured.peak_rss_mb, "transport": measured.transport,
+        "hosts": measured.hosts, "load_avg": list(_loadavg()),
     }, indent=1, default=str))
-    runs = [plan.run_path(v.label, k) for k in plan.seeds for v in rows]
-    search_paths = [plan.search_path(v.label, lr) for v, lr in search]
-    return write_outputs(plan.out_dir, plan.target_f1, tuple(v.label for v in rows), extra, plots=plan.plots,
-                         paths=runs, search=search_paths)
 
 
 def _preflight(configs: list[RunConfig], n_clients: int) -> str:

@@ -15,7 +15,6 @@ takes no part in a speedup: nothing is extrapolated.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -188,6 +187,11 @@ class Summary:
         return next((s for s in self.strategies if s.strategy == strategy), None)
 
 
+# The METRICS measured against the baseline's run on the same seed.
+PAIRED_METRICS = ("rare_gain_pp", "speedup_virtual", "speedup_wall", "energy_reduction_pct",
+                  "energy_to_target_reduction_pct")
+
+
 def _ratio(a: float, b: float) -> float:
     return a / b if (math.isfinite(a) and math.isfinite(b) and b > 0) else NAN
 
@@ -198,45 +202,56 @@ def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None
     pairs = [(log, run_result(log, path, label_of(path, log))) for log, path in logs]
     base = {res.seed: res for _, res in pairs if res.strategy == baseline}
     seeds = sorted({res.seed for _, res in pairs})
-    if target_f1 is not None:
-        targets = {s: float(target_f1) for s in seeds}
-        source = f"macro-F1 {target_f1:g} (--target-f1)"
-    else:
-        targets = {s: TARGET_FRACTION * base[s].final_macro_f1 if s in base else NAN for s in seeds}
-        source = (f"{TARGET_FRACTION:.0%} of {baseline}'s final macro-F1 on the same seed" if base else
-                  f"none ({baseline} not in the bench and no --target-f1: times to target are not defined)")
+    targets, source = _targets(seeds, base, target_f1, baseline)
     for log, res in pairs:
         apply_target(res, log, targets[res.seed])
-    order: list[str] = []
     by: dict[str, list[RunResult]] = {}
-    for _, res in pairs:
-        if res.strategy not in by:
-            order.append(res.strategy)
-            by[res.strategy] = []
-        by[res.strategy].append(res)
+    for _, res in pairs:  # dicts keep insertion order: the strategies' first-seen order
+        by.setdefault(res.strategy, []).append(res)
     out = []
-    for name in order:
-        runs = sorted(by[name], key=lambda r: r.seed)
-        st: dict[str, list[float]] = {k: [] for k in METRICS}
-        for r in runs:
-            b = base.get(r.seed)
-            st["final_accuracy"].append(r.final_accuracy)
-            st["final_macro_f1"].append(r.final_macro_f1)
-            st["final_rare_f1"].append(r.final_rare_f1)
-            st["rare_gain_pp"].append(100 * (r.final_rare_f1 - b.final_rare_f1) if b else NAN)
-            st["time_virtual_s"].append(r.time_virtual_s)
-            st["time_wall_s"].append(r.time_wall_s)
-            st["speedup_virtual"].append(_ratio(b.time_virtual_s, r.time_virtual_s) if b else NAN)
-            st["speedup_wall"].append(_ratio(b.time_wall_s, r.time_wall_s) if b else NAN)
-            st["energy_j"].append(r.energy_j)
-            st["energy_reduction_pct"].append(100 * (1 - _ratio(r.energy_j, b.energy_j)) if b else NAN)
-            st["energy_to_target_j"].append(r.energy_to_target_j)
-            st["energy_to_target_reduction_pct"].append(
-                100 * (1 - _ratio(r.energy_to_target_j, b.energy_to_target_j)) if b else NAN)
-            st["mb_up"].append(r.bytes_up / 1e6)
-            st["mb_down"].append(r.bytes_down / 1e6)
-        out.append(StrategySummary(name, runs, {k: Stat(v) for k, v in st.items()}))
+    for name, results in by.items():
+        runs = sorted(results, key=lambda r: r.seed)
+        out.append(StrategySummary(name, runs, {k: Stat(v) for k, v in _metric_values(runs, base).items()}))
     return Summary(out, targets, source, baseline)
+
+
+def _targets(seeds: list[int], base: dict[int, RunResult], target_f1: float | None,
+             baseline: str) -> tuple[dict[int, float], str]:
+    """Each seed's target macro-F1 and the sentence saying where it comes from: --target-f1, else a
+    fraction of the baseline's final macro-F1 on that seed (NaN for a seed the baseline did not run)."""
+    if target_f1 is not None:
+        return {s: float(target_f1) for s in seeds}, f"macro-F1 {target_f1:g} (--target-f1)"
+    targets = {s: TARGET_FRACTION * base[s].final_macro_f1 if s in base else NAN for s in seeds}
+    source = (f"{TARGET_FRACTION:.0%} of {baseline}'s final macro-F1 on the same seed" if base else
+              f"none ({baseline} not in the bench and no --target-f1: times to target are not defined)")
+    return targets, source
+
+
+def _metric_values(runs: list[RunResult], base: dict[int, RunResult]) -> dict[str, list[float]]:
+    """Every METRICS value of each run, in run order; the paired ones against the baseline run of the
+    same seed (NaN when the baseline did not run that seed)."""
+    st: dict[str, list[float]] = {k: [] for k in METRICS}
+    for r in runs:
+        for k, v in _run_metrics(r, base.get(r.seed)).items():
+            st[k].append(v)
+    return st
+
+
+def _run_metrics(r: RunResult, b: RunResult | None) -> dict[str, float]:
+    """One run's METRICS; `b` is the baseline's run on the same seed, if any."""
+    own = {
+        "final_accuracy": r.final_accuracy, "final_macro_f1": r.final_macro_f1, "final_rare_f1": r.final_rare_f1,
+        "time_virtual_s": r.time_virtual_s, "time_wall_s": r.time_wall_s, "energy_j": r.energy_j,
+        "energy_to_target_j": r.energy_to_target_j, "mb_up": r.bytes_up / 1e6, "mb_down": r.bytes_down / 1e6,
+    }
+    paired = {
+        "rare_gain_pp": 100 * (r.final_rare_f1 - b.final_rare_f1),
+        "speedup_virtual": _ratio(b.time_virtual_s, r.time_virtual_s),
+        "speedup_wall": _ratio(b.time_wall_s, r.time_wall_s),
+        "energy_reduction_pct": 100 * (1 - _ratio(r.energy_j, b.energy_j)),
+        "energy_to_target_reduction_pct": 100 * (1 - _ratio(r.energy_to_target_j, b.energy_to_target_j)),
+    } if b else dict.fromkeys(PAIRED_METRICS, NAN)
+    return {**own, **paired}
 
 
 # -- files ---------------------------------------------------------------------------------------
@@ -439,7 +454,3 @@ def best_lr(scores: dict[float, float]) -> float:
     if not scores:
         raise ValueError("no learning rates")
     return max(sorted(scores), key=lambda lr: (scores[lr] if math.isfinite(scores[lr]) else -math.inf, -lr))
-
-
-def dumps_meta(meta: dict[str, object]) -> str:
-    return json.dumps(meta, indent=1, default=str)
