@@ -12,6 +12,7 @@ import math
 import os
 import signal
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +66,66 @@ def inject(kind: str, who: str) -> None:
     raise RuntimeError(f"injected fault in {who}")
 
 
+@dataclass(frozen=True)
+class _RoundLink:
+    """A round's traffic: the bytes each way, the download's and the estimated upload's emulated
+    seconds (the deadline check needs both), and the energy meter's reading at the start."""
+
+    bytes_down: int
+    bytes_up: int
+    download_s: float
+    upload_est_s: float
+    meter_start: float | None
+
+
+@dataclass(frozen=True)
+class _Trainables:
+    """What a round trains: the model's parameters by name, the gradient masks of those that
+    train (None: the whole tensor) and the FedProx anchors (empty without a proximal term)."""
+
+    params: dict[str, torch.nn.Parameter]
+    masks: dict[str, torch.Tensor | None]
+    anchors: dict[str, torch.Tensor]
+    prox_mu: float
+
+    def loss(self, ce: torch.Tensor) -> torch.Tensor:
+        """The task loss plus FedProx's proximal term when there is one."""
+        if not self.anchors:
+            return ce
+        return ce + 0.5 * self.prox_mu * sum(((self.params[nm] - a) ** 2).sum() for nm, a in self.anchors.items())
+
+    def mask_gradients(self) -> None:
+        """Zero the gradient of entries outside the allocated groups of a partly trained tensor."""
+        for name, mask in self.masks.items():
+            g = self.params[name].grad
+            if mask is not None and g is not None:
+                g.mul_(mask)
+
+
+@dataclass(frozen=True)
+class _StepTally:
+    """What the local steps did: how many, over how many samples, their summed task loss, and
+    the FLOPs one step is charged."""
+
+    steps: int
+    samples: int
+    loss_sum: float
+    step_flops: float
+
+
+def _shuffled_batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
+    """Batch indices without end: a fresh permutation of the n windows whenever the current one
+    cannot fill a whole batch."""
+    order = torch.randperm(n, generator=gen)
+    pos = 0
+    while True:
+        if pos + batch > n:
+            order = torch.randperm(n, generator=gen)
+            pos = 0
+        yield order[pos:pos + batch]
+        pos += batch
+
+
 class LocalTrainer:
     """One client: its role, windows, clock and energy account. The model is the process's (shared
     by every client it hosts: a client keeps no parameters between rounds, since it receives every
@@ -115,26 +176,47 @@ class LocalTrainer:
         return torch.optim.SGD(params, lr=r.lr, momentum=r.momentum)
 
     def train(self, plan: RoundPlan, blocks: dict[int, np.ndarray]) -> tuple[dict[int, np.ndarray], np.ndarray]:
-        role, recipe = self.role, self.role.recipe
-        k = role.client
+        """One round on the device: receive the owned groups, train the allocated ones until the
+        steps or the deadline run out, and return the upload buffers and the round's report."""
+        k = self.role.client
         for b, vec in blocks.items():
             self.reg.set(self.model, b, vec)
         trained = frozenset(int(b) for b in np.flatnonzero(plan.alloc[k]))
         upload = [int(b) for b in np.flatnonzero(plan.uploads[k])]
+        link = self._start_round(plan, upload)
+        trainables = self._trainables(trained)
+        before = {b: blocks[b] if b in blocks else self.reg.get(self.model, b) for b in trained}
+        tally = self._train_steps(plan, trained, trainables, link)
+        updates, rejected = self._updates(plan, upload, before, tally.samples)
+        upload_s = self.clock.transfer(link.bytes_up, up=True)
+        return updates, self._report(link, tally, upload_s, rejected)
+
+    def _start_round(self, plan: RoundPlan, upload: list[int]) -> _RoundLink:
+        """Reset the clock, read the energy meter and charge the download: the round's cost starts here."""
         bytes_down = plan_nbytes(*plan.alloc.shape) + self.owned_nbytes
         bytes_up = sum(update_nbytes(self.reg.sizes[b], bool(plan.plain[b])) for b in upload) + report_nbytes()
         self.clock.reset()
         meter_start = self.energy_meter.read() if self.energy_meter is not None else None
         download_s = self.clock.transfer(bytes_down, up=False)
         upload_est = self.clock.profile.transfer_s(bytes_up, up=True)
+        return _RoundLink(bytes_down, bytes_up, download_s, upload_est, meter_start)
 
+    def _trainables(self, trained: frozenset[int]) -> _Trainables:
+        """Only the allocated groups' parameters take gradients; FedProx anchors them at their start."""
         params = dict(self.model.named_parameters())
         masks = self.reg.grad_masks(self.model, trained)
         for name, p in params.items():
             p.requires_grad_(name in masks)
-        train_params = [params[n] for n in masks]
-        anchors = {n: params[n].detach().clone() for n in masks} if recipe.prox_mu > 0 else {}
-        before = {b: blocks[b] if b in blocks else self.reg.get(self.model, b) for b in trained}
+        mu = self.role.recipe.prox_mu
+        anchors = {n: params[n].detach().clone() for n in masks} if mu > 0 else {}
+        return _Trainables(params, masks, anchors, mu)
+
+    def _train_steps(self, plan: RoundPlan, trained: frozenset[int], trainables: _Trainables,
+                     link: _RoundLink) -> _StepTally:
+        """The local optimizer steps; the batch order is seeded by (seed, round, client), so a client
+        draws the same batches in-process and under MPI."""
+        role, recipe = self.role, self.role.recipe
+        k = role.client
         enc_trained = self._trained_encoders(trained)
         no_grad = frozenset(range(len(self.spec.modalities))) - enc_trained
         n = self.y.shape[0]
@@ -145,71 +227,79 @@ class LocalTrainer:
         seed = int(np.random.SeedSequence([role.seed, plan.round, k]).generate_state(1)[0])
         gen = torch.Generator().manual_seed(seed)
         torch.manual_seed(seed)  # dropout draws from the global generator: same stream in-process and under MPI
-        order = torch.randperm(n, generator=gen)
-        pos = 0
+        batches = _shuffled_batches(n, batch, gen)
         steps_done, samples, loss_sum = 0, 0, 0.0
-        opt = self._optimizer(train_params)
-        self.model.train()
-        if recipe.freeze_absent_bn:
-            for m in range(len(self.spec.modalities)):
-                if m not in role.modalities:
-                    self.model.encoders[m].eval()
+        opt = self._optimizer([trainables.params[name] for name in trainables.masks])
+        self._enter_train_mode()
         if role.fault is not None and role.fault[1] == plan.round and role.fault[0] in ("raise", "kill"):
             inject(role.fault[0], f"client {k}")
         for _ in range(int(plan.steps[k]) if opt is not None else 0):
-            if (math.isfinite(plan.deadline_s) and steps_done > 0 and
-                    download_s + self.clock.busy_s + self.clock.step_time(step_flops) + upload_est > plan.deadline_s):
+            if steps_done > 0 and self._next_step_misses_deadline(plan, link, step_flops):
                 break
             t0 = time.perf_counter()
-            if pos + batch > n:
-                order = torch.randperm(n, generator=gen)
-                pos = 0
-            idx = order[pos:pos + batch]
-            pos += batch
+            idx = next(batches)
             xs = split_modalities(x[idx], self.spec, self.present, recipe.zero_fill)
             ce = F.cross_entropy(self.model(xs, no_grad, recipe.width), self.y[idx])
-            loss = ce
-            if anchors:
-                loss = ce + 0.5 * recipe.prox_mu * sum(((params[nm] - a) ** 2).sum() for nm, a in anchors.items())
+            loss = trainables.loss(ce)
             assert opt is not None
             opt.zero_grad(set_to_none=True)
             loss.backward()
-            for name, mask in masks.items():
-                g = params[name].grad
-                if mask is not None and g is not None:
-                    g.mul_(mask)
+            trainables.mask_gradients()
             opt.step()
             self.clock.account_step(step_flops, time.perf_counter() - t0)
             steps_done += 1
             samples += int(idx.numel())
             loss_sum += float(ce.detach())  # the task loss, comparable across strategies
+        return _StepTally(steps_done, samples, loss_sum, step_flops)
+
+    def _enter_train_mode(self) -> None:
+        """Train mode, except (freeze_absent_bn) the encoders of sensors this client lacks."""
+        self.model.train()
+        if self.role.recipe.freeze_absent_bn:
+            for m in range(len(self.spec.modalities)):
+                if m not in self.role.modalities:
+                    self.model.encoders[m].eval()
+
+    def _next_step_misses_deadline(self, plan: RoundPlan, link: _RoundLink, step_flops: float) -> bool:
+        """Elastic budget: would one more step, plus the upload, end after the round deadline?"""
+        return (math.isfinite(plan.deadline_s) and
+                link.download_s + self.clock.busy_s + self.clock.step_time(step_flops) + link.upload_est_s
+                > plan.deadline_s)
+
+    def _updates(self, plan: RoundPlan, upload: list[int], before: dict[int, np.ndarray],
+                 samples: int) -> tuple[dict[int, np.ndarray], float]:
+        """The packed update of every uploaded group, and 1.0 if they were rejected: one non-finite
+        delta zeroes them all, so a diverged client cannot poison the global model."""
+        role, k = self.role, self.role.client
         updates: dict[int, np.ndarray] = {}
-        rejected = 0.0
         for b in upload:
             delta = self.reg.get(self.model, b) - before[b]
             if role.fault == ("nan", plan.round):
                 delta[:] = np.nan
-            w = float(plan.coef[k, b]) * (samples if recipe.sample_weighted else 1.0)
+            w = float(plan.coef[k, b]) * (samples if role.recipe.sample_weighted else 1.0)
             updates[b] = pack_update(delta, self.reg.n_params[b], w, bool(plan.plain[b]))
             if role.dump_dir:
                 np.save(Path(role.dump_dir) / f"r{plan.round}-c{k}-b{b}.npy", np.append(delta, w))
         if any(not np.all(np.isfinite(u)) for u in updates.values()):
-            rejected = 1.0
-            updates = {b: zero_update(self.reg.sizes[b], bool(plan.plain[b])) for b in updates}
-        upload_s = self.clock.transfer(bytes_up, up=True)
+            return {b: zero_update(self.reg.sizes[b], bool(plan.plain[b])) for b in updates}, 1.0
+        return updates, 0.0
+
+    def _report(self, link: _RoundLink, tally: _StepTally, upload_s: float, rejected: float) -> np.ndarray:
+        """The round's report row (wire.REPORT_FIELDS), as the server logs it."""
         measured = math.nan
-        if meter_start is not None:
-            measured = self.energy_meter.read() - meter_start
+        if link.meter_start is not None:
+            measured = self.energy_meter.read() - link.meter_start
+        steps_done = tally.steps
         report = np.zeros(len(wire.REPORT_FIELDS), np.float64)
-        vals = {"samples": 0.0 if rejected else samples, "steps": steps_done, "busy_s": self.clock.busy_s,
+        vals = {"samples": 0.0 if rejected else tally.samples, "steps": steps_done, "busy_s": self.clock.busy_s,
                 "compute_wall_s": self.clock.compute_wall_s, "lag_s": self.clock.lag_s,
-                "download_s": download_s, "upload_s": upload_s, "bytes_up": bytes_up, "bytes_down": bytes_down,
-                "energy_measured_j": measured, "rejected": rejected,
-                "loss": loss_sum / steps_done if steps_done else math.nan,
-                "flops": steps_done * step_flops}
+                "download_s": link.download_s, "upload_s": upload_s, "bytes_up": link.bytes_up,
+                "bytes_down": link.bytes_down, "energy_measured_j": measured, "rejected": rejected,
+                "loss": tally.loss_sum / steps_done if steps_done else math.nan,
+                "flops": steps_done * tally.step_flops}
         for name, v in vals.items():
             report[wire.R[name]] = v
-        return updates, report
+        return report
 
 
 class LocalClients:

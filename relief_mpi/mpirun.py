@@ -18,11 +18,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from relief_mpi import signals
 from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
 from relief_mpi.comm.placement import clients_of, host_rank
 from relief_mpi.comm.transport import Handshake
 from relief_mpi.comm.world import World, library_line
+from relief_mpi.config import RunConfig
 from relief_mpi.device.throttle import REPORT_LEN, rank_report, read_reports
 from relief_mpi.errors import ReliefError
 from relief_mpi.mpirun_types import Resolved, StartupRefused, check_clients
@@ -35,7 +38,7 @@ from relief_mpi.run import (
     setup_done_line,
     startup_line,
 )
-from relief_mpi.setup import RunSetup, build_setup
+from relief_mpi.setup import Model, RunSetup, build_setup
 
 __all__ = ["StartupRefused", "run_mpi"]
 
@@ -58,13 +61,32 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
     hosts = world.hosts()
     cfg, n_clients, resolved = world.config_from_root(lambda: check_clients(resolve(), size))
     n_clients = n_clients or size - 1
+    if say is not None:
+        say(startup_line(cfg, n_clients) + (f" on {size - 1} client ranks" if n_clients > size - 1 else ""))
+    setup, initial = _start_up(world, cfg, n_clients, hosts, resolved)
+    if say is not None:
+        say(setup_done_line(setup, time.perf_counter() - t0))
+    local = clients_of(rank, n_clients, size - 1) if rank else []
+    _gather_device_info(world, setup, hosts, local, n_clients)
+    if rank == 0:
+        assert resolved is not None
+        transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world.comm)
+        serve(setup, transport, resolved.out, hosts, library_line(), size,
+              progress, debug, resolved.resume, initial, resolved.round_timeout)
+        return resolved.out
+    _host_clients(world, setup, hosts, local, debug)
+    return None
+
+
+def _start_up(world: World, cfg: RunConfig, n_clients: int, hosts: list[str],
+              resolved: Resolved | None) -> tuple[RunSetup, tuple[Model, np.ndarray] | None]:
+    """Every rank's setup, and on rank 0 (`resolved`) the initial model of a new run. A start-up
+    error on any rank stops every rank before a round (World.agree_to_start)."""
     error = None
     setup: RunSetup | None = None
     initial = None
-    if say is not None:
-        say(startup_line(cfg, n_clients) + (f" on {size - 1} client ranks" if n_clients > size - 1 else ""))
     try:
-        setup = build_setup(cfg, n_clients, hosts, size - 1)
+        setup = build_setup(cfg, n_clients, hosts, world.size - 1)
         if resolved is not None:
             check_resumable(setup, resolved.resume, resolved.out)
             if resolved.resume is None:
@@ -73,31 +95,31 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
         error = str(e)
     world.agree_to_start(error)
     assert setup is not None
-    if say is not None:
-        say(setup_done_line(setup, time.perf_counter() - t0))
-    # Device emulation (issue 5): client ranks pin their cores, set torch threads (and GPU) from their
-    # profile and find their energy meter; rank 0 gathers each client's settings for the log.
-    # A rank hosting several clients (--clock virtual only) is throttled by its first client's profile.
-    local = clients_of(rank, n_clients, size - 1) if rank else []
+    return setup, initial
+
+
+def _gather_device_info(world: World, setup: RunSetup, hosts: list[str], local: list[int], n_clients: int) -> None:
+    """Device emulation (issue 5): client ranks pin their cores, set torch threads (and GPU) from their
+    profile and find their energy meter; rank 0 gathers each client's settings for the log.
+    A rank hosting several clients (--clock virtual only) is throttled by its first client's profile."""
+    rank, size = world.rank, world.size
     reports = world.gather_text(rank_report(setup.devices[local[0]].profile, hosts, rank) if rank else "", REPORT_LEN)
     if reports is not None:
         by_rank = read_reports(reports)
         setup.device_info.update({k: by_rank[host_rank(k, size - 1)] for k in range(n_clients)})
-    if rank == 0:
-        assert resolved is not None
-        transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world.comm)
-        serve(setup, transport, resolved.out, hosts, library_line(), size,
-              progress, debug, resolved.resume, initial, resolved.round_timeout)
-        return resolved.out
-    transport_c = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world.comm)
+
+
+def _host_clients(world: World, setup: RunSetup, hosts: list[str], local: list[int], debug: DebugHooks) -> None:
+    """A client rank: train its clients on every plan the server sends until it sends none."""
+    rank = world.rank
+    transport = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world.comm)
     fault = debug.client_fault(rank)
     clients = setup.local_clients(local, {local[0]: fault} if fault is not None else None, debug.dump_dir)
-    base = transport_c.start(Handshake(debug.version_for(rank), setup.data.fingerprint, hosts[rank]))
+    base = transport.start(Handshake(debug.version_for(rank), setup.data.fingerprint, hosts[rank]))
     if base is None:
         raise StartupRefused("the server refused to start", printable=False)
     clients.set_base(base)
-    while (plan := transport_c.next_plan()) is not None:
-        blocks = transport_c.receive_blocks(plan)
+    while (plan := transport.next_plan()) is not None:
+        blocks = transport.receive_blocks(plan)
         updates, table = clients.train(plan, blocks)
-        transport_c.send(plan, updates, table)
-    return None
+        transport.send(plan, updates, table)

@@ -179,23 +179,49 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
     cfg = setup.config
     t_start = time.perf_counter()
     check_resumable(setup, resume, out)
-    if resume is not None:
-        model = setup.make_model()
-        base = resume.base
-        if base.size:
-            setup.registry.set_base(model, base)
-    else:
-        model, base = initial if initial is not None else server_model(setup)
+    model, base = _starting_model(setup, resume, initial)
     if progress is not None:
         progress(f"start: connecting {setup.n_clients} client(s) (handshake, communicators)")
     me = Handshake(debug.version_for(0), setup.data.fingerprint, hosts[0] if hosts else socket.gethostname())
     handshakes = transport.start(base, me)
     hosts = [h.host for h in handshakes]
     kept = read_log(out).records()[:resume.round] if resume is not None else None
+    writer = _open_log(setup, transport, out, log_attrs(setup, hosts, mpi_library, world_size), resume, kept, debug)
+    server = Server(setup, transport, model, None, debug.dump_dir)
+    state = _RunState(checkpoint_round=resume.round if resume is not None else None)
+    if resume is not None:
+        last = kept[-1].row if kept else {}
+        server.restore(resume.blocks, resume.wall_elapsed, resume.virtual_elapsed,
+                       (float(last.get("analytic_elapsed_s", 0.0)), float(last.get("analytic_energy_cum_j", 0.0))))
+        setup.strategy.load_state(resume.strategy)
+    serving = _Serving(setup, transport, server, writer, base, checkpoint_path(out), progress, debug, state)
+    server.on_round = serving.on_round
+    first = resume.round + 1 if resume is not None else 1
+    if progress is not None:
+        progress(f"start: ready after {time.perf_counter() - t_start:.1f} s; rounds {first}..{cfg.rounds}")
+    return serving.run_rounds(first, world_size, timeout_s, resumed=resume is not None)
+
+
+def _starting_model(setup: RunSetup, resume: Checkpoint | None,
+                    initial: tuple[Model, np.ndarray] | None) -> tuple[Model, np.ndarray]:
+    """The global model and frozen base the run starts from: a resumed run's base on a fresh
+    model, else `initial` (built by the caller) or a new one."""
+    if resume is not None:
+        model = setup.make_model()
+        base = resume.base
+        if base.size:
+            setup.registry.set_base(model, base)
+        return model, base
+    return initial if initial is not None else server_model(setup)
+
+
+def _open_log(setup: RunSetup, transport: ServerTransport, out: Path, attrs: dict[str, object],
+              resume: Checkpoint | None, kept: list[RoundRecord] | None, debug: DebugHooks) -> RoundLogWriter:
+    """The round log, new or (resume) rewritten with the complete rounds up to the checkpoint. If
+    it cannot be written no round has started: the clients are released and the stop is clean."""
     tmp = out.with_name(out.name + ".resume.tmp") if resume is not None else out
     try:
-        writer = RoundLogWriter(tmp, log_attrs(setup, hosts, mpi_library, world_size), setup.n_clients,
-                                setup.registry.names, tier_names(setup), existing=kept)
+        writer = RoundLogWriter(tmp, attrs, setup.n_clients, setup.registry.names, tier_names(setup), existing=kept)
         writer.fail_after = debug.log_fail_after()
         if resume is not None:
             os.replace(tmp, out)  # the rewritten log (complete rounds up to the checkpoint) takes the old one's place
@@ -207,72 +233,93 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
         if resume is not None:
             stop.log, stop.log_rounds, stop.checkpoint_round = out, resume.round, resume.round
         raise stop from None
-    ckpt_path = checkpoint_path(out)
-    server = Server(setup, transport, model, None, debug.dump_dir)
-    state = _RunState(checkpoint_round=resume.round if resume is not None else None)
-    if resume is not None:
-        last = kept[-1].row if kept else {}
-        server.restore(resume.blocks, resume.wall_elapsed, resume.virtual_elapsed,
-                       (float(last.get("analytic_elapsed_s", 0.0)), float(last.get("analytic_energy_cum_j", 0.0))))
-        setup.strategy.load_state(resume.strategy)
+    return writer
 
-    def on_round(rec: RoundRecord) -> None:
+
+@dataclass(frozen=True)
+class _Serving:
+    """Rank 0 once the log is open: runs the rounds, and after each one logs it, checkpoints when
+    due, reports it and stops the run if the training diverged."""
+
+    setup: RunSetup
+    transport: ServerTransport
+    server: Server
+    writer: RoundLogWriter
+    base: np.ndarray
+    ckpt_path: Path
+    progress: Progress | None
+    debug: DebugHooks
+    state: _RunState
+
+    def run_rounds(self, first: int, world_size: int, timeout_s: float | None, resumed: bool) -> list[RoundRecord]:
+        """Rounds `first`..cfg.rounds under the watchdog; the log's end marker says how they ended."""
+        cfg, transport, state = self.setup.config, self.transport, self.state
+        records = []
+        try:
+            for rnd in range(first, cfg.rounds + 1):
+                transport.set_round_timeout(round_timeout(timeout_s, state.longest_wall_s, cfg.device.clock == "real",
+                                                          -(-self.setup.n_clients // max(1, world_size - 1))))
+                state.in_round = True
+                with signals.critical() if transport.atomic_rounds else nullcontext():
+                    records.append(self.server.run_round(rnd))
+            transport.set_round_timeout(None)
+            transport.stop()
+            self.writer.close("complete")
+        except (RunStopped, Interrupted) as e:
+            e.clean = not state.in_round
+            if e.clean:
+                transport.stop()
+            _close_stopped(self.writer, e, resumed)
+            e.checkpoint_round = state.checkpoint_round if self.ckpt_path.exists() else None
+            raise
+        except BaseException:
+            with suppress(LogWriteError):
+                self.writer.close("failed")
+            raise
+        return records
+
+    def on_round(self, rec: RoundRecord) -> None:
+        """The server's hook after each round (see the class)."""
+        cfg, state = self.setup.config, self.state
         state.in_round = False  # the exchange is over: every client waits for the next plan
         rnd = int(rec.row["round"])
         with signals.critical():
-            writer.append(rec)
-        finite = all(bool(np.isfinite(b).all()) for b in server.blocks)
+            self.writer.append(rec)
+        finite = all(bool(np.isfinite(b).all()) for b in self.server.blocks)
         every = cfg.checkpoint_every
         if finite and every and (rnd % every == 0 or rnd == cfg.rounds):
-            with signals.critical():
-                save_checkpoint(Checkpoint(rnd, cfg.to_json(), __version__, setup.data.fingerprint, server.blocks,
-                                           base, setup.strategy.state(), server.wall_elapsed,
-                                           server.virtual_elapsed), ckpt_path)
-            state.checkpoint_round = rnd
-        if progress is not None:
-            progress(format_round(rec, cfg.rounds))
+            self._checkpoint(rnd)
+        if self.progress is not None:
+            self.progress(format_round(rec, cfg.rounds))
         state.longest_wall_s = max(state.longest_wall_s, float(rec.row["wall_time_s"]))
         state.streak = state.streak + 1 if every_client_rejected(rec) else 0
         warning = rejected_warning(rec, state.streak)
         if warning:
             eprint(warning)
-        if not finite:  # a NaN model stays NaN: every later round would be wasted (no checkpoint of it was written)
-            raise Diverged(f"stopped at round {rnd}: the global model's parameters are non-finite; the training "
-                           "diverged (try a lower --lr)")
-        if state.streak >= DIVERGED_ROUNDS:
-            raise Diverged(f"stopped at round {rnd}: every client's update was rejected (non-finite) for "
-                           f"{DIVERGED_ROUNDS} rounds in a row; the training diverged (try a lower --lr)")
-        fault = debug.client_fault(0)
+        _raise_if_diverged(rnd, finite, state.streak)
+        fault = self.debug.client_fault(0)
         if fault is not None and fault[1] == rnd and fault[0] in ("raise", "kill"):
             inject(fault[0], "the server")
 
-    server.on_round = on_round
-    first = resume.round + 1 if resume is not None else 1
-    if progress is not None:
-        progress(f"start: ready after {time.perf_counter() - t_start:.1f} s; rounds {first}..{cfg.rounds}")
-    records = []
-    try:
-        for rnd in range(first, cfg.rounds + 1):
-            transport.set_round_timeout(round_timeout(timeout_s, state.longest_wall_s, cfg.device.clock == "real",
-                                                      -(-setup.n_clients // max(1, world_size - 1))))
-            state.in_round = True
-            with signals.critical() if transport.atomic_rounds else nullcontext():
-                records.append(server.run_round(rnd))
-        transport.set_round_timeout(None)
-        transport.stop()
-        writer.close("complete")
-    except (RunStopped, Interrupted) as e:
-        e.clean = not state.in_round
-        if e.clean:
-            transport.stop()
-        _close_stopped(writer, e, resume is not None)
-        e.checkpoint_round = state.checkpoint_round if ckpt_path.exists() else None
-        raise
-    except BaseException:
-        with suppress(LogWriteError):
-            writer.close("failed")
-        raise
-    return records
+    def _checkpoint(self, rnd: int) -> None:
+        """Save round `rnd`'s global groups and strategy state, safe from a signal midway."""
+        setup, server = self.setup, self.server
+        with signals.critical():
+            save_checkpoint(Checkpoint(rnd, setup.config.to_json(), __version__, setup.data.fingerprint, server.blocks,
+                                       self.base, setup.strategy.state(), server.wall_elapsed,
+                                       server.virtual_elapsed), self.ckpt_path)
+        self.state.checkpoint_round = rnd
+
+
+def _raise_if_diverged(rnd: int, finite: bool, streak: int) -> None:
+    """Stop a run that cannot recover: a non-finite global model, or every update rejected for
+    DIVERGED_ROUNDS rounds in a row."""
+    if not finite:  # a NaN model stays NaN: every later round would be wasted (no checkpoint of it was written)
+        raise Diverged(f"stopped at round {rnd}: the global model's parameters are non-finite; the training "
+                       "diverged (try a lower --lr)")
+    if streak >= DIVERGED_ROUNDS:
+        raise Diverged(f"stopped at round {rnd}: every client's update was rejected (non-finite) for "
+                       f"{DIVERGED_ROUNDS} rounds in a row; the training diverged (try a lower --lr)")
 
 
 def _close_stopped(writer: RoundLogWriter, e: RunStopped | Interrupted, resumed: bool) -> None:

@@ -18,7 +18,9 @@ from relief_mpi.comm.transport import ServerTransport
 from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundRecord
 from relief_mpi.metrics import accuracy, macro_f1, per_class_f1, published_macro_f1
+from relief_mpi.rounds import PlanNotes, RoundPlan
 from relief_mpi.setup import Model, RunSetup, modeled_energy
+from relief_mpi.strategy.system import AnalyticRound
 
 
 @dataclass
@@ -144,6 +146,70 @@ def tier_names(setup: RunSetup) -> list[str]:
     return seen
 
 
+@dataclass(frozen=True)
+class _RoundFacts:
+    """One exchanged round as the log sees it: the plan and its notes, the clients' report columns
+    (wire.REPORT_FIELDS), the analytic figures, and what the reports give: each client's span
+    (download + busy + upload), the round's emulated length (the longest span), the idle time
+    and the modeled energy of each client."""
+
+    plan: RoundPlan
+    notes: PlanNotes
+    col: dict[str, np.ndarray]
+    ana: AnalyticRound
+    span: np.ndarray
+    round_s: float
+    idle: np.ndarray
+    energy: np.ndarray
+
+
+def _round_facts(setup: RunSetup, plan: RoundPlan, notes: PlanNotes, col: dict[str, np.ndarray],
+                 ana: AnalyticRound) -> _RoundFacts:
+    """The round's emulated times and modeled energy from the clients' reports."""
+    span = col["download_s"] + col["busy_s"] + col["upload_s"]
+    round_s = float(span.max()) if span.size else 0.0
+    idle = np.maximum(0.0, round_s - span)
+    nbytes = col["bytes_up"] + col["bytes_down"]
+    energy = modeled_energy(setup, col["busy_s"], round_s, nbytes)
+    return _RoundFacts(plan, notes, col, ana, span, round_s, idle, energy)
+
+
+def _client_metrics(facts: _RoundFacts) -> dict[str, np.ndarray]:
+    """The round's per-client arrays (log.hdf5.CLIENT_METRICS)."""
+    col, plan, notes, ana = facts.col, facts.plan, facts.notes, facts.ana
+    clients = {
+        "busy_s": col["busy_s"], "wait_s": facts.idle, "idle_s": facts.idle, "compute_wall_s": col["compute_wall_s"],
+        "lag_s": col["lag_s"], "download_s": col["download_s"], "upload_s": col["upload_s"],
+        "bytes_up": col["bytes_up"], "bytes_down": col["bytes_down"], "energy_j": facts.energy,
+        "energy_measured_j": col["energy_measured_j"], "steps": col["steps"], "samples": col["samples"],
+        "rejected": col["rejected"], "loss": col["loss"], "flops": col["flops"],
+        "budget": (notes.budget if notes.budget is not None else plan.alloc.sum(axis=1)).astype(np.float64),
+        "n_groups": plan.alloc.sum(axis=1).astype(np.float64), "analytic_time_s": ana.compute_s + ana.comm_s,
+        "analytic_energy_j": ana.client_energy_j,
+    }
+    assert set(clients) == set(CLIENT_METRICS)
+    return clients
+
+
+_TierArrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _tier_arrays(setup: RunSetup, facts: _RoundFacts, ev: Evaluation | None) -> _TierArrays:
+    """RoundRecord's per-tier and per-class arrays: tier F1, class F1, tier pooled F1 (NaN without
+    an evaluation), and each tier's longest emulated span and longest analytic time."""
+    names = tier_names(setup)
+    tier_f1 = np.array([ev.tier_f1[t] if ev else math.nan for t in names])
+    tier_pooled = np.array([ev.tier_pooled_f1.get(t, math.nan) if ev else math.nan for t in names])
+    n_classes = len(setup.data.spec.classes)
+    class_f1 = ev.class_f1 if ev is not None and ev.class_f1.size == n_classes else np.full(n_classes, math.nan)
+    tiers = np.array([d.tier for d in setup.devices])
+    span = facts.span
+    analytic_s = facts.ana.compute_s + facts.ana.comm_s
+    tier_time = np.array([float(span[tiers == t].max()) if span.size else math.nan for t in names])
+    tier_analytic = np.array([float(analytic_s[tiers == t].max()) if analytic_s.size else math.nan for t in names])
+    return tier_f1, class_f1, tier_pooled, tier_time, tier_analytic
+
+
 class Server:
     def __init__(self, setup: RunSetup, transport: ServerTransport, model: Model,
                  on_round: Callable[[RoundRecord], None] | None = None, dump_dir: str | None = None) -> None:
@@ -165,6 +231,7 @@ class Server:
             self.registry.set(self.model, b, vec)
 
     def run_round(self, rnd: int) -> RoundRecord:
+        """Plan, exchange, aggregate, evaluate when due, and log one round (on_round sees the record)."""
         setup = self.setup
         t0 = time.perf_counter()
         strategy = setup.strategy
@@ -172,8 +239,7 @@ class Server:
         notes = strategy.notes(plan)
         self._dump(rnd, "before")
         ex = self.transport.run_round(plan, self.blocks)
-        rep = ex.reports
-        col = {name: rep[:, i] for i, name in enumerate(wire.REPORT_FIELDS)}
+        col = {name: ex.reports[:, i] for i, name in enumerate(wire.REPORT_FIELDS)}
         agg = strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
         self.blocks, div = agg.groups, agg.divergence
         self._dump(rnd, "after")
@@ -181,32 +247,29 @@ class Server:
         self.analytic_elapsed += ana.time_s
         self.analytic_energy += ana.energy_j
         wall = time.perf_counter() - t0
-        span = col["download_s"] + col["busy_s"] + col["upload_s"]
-        round_s = float(span.max()) if span.size else 0.0
-        idle = np.maximum(0.0, round_s - span)
-        nbytes = col["bytes_up"] + col["bytes_down"]
-        energy = modeled_energy(setup, col["busy_s"], round_s, nbytes)
+        facts = _round_facts(setup, plan, notes, col, ana)
         self.wall_elapsed += wall
-        self.virtual_elapsed += round_s
+        self.virtual_elapsed += facts.round_s
         ev = None
         if rnd % max(1, setup.config.eval_every) == 0 or rnd == setup.config.rounds:
             self.sync_model()
             ev = evaluate(setup, self.model)
-        clients = {
-            "busy_s": col["busy_s"], "wait_s": idle, "idle_s": idle, "compute_wall_s": col["compute_wall_s"],
-            "lag_s": col["lag_s"], "download_s": col["download_s"], "upload_s": col["upload_s"],
-            "bytes_up": col["bytes_up"], "bytes_down": col["bytes_down"], "energy_j": energy,
-            "energy_measured_j": col["energy_measured_j"], "steps": col["steps"], "samples": col["samples"],
-            "rejected": col["rejected"], "loss": col["loss"], "flops": col["flops"],
-            "budget": (notes.budget if notes.budget is not None else plan.alloc.sum(axis=1)).astype(np.float64),
-            "n_groups": plan.alloc.sum(axis=1).astype(np.float64), "analytic_time_s": ana.compute_s + ana.comm_s,
-            "analytic_energy_j": ana.client_energy_j,
-        }
-        assert set(clients) == set(CLIENT_METRICS)
+        tier_f1, class_f1, tier_pooled, tier_time, tier_analytic = _tier_arrays(setup, facts, ev)
+        rec = RoundRecord(self._round_row(rnd, wall, facts, ev), _client_metrics(facts), np.asarray(div, np.float64),
+                          plan.alloc.astype(np.uint8), tier_f1, class_f1=class_f1, tier_pooled_f1=tier_pooled,
+                          tier_time_s=tier_time, tier_analytic_time_s=tier_analytic)
+        if self.on_round is not None:
+            self.on_round(rec)
+        return rec
+
+    def _round_row(self, rnd: int, wall: float, facts: _RoundFacts, ev: Evaluation | None) -> dict[str, float]:
+        """The round's /rounds row: times, the evaluation (NaN in a round without one), traffic,
+        energy, loss and the analytic model's figures with their running totals."""
+        col, plan, notes, ana = facts.col, facts.plan, facts.notes, facts.ana
         losses = col["loss"][np.isfinite(col["loss"])]
         measured = col["energy_measured_j"]
-        row = {
-            "round": rnd, "wall_time_s": wall, "wall_elapsed_s": self.wall_elapsed, "virtual_time_s": round_s,
+        return {
+            "round": rnd, "wall_time_s": wall, "wall_elapsed_s": self.wall_elapsed, "virtual_time_s": facts.round_s,
             "virtual_elapsed_s": self.virtual_elapsed,
             "accuracy": ev.accuracy if ev else math.nan, "macro_f1": ev.macro_f1 if ev else math.nan,
             "rare_f1": ev.rare_f1 if ev else math.nan,
@@ -214,7 +277,7 @@ class Server:
             "pooled_accuracy": ev.pooled_accuracy if ev else math.nan,
             "pooled_macro_f1": ev.pooled_macro_f1 if ev else math.nan,
             "bytes_up": float(col["bytes_up"].sum()), "bytes_down": float(col["bytes_down"].sum()),
-            "energy_j": float(energy.sum()),
+            "energy_j": float(facts.energy.sum()),
             "energy_measured_j": float(measured.sum()) if np.all(np.isfinite(measured)) else math.nan,
             "train_loss": float(losses.mean()) if losses.size else math.nan,
             "deadline_s": plan.deadline_s if math.isfinite(plan.deadline_s) else math.nan,
@@ -224,21 +287,6 @@ class Server:
             "analytic_mb_up": ana.up_bytes / 1e6, "analytic_mb_down": ana.down_bytes / 1e6,
             "trained_pct": 100.0 * ana.trained_fraction,
         }
-        names = tier_names(setup)
-        tier_f1 = np.array([ev.tier_f1[t] if ev else math.nan for t in names])
-        tier_pooled = np.array([ev.tier_pooled_f1.get(t, math.nan) if ev else math.nan for t in names])
-        n_classes = len(setup.data.spec.classes)
-        class_f1 = ev.class_f1 if ev is not None and ev.class_f1.size == n_classes else np.full(n_classes, math.nan)
-        tiers = np.array([d.tier for d in setup.devices])
-        analytic_s = ana.compute_s + ana.comm_s
-        tier_time = np.array([float(span[tiers == t].max()) if span.size else math.nan for t in names])
-        tier_analytic = np.array([float(analytic_s[tiers == t].max()) if analytic_s.size else math.nan for t in names])
-        rec = RoundRecord(row, clients, np.asarray(div, np.float64), plan.alloc.astype(np.uint8), tier_f1,
-                          class_f1=class_f1, tier_pooled_f1=tier_pooled, tier_time_s=tier_time,
-                          tier_analytic_time_s=tier_analytic)
-        if self.on_round is not None:
-            self.on_round(rec)
-        return rec
 
     def _dump(self, rnd: int, when: str) -> None:
         if self.dump_dir is not None:

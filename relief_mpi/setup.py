@@ -21,7 +21,7 @@ from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
 from relief_mpi.device.clock import DeviceClock
 from relief_mpi.device.energy import process_meter, source_of
 from relief_mpi.device.fleet import PAPER_FLEET, ClientDevice, load_fleet, paper_fleet, resolve_fleet
-from relief_mpi.device.profiles import load_profiles
+from relief_mpi.device.profiles import DeviceProfile, load_profiles
 from relief_mpi.errors import ReliefError
 from relief_mpi.model.blocks import BlockRegistry
 from relief_mpi.model.flops import FlopCosts, group_flops, measure_costs
@@ -178,25 +178,10 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
     profiles = load_profiles(cfg.device.profiles_dir)
     if cfg.strategy.name == "b-block" and cfg.model.b_mode != "block":
         raise ReliefError("--strategy b-block is the published preset with one B per modality: use --b-mode block")
-    n_ranks = n_ranks or n_clients
-    client_hosts = None
-    if hostnames is not None:
-        client_hosts = [hostnames[0], *(hostnames[host_rank(k, n_ranks)] for k in range(n_clients))]
-    if cfg.device.fleet == PAPER_FLEET:
-        devices = paper_fleet(cfg.data.dataset, n_clients, profiles)
-    else:
-        devices = resolve_fleet(load_fleet(cfg.device.fleet), n_clients, profiles, client_hosts)
-    devices = [replace(d, rank=host_rank(d.client, n_ranks)) for d in devices]
+    devices = _devices(cfg, n_clients, hostnames, n_ranks or n_clients, profiles)
     raw = load_raw(cfg.data, cfg.seed)
     names = raw.spec.modality_names()
-    sets = []
-    for d in devices:
-        s = modality_set_for(d.sensors, names)
-        if not s:
-            raise ReliefError(f"client rank {d.rank} (tier {d.tier}) has sensors {list(d.sensors or [])}, none of "
-                              f"which the {raw.spec.name} dataset has ({', '.join(names)}); fix the fleet")
-        sets.append(s)
-    data = build_federated(cfg.data, cfg.seed, sets, raw)
+    data = build_federated(cfg.data, cfg.seed, _sensor_sets(devices, raw.spec.name, names), raw)
     if cfg.data.validation > 0:  # the bench's lr search: score on held-back training windows, not the test set
         from relief_mpi.validation import validation_view
 
@@ -207,20 +192,57 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
     costs = measure_costs(probe, [len(m.channels) for m in data.spec.modalities], data.window_len,
                           cfg.strategy.batch_size)
     mod_sets = [frozenset(names.index(m) for m in s) for s in data.modality_sets]
-    fleet = FleetInfo(
+    fleet = _fleet_info(devices, data, mod_sets)
+    ctx = StrategyContext(cfg.strategy, group_info(registry, probe, data), fleet, costs, len(names), cfg.seed,
+                          cfg.model.mode, cfg.strategy.batch_size)
+    strategy = _strategy(cfg, ctx, registry, probe)
+    return RunSetup(cfg, devices, data, registry, costs, strategy, rare_modality(mod_sets, len(names)))
+
+
+def _devices(cfg: RunConfig, n_clients: int, hostnames: list[str] | None, n_ranks: int,
+             profiles: dict[str, DeviceProfile]) -> list[ClientDevice]:
+    """Each client's device from the fleet, with the rank that hosts it; a fleet's host globs
+    match the host of that rank."""
+    client_hosts = None
+    if hostnames is not None:
+        client_hosts = [hostnames[0], *(hostnames[host_rank(k, n_ranks)] for k in range(n_clients))]
+    if cfg.device.fleet == PAPER_FLEET:
+        devices = paper_fleet(cfg.data.dataset, n_clients, profiles)
+    else:
+        devices = resolve_fleet(load_fleet(cfg.device.fleet), n_clients, profiles, client_hosts)
+    return [replace(d, rank=host_rank(d.client, n_ranks)) for d in devices]
+
+
+def _sensor_sets(devices: list[ClientDevice], dataset: str, names: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """Each client's sensors among the dataset's modalities; a client with none of them is a fleet error."""
+    sets = []
+    for d in devices:
+        s = modality_set_for(d.sensors, names)
+        if not s:
+            raise ReliefError(f"client rank {d.rank} (tier {d.tier}) has sensors {list(d.sensors or [])}, none of "
+                              f"which the {dataset} dataset has ({', '.join(names)}); fix the fleet")
+        sets.append(s)
+    return sets
+
+
+def _fleet_info(devices: list[ClientDevice], data: FederatedData, mod_sets: list[frozenset[int]]) -> FleetInfo:
+    """What a strategy knows of the fleet: each client's sensors, tier, speed, links, power and training windows."""
+    return FleetInfo(
         modality_sets=tuple(mod_sets), tiers=tuple(d.tier for d in devices),
         flops=tuple(d.profile.flops for d in devices), uplink_mbps=tuple(d.profile.uplink_mbps for d in devices),
         downlink_mbps=tuple(d.profile.downlink_mbps for d in devices),
         latency_ms=tuple(d.profile.latency_ms for d in devices),
         n_train=tuple(len(w) for w in data.clients_train), p_busy_w=tuple(d.profile.p_busy_w for d in devices))
-    ctx = StrategyContext(cfg.strategy, group_info(registry, probe, data), fleet, costs, len(names), cfg.seed,
-                          cfg.model.mode, cfg.strategy.batch_size)
+
+
+def _strategy(cfg: RunConfig, ctx: StrategyContext, registry: Registry, probe: Model) -> Strategy:
+    """The run's strategy; HeteroFL also gets the entry masks of its sub-model widths."""
     if cfg.strategy.name == "heterofl" and cfg.model.mode != "cnn":
         raise ReliefError("--strategy heterofl scales layer widths and is defined for --mode cnn only")
     strategy = make_strategy(cfg.strategy.name, ctx)
     if isinstance(strategy, HeteroFL) and isinstance(registry, BlockRegistry) and isinstance(probe, MultimodalNet):
         strategy.set_entry_masks({w: entry_masks(registry, probe, w) for w in set(strategy.widths)})
-    return RunSetup(cfg, devices, data, registry, costs, strategy, rare_modality(mod_sets, len(names)))
+    return strategy
 
 
 def modeled_energy(setup: RunSetup, busy: np.ndarray, round_s: float, nbytes: np.ndarray) -> np.ndarray:

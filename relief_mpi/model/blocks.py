@@ -37,36 +37,55 @@ def _split(n: int, groups: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
+def _rows_to_split(model: MultimodalNet, mode: str) -> int:
+    """How many rows a modality's blocks divide: lora_A's rank (LoRA) or conv2's output channels (CNN)."""
+    return model.lora_rank if mode == "lora" else model.feature_dim
+
+
+def _check_partition(model: MultimodalNet, mode: str, groups_per_modality: int) -> None:
+    """Refuse a mode the model was not built for, or more groups than a modality has rows to split."""
+    if mode not in ("cnn", "lora"):
+        raise ValueError(f"mode must be cnn or lora, got {mode!r}")
+    if mode == "lora" and model.lora_rank == 0:
+        raise ValueError("lora mode needs a model built with lora_rank > 0")
+    rows = _rows_to_split(model, mode)
+    if groups_per_modality < 1 or groups_per_modality > rows:
+        raise ValueError(f"groups per modality must be in 1..{rows}")
+
+
+def _modality_slices(mode: str, m: int, g: int, part: slice, d: int) -> tuple[Slice, ...]:
+    """Modality m's g-th block: rows `part` of lora_A over m's feature columns (LoRA); or encoder
+    m's conv2 output channels `part` with their fusion columns, conv1 whole in block 0 (CNN)."""
+    if mode == "lora":
+        return (Slice("lora_A", (part, slice(m * d, (m + 1) * d))),)
+    enc = f"encoders.{m}"
+    fcols = slice(m * d + part.start, m * d + part.stop)
+    sl = ((Slice(f"{enc}.conv1.weight", ()), Slice(f"{enc}.conv1.bias", ())) if g == 0 else ())
+    return sl + (Slice(f"{enc}.conv2.weight", (part,)), Slice(f"{enc}.conv2.bias", (part,)),
+                 Slice("fusion.weight", (slice(None), fcols)))
+
+
+def _partition(model: MultimodalNet, modality_names: tuple[str, ...], mode: str,
+               groups_per_modality: int) -> tuple[Block, ...]:
+    """Every modality's blocks in modality order, then the shared block."""
+    d = model.feature_dim
+    g_n = groups_per_modality
+    blocks: list[Block] = []
+    for m, name in enumerate(modality_names):
+        for g, part in enumerate(_split(_rows_to_split(model, mode), g_n)):
+            blocks.append(Block(name if g_n == 1 else f"{name}/{g}", m, _modality_slices(mode, m, g, part, d)))
+    shared = (("lora_B", "head.weight", "head.bias") if mode == "lora"
+              else ("fusion.bias", "head.weight", "head.bias"))
+    blocks.append(Block(SHARED, None, tuple(Slice(p, ()) for p in shared)))
+    return tuple(blocks)
+
+
 class BlockRegistry:
     def __init__(self, model: MultimodalNet, modality_names: tuple[str, ...], mode: str,
                  groups_per_modality: int = 1) -> None:
-        if mode not in ("cnn", "lora"):
-            raise ValueError(f"mode must be cnn or lora, got {mode!r}")
-        if mode == "lora" and model.lora_rank == 0:
-            raise ValueError("lora mode needs a model built with lora_rank > 0")
-        d = model.feature_dim
-        g_n = groups_per_modality
-        if g_n < 1 or g_n > (model.lora_rank if mode == "lora" else d):
-            raise ValueError(f"groups per modality must be in 1..{model.lora_rank if mode == 'lora' else d}")
-        blocks: list[Block] = []
-        for m, name in enumerate(modality_names):
-            cols = slice(m * d, (m + 1) * d)
-            for g, part in enumerate(_split(model.lora_rank if mode == "lora" else d, g_n)):
-                bname = name if g_n == 1 else f"{name}/{g}"
-                sl: tuple[Slice, ...]
-                if mode == "lora":
-                    sl = (Slice("lora_A", (part, cols)),)
-                else:
-                    enc = f"encoders.{m}"
-                    fcols = slice(m * d + part.start, m * d + part.stop)
-                    sl = ((Slice(f"{enc}.conv1.weight", ()), Slice(f"{enc}.conv1.bias", ())) if g == 0 else ())
-                    sl += (Slice(f"{enc}.conv2.weight", (part,)), Slice(f"{enc}.conv2.bias", (part,)),
-                           Slice("fusion.weight", (slice(None), fcols)))
-                blocks.append(Block(bname, m, sl))
-        shared = (("lora_B", "head.weight", "head.bias") if mode == "lora"
-                  else ("fusion.bias", "head.weight", "head.bias"))
-        blocks.append(Block(SHARED, None, tuple(Slice(p, ()) for p in shared)))
-        self.blocks = tuple(blocks)
+        _check_partition(model, mode, groups_per_modality)
+        blocks = _partition(model, modality_names, mode, groups_per_modality)
+        self.blocks = blocks
         self.names = tuple(b.name for b in blocks)
         self.index = {b.name: i for i, b in enumerate(blocks)}
         params = dict(model.named_parameters())
@@ -79,7 +98,7 @@ class BlockRegistry:
         self.n_params = self.sizes  # no buffers in the small model
         self.n_stages = 0
         self.n_head = 0
-        self._per_modality = g_n
+        self._per_modality = groups_per_modality
 
     def __len__(self) -> int:
         return len(self.blocks)

@@ -107,47 +107,74 @@ def allocate(cost: ClientCost, owned: list[list[int]], shared: frozenset[int], d
     `priority(k, candidates)` orders a client's candidate blocks (best first); it is where UCB
     (relief) or randomness (relief-random) enters. Returns alloc [K, B] uint8 and steps [K].
     """
+    fill = _BudgetFill(cost, owned, shared, deadline, local_steps, priority)
     k_n = len(owned)
     b_n = len(cost.blocks.names)
+    chosen = [fill.greedy(k) for k in range(k_n)]
+    for b in range(b_n):
+        if b not in shared and not any(b in s for s in chosen):
+            fill.cover(b, chosen)
     alloc = np.zeros((k_n, b_n), np.uint8)
     steps = np.full(k_n, local_steps, np.int64)
-    chosen: list[set[int]] = []
-    for k in range(k_n):
-        sel = set(shared)
-        for b in priority(k, [b for b in owned[k] if b not in shared]):
-            if cost.seconds(k, frozenset(sel | {b}), local_steps) <= deadline:
-                sel.add(b)
-        chosen.append(sel)
-    # Coverage: a block nobody picked goes to an owner that can afford it, adding it where there is
-    # slack, else swapping out blocks that stay covered by someone else (never uncovering another).
-    for b in range(b_n):
-        if b in shared or any(b in s for s in chosen):
-            continue
-        owners = [k for k in range(k_n) if b in owned[k]]
-        owners.sort(key=lambda k: cost.seconds(k, frozenset(chosen[k]), local_steps))
-        for k in owners:
-            if cost.seconds(k, frozenset(chosen[k] | {b}), local_steps) <= deadline:
-                chosen[k].add(b)
-                break
-        else:
-            for k in owners:
-                sole = {c for c in chosen[k]
-                        if c not in shared and not any(c in chosen[j] for j in range(k_n) if j != k)}
-                keep = set(shared) | {b} | sole
-                if cost.seconds(k, frozenset(keep), local_steps) > deadline:
-                    continue
-                for c in priority(k, [c for c in chosen[k] if c not in keep]):
-                    if cost.seconds(k, frozenset(keep | {c}), local_steps) <= deadline:
-                        keep.add(c)
-                chosen[k] = keep
-                break
     for k, sel in enumerate(chosen):
         for b in sel:
             alloc[k, b] = 1
-        # A client that cannot fit even its minimum set at full steps trains fewer steps.
-        fs = frozenset(sel)
-        if math.isfinite(deadline) and cost.seconds(k, fs, local_steps) > deadline:
-            per = cost.step_s(k, fs)
-            room = deadline - cost.transfer_s(k, fs)
-            steps[k] = max(1, min(local_steps, int(room // per))) if per > 0 else local_steps
+        steps[k] = fill.steps_within_deadline(k, frozenset(sel))
     return alloc, steps
+
+
+@dataclass(frozen=True)
+class _BudgetFill:
+    """One round's allocation problem (allocate's arguments) and the moves that solve it."""
+
+    cost: ClientCost
+    owned: list[list[int]]
+    shared: frozenset[int]
+    deadline: float
+    local_steps: int
+    priority: Callable[[int, list[int]], list[int]]
+
+    def _seconds(self, k: int, blocks: set[int]) -> float:
+        return self.cost.seconds(k, frozenset(blocks), self.local_steps)
+
+    def greedy(self, k: int) -> set[int]:
+        """Client k's shared groups plus, in priority order, each owned block that still fits."""
+        sel = set(self.shared)
+        for b in self.priority(k, [b for b in self.owned[k] if b not in self.shared]):
+            if self._seconds(k, sel | {b}) <= self.deadline:
+                sel.add(b)
+        return sel
+
+    def cover(self, b: int, chosen: list[set[int]]) -> None:
+        """Coverage: a block nobody picked goes to an owner that can afford it, adding it where there is
+        slack (the least loaded owner first), else swapping out blocks that stay covered by someone else."""
+        owners = [k for k in range(len(self.owned)) if b in self.owned[k]]
+        owners.sort(key=lambda k: self._seconds(k, chosen[k]))
+        for k in owners:
+            if self._seconds(k, chosen[k] | {b}) <= self.deadline:
+                chosen[k].add(b)
+                return
+        self._swap_in(b, owners, chosen)
+
+    def _swap_in(self, b: int, owners: list[int], chosen: list[set[int]]) -> None:
+        """The first owner that can afford b with its sole-covered blocks keeps those and b, then
+        refills its budget in priority order (never uncovering another block)."""
+        for k in owners:
+            sole = {c for c in chosen[k]
+                    if c not in self.shared and not any(c in chosen[j] for j in range(len(chosen)) if j != k)}
+            keep = set(self.shared) | {b} | sole
+            if self._seconds(k, keep) > self.deadline:
+                continue
+            for c in self.priority(k, [c for c in chosen[k] if c not in keep]):
+                if self._seconds(k, keep | {c}) <= self.deadline:
+                    keep.add(c)
+            chosen[k] = keep
+            return
+
+    def steps_within_deadline(self, k: int, sel: frozenset[int]) -> int:
+        """The full local steps, or fewer for a client that cannot fit even its minimum set at full steps."""
+        if not (math.isfinite(self.deadline) and self.cost.seconds(k, sel, self.local_steps) > self.deadline):
+            return self.local_steps
+        per = self.cost.step_s(k, sel)
+        room = self.deadline - self.cost.transfer_s(k, sel)
+        return max(1, min(self.local_steps, int(room // per))) if per > 0 else self.local_steps

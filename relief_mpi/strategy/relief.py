@@ -24,7 +24,7 @@ from typing import ClassVar
 import numpy as np
 
 from relief_mpi.errors import ReliefError
-from relief_mpi.rounds import ClientRecipe, GroupSums, PlanNotes, RoundPlan
+from relief_mpi.rounds import ClientRecipe, FleetInfo, GroupInfo, GroupSums, PlanNotes, RoundPlan
 from relief_mpi.strategy import budget
 from relief_mpi.strategy.base import (
     PAPER_KINDS,
@@ -72,6 +72,25 @@ def local_steps(epochs: int, n_windows: int, batch: int) -> int:
     return epochs * max(1, n_windows // batch) if n_windows > 0 else 0
 
 
+def _mandatory_groups(g: GroupInfo, modalities: frozenset[int]) -> list[int]:
+    """A client's mandatory groups: the A group of each of its modalities."""
+    return [j for j in range(len(g)) if g.kinds[j] == "A" and g.modality[j] in modalities]
+
+
+def _floor_period(g: GroupInfo, n_modalities: int) -> int:
+    """Q, the round-robin floor's period: the modalities, the encoder stages of the deepest
+    encoder and the head groups, plus one."""
+    n_stages = max((sum(1 for j in range(len(g)) if g.kinds[j] == "enc" and g.modality[j] == m)
+                    for m in range(n_modalities)), default=0)
+    n_head = sum(1 for kind in g.kinds if kind == "head")
+    return n_modalities + n_stages + n_head + 1
+
+
+def _cohort_sizes(g: GroupInfo, fleet: FleetInfo) -> np.ndarray:
+    """Per group, how many clients hold its modality (every client for a group of no modality)."""
+    return np.array([sum(1 for mods in fleet.modality_sets if m is None or m in mods) for m in g.modality])
+
+
 class PublishedRelief(Strategy):
     zero_fill = True  # absent sensors are zeros and their encoders still run forward
     preset: ClassVar[Preset] = Preset()
@@ -86,12 +105,8 @@ class PublishedRelief(Strategy):
         self.lam = self.preset.lam if cfg.lam is None or self.preset.lam == 0.0 else cfg.lam
         fleet = ctx.fleet
         self.K = fleet.n_clients
-        self.mandatory = [[j for j in range(len(g)) if g.kinds[j] == "A" and g.modality[j] in fleet.modality_sets[k]]
-                          for k in range(self.K)]
-        n_stages = max((sum(1 for j in range(len(g)) if g.kinds[j] == "enc" and g.modality[j] == m)
-                        for m in range(ctx.n_modalities)), default=0)
-        n_head = sum(1 for kind in g.kinds if kind == "head")
-        self.q = ctx.n_modalities + n_stages + n_head + 1
+        self.mandatory = [_mandatory_groups(g, mods) for mods in fleet.modality_sets]
+        self.q = _floor_period(g, ctx.n_modalities)
         self.samples = np.array([cfg.local_epochs * n for n in fleet.n_train], float)
         self.steps = np.array([local_steps(cfg.local_epochs, n, ctx.batch_size) for n in fleet.n_train], np.int64)
         self.rng = np.random.default_rng(ctx.seed)
@@ -101,8 +116,7 @@ class PublishedRelief(Strategy):
         self.t_star = float("nan")
         self.t_a = self.t_f = float("nan")
         self._notes = PlanNotes()
-        cohort = [[k for k in range(self.K) if m is None or m in fleet.modality_sets[k]] for m in g.modality]
-        self.cohort_size = np.array([len(c) for c in cohort])
+        self.cohort_size = _cohort_sizes(g, fleet)
 
     # -- hooks -----------------------------------------------------------------------------------
     def recipe(self, k: int) -> ClientRecipe:
