@@ -15,7 +15,7 @@ from relief_mpi.errors import ReliefError
 @click.option("--out", type=click.Path(dir_okay=False), required=True,
               help="Where to write the base checkpoint (.pt).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True, help="Batch size.")
-@click.option("--seed", type=int, default=0, show_default=True,
+@click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed; use the run's seed so the server split is the one the run holds out.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
 def command(**kw: Any) -> None:

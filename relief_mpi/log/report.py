@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 from pathlib import Path
@@ -138,7 +139,9 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
     axes[0].plot(r["round"][ok], r["macro_f1"][ok], marker="o", label="macro-F1")
     axes[0].plot(r["round"][ok], r["rare_f1"][ok], marker=".", label="rare-modality F1")
     axes[0].set_xlabel("round")
-    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True))  # rounds are whole numbers
+    # rounds are whole numbers; min_n_ticks=1 keeps that for one round (else the locator falls back
+    # to fractional ticks when the view holds fewer than two integers)
+    axes[0].xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
     axes[0].set_ylabel("F1")
     axes[0].legend()
     axes[1].plot(r["virtual_elapsed_s"][ok], r["macro_f1"][ok], marker="o", label="emulated time")
@@ -155,7 +158,11 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
 
     labels = [f"{p['client']} {p['tier']}" for p in run.profiles]
     many = len(labels) > 12  # e.g. 31 clients: a wider figure, upright small labels
-    fig, axes = plt.subplots(1, 2, figsize=(min(40.0, max(10.0, 0.5 * len(labels))), 4.5 if many else 4))
+    width = min(40.0, max(10.0, 0.5 * len(labels)))
+    fig, axes = plt.subplots(1, 2, figsize=(width, 4.5 if many else 4))
+    # upright 7-pt labels need about 11 pt each: past what half the widest figure holds (~100
+    # clients), label every step-th client so that the labels never overlap
+    step = max(1, math.ceil(len(labels) / (0.4 * width * 72 / 11)))
     x = np.arange(len(labels))
     c = run.clients
     axes[0].bar(x - 0.2, np.nansum(c["bytes_up"], 0) / 1e6, 0.4, label="up")
@@ -168,7 +175,7 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
     axes[1].set_title("energy per client")
     for ax in axes:
         if many:
-            ax.set_xticks(x, labels, rotation=90, fontsize=7)
+            ax.set_xticks(x[::step], labels[::step], rotation=90, fontsize=7)
         else:
             ax.set_xticks(x, labels, rotation=45, ha="right")
         ax.set_xlabel("client and tier")
