@@ -16,6 +16,7 @@ from relief_mpi.bench.summary import Summary, label_of
 from relief_mpi.log.hdf5 import RunLog
 
 if TYPE_CHECKING:
+    from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
 Colors = dict[str, tuple[float, float, float, float]]  # bench row -> its colour in every figure
@@ -127,6 +128,14 @@ def _energy_per_tier(groups: dict[str, list[RunLog]], path: Path) -> Path:
     return _save(fig, path)
 
 
+def _round_axis(ax: Axes) -> None:
+    """An x axis of rounds: whole-number ticks only, also for a run of 1 to 3 rounds."""
+    from matplotlib.ticker import MaxNLocator
+
+    ax.set_xlabel("round")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+
+
 def _bytes_per_round(groups: dict[str, list[RunLog]], colors: Colors, path: Path) -> Path:
     """Bytes per round (up solid, down dashed), mean over seeds."""
     import matplotlib.pyplot as plt
@@ -141,7 +150,7 @@ def _bytes_per_round(groups: dict[str, list[RunLog]], colors: Colors, path: Path
         rnd = runs[0].rounds["round"][:n]
         ax.plot(rnd, up, color=colors[s], marker="o", ms=3, label=f"{s} up")
         ax.plot(rnd, down, color=colors[s], ls="--", marker="x", ms=3, label=f"{s} down")
-    ax.set_xlabel("round")
+    _round_axis(ax)
     ax.set_ylabel("MB per round (all clients)")
     ax.set_title("bytes per round")
     ax.grid(alpha=0.3)
@@ -210,6 +219,8 @@ def _paper_f1(logs: Sequence[tuple[RunLog, str]], groups: dict[str, list[RunLog]
     for ax, (key, xl) in zip(axes, panels, strict=True):
         ax.axhline(target, color="grey", ls="--", lw=1, label=f"target {target:g}")
         ax.set_xlabel(xl)
+        if key is None:
+            _round_axis(ax)
         ax.set_ylabel("macro-F1 (pooled test set, every sensor)")
         ax.grid(alpha=0.3)
         if key is not None and all(len(log.rounds) and log.rounds[key][0] > 0 for log, _ in logs):
@@ -242,7 +253,7 @@ def _energy_cumulative(groups: dict[str, list[RunLog]], colors: Colors, path: Pa
     axes[0].set_title("cumulative energy, analytic (published: P compute + 0.5 P comm + 0.2 P idle)")
     axes[1].set_title("cumulative energy, emulated (ours: P_busy busy + P_idle idle + J/bit)")
     for ax in axes:
-        ax.set_xlabel("round")
+        _round_axis(ax)
         ax.set_ylabel("J (mean over seeds)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
@@ -265,7 +276,7 @@ def _allocation(groups: dict[str, list[RunLog]], rows: list[str], path: Path) ->
                 ax.step(log.rounds["round"], n_groups[:, ks].mean(axis=1), where="mid", lw=1.5,
                         ls=STYLES[j % len(STYLES)], label=f"{t} ({len(ks)} clients)")
         ax.set_title(f"{s}: {BUDGET_NAMES.get(s, 'groups trained')}", fontsize=9)
-        ax.set_xlabel("round")
+        _round_axis(ax)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     axes[0][0].set_ylabel("parameter groups trained per client (tier mean)")

@@ -138,9 +138,6 @@ def bench_round_axes(tmp_path: Path, saved: list[Figure], rounds: int) -> list[A
     return round_axes(saved)
 
 
-@pytest.mark.xfail(strict=True, reason="relief_mpi/bench/plots.py (not editable in this audit) sets no integer "
-                                       "locator on its round axes: bytes per round, energy cumulative, the "
-                                       "paper F1's round panel and the allocation panels show 1, 1.25, 1.5, ...")
 @pytest.mark.parametrize("rounds", [2, 3])
 def test_bench_round_axes_have_whole_number_ticks(tmp_path: Path, saved: list[Figure], rounds: int) -> None:
     axes = bench_round_axes(tmp_path, saved, rounds)
