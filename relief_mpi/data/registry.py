@@ -37,8 +37,6 @@ from relief_mpi.data.windows import (
 )
 from relief_mpi.errors import ReliefError
 
-FILE_DATASETS = ("spar", "mhealth", "pamap2")
-
 
 def loader_module(name: str) -> ModuleType:
     from relief_mpi.data import mhealth, pamap2, spar
@@ -47,10 +45,6 @@ def loader_module(name: str) -> ModuleType:
     if name not in mods:
         raise ReliefError(f"unknown dataset {name!r}; choose one of synthetic, {', '.join(mods)}")
     return mods[name]
-
-
-def _file_loaders() -> dict:
-    return {n: loader_module(n).load for n in FILE_DATASETS}
 
 
 def source_files(name: str, path: Path, protocol: str = "ours") -> list:
@@ -125,15 +119,6 @@ def fleet_modality_sets(spec: DatasetSpec, n_clients: int, fleet: str | None = N
 
     devices = resolve_fleet(load_fleet(fleet), n_clients, load_profiles(profiles_dir))
     return devices, [modality_set_for(d.sensors, spec.modality_names()) for d in devices]
-
-
-def fingerprint(sets: Sequence[WindowSet]) -> str:
-    """Hash of materialised windows (kept for callers that have them in memory)."""
-    h = hashlib.sha256()
-    for ws in sets:
-        h.update(np.ascontiguousarray(ws.x).tobytes())
-        h.update(ws.y.tobytes())
-    return h.hexdigest()[:16]
 
 
 def store_of(raw: RawDataset) -> RecordingStore:
