@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 from relief_mpi.errors import ReliefError
@@ -16,6 +18,7 @@ from relief_mpi.errors import ReliefError
 SYNTAXES = ("mpich", "openmpi")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _OMPI_KEYS = {"slots": "slots", "max_slots": "max_slots", "max-slots": "max_slots", "slots_max": "max_slots"}
+_SYNTAX_NAMES = {"mpich": "MPICH (host:N)", "openmpi": "Open MPI (host slots=N)"}
 
 
 @dataclass(frozen=True)
@@ -74,51 +77,61 @@ def parse_hostfile(path: str | Path) -> Hostfile:
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
-
-        def bad(why: str, n: int = n, raw: str = raw) -> ReliefError:
-            return ReliefError(f"hostfile {p} line {n}: {why}: {raw.strip()!r}")
-
-        tokens = line.split()
-        head, rest = tokens[0], tokens[1:]
-        this = "plain"
-        if ":" in head and not _valid_host(head):  # host:N (MPICH); a bare IPv6 address stays a host
-            host, _, count = head.rpartition(":")
-            slots = _positive(count)
-            if slots is None:
-                raise bad(f"slot count {count!r} is not a whole number >= 1 (MPICH syntax is host:N)")
-            this, explicit = "mpich", True
-        else:
-            host, slots, explicit = head, 1, False
-        if not _valid_host(host):
-            raise bad(f"{host!r} is not a host name or address")
-        if rest:
-            if this == "mpich":
-                raise bad(f"unexpected {rest[0]!r} after host:N (Open MPI syntax is `host slots=N`, "
-                          "MPICH syntax `host:N`; do not mix them)")
-            this = "openmpi"
-            seen: dict[str, int] = {}
-            for tok in rest:
-                key, eq, value = tok.partition("=")
-                if not eq or key not in _OMPI_KEYS:
-                    raise bad(f"unknown field {tok!r} (Open MPI syntax is `host slots=N [max_slots=M]`)")
-                v = _positive(value)
-                if v is None:
-                    raise bad(f"{key}={value!r} is not a whole number >= 1")
-                seen[_OMPI_KEYS[key]] = v
-            if "slots" in seen:
-                slots, explicit = seen["slots"], True
-            elif "max_slots" in seen:
-                slots, explicit = seen["max_slots"], True
-            if "max_slots" in seen and seen["max_slots"] < slots:
-                raise bad(f"max_slots={seen['max_slots']} is smaller than slots={slots}")
+        bad = partial(_line_error, p, n, raw)
+        entry, this = _parse_entry(line, n, bad)
         if this != "plain":
             if syntax != "plain" and syntax != this:
-                names = {"mpich": "MPICH (host:N)", "openmpi": "Open MPI (host slots=N)"}
-                raise bad(f"uses {names[this]} syntax but line {syntax_line} uses {names[syntax]}; "
+                raise bad(f"uses {_SYNTAX_NAMES[this]} syntax but line {syntax_line} uses {_SYNTAX_NAMES[syntax]}; "
                           "one file, one syntax")
             if syntax == "plain":
                 syntax, syntax_line = this, n
-        entries.append(HostEntry(host, slots, n, explicit))
+        entries.append(entry)
     if not entries:
         raise ReliefError(f"hostfile {p}: no hosts (every line is empty or a # comment)")
     return Hostfile(p, syntax, tuple(entries))
+
+
+def _line_error(path: Path, n: int, raw: str, why: str) -> ReliefError:
+    return ReliefError(f"hostfile {path} line {n}: {why}: {raw.strip()!r}")
+
+
+def _parse_entry(line: str, n: int, bad: Callable[[str], ReliefError]) -> tuple[HostEntry, str]:
+    """One non-empty line (comment stripped) as an entry, and the syntax it is written in: "mpich"
+    (host:N), "openmpi" (host slots=N ...) or "plain" (a bare host, valid in both)."""
+    head, *rest = line.split()
+    syntax = "plain"
+    if ":" in head and not _valid_host(head):  # host:N (MPICH); a bare IPv6 address stays a host
+        host, _, count = head.rpartition(":")
+        slots = _positive(count)
+        if slots is None:
+            raise bad(f"slot count {count!r} is not a whole number >= 1 (MPICH syntax is host:N)")
+        syntax, explicit = "mpich", True
+    else:
+        host, slots, explicit = head, 1, False
+    if not _valid_host(host):
+        raise bad(f"{host!r} is not a host name or address")
+    if rest:
+        if syntax == "mpich":
+            raise bad(f"unexpected {rest[0]!r} after host:N (Open MPI syntax is `host slots=N`, "
+                      "MPICH syntax `host:N`; do not mix them)")
+        syntax = "openmpi"
+        slots, explicit = _openmpi_slots(rest, bad)
+    return HostEntry(host, slots, n, explicit), syntax
+
+
+def _openmpi_slots(fields: list[str], bad: Callable[[str], ReliefError]) -> tuple[int, bool]:
+    """The slot count of an Open MPI line's `slots=N [max_slots=M]` fields (max_slots alone counts
+    as the slots), and whether one was given; a bare host counts 1."""
+    seen: dict[str, int] = {}
+    for tok in fields:
+        key, eq, value = tok.partition("=")
+        if not eq or key not in _OMPI_KEYS:
+            raise bad(f"unknown field {tok!r} (Open MPI syntax is `host slots=N [max_slots=M]`)")
+        v = _positive(value)
+        if v is None:
+            raise bad(f"{key}={value!r} is not a whole number >= 1")
+        seen[_OMPI_KEYS[key]] = v
+    slots, explicit = seen.get("slots", seen.get("max_slots", 1)), bool(seen)
+    if "max_slots" in seen and seen["max_slots"] < slots:
+        raise bad(f"max_slots={seen['max_slots']} is smaller than slots={slots}")
+    return slots, explicit

@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from click.core import ParameterSource
 
 from relief_mpi.cli.options import build_config, common_options
 from relief_mpi.errors import ReliefError
+
+if TYPE_CHECKING:
+    from relief_mpi.bench.runner import BenchPlan
 
 # --protocol paper: the published presets and, when registered, our controls and (full budget)
 # fedprox, our SGD baseline. heterofl scales the small model's widths: not the paper model's.
@@ -110,22 +113,60 @@ def command(ctx: click.Context, **kw: Any) -> None:
     final macro-F1, TTA rounds, MB up, % trained) beside the paper's figures, and D/paper.csv,
     D/paper.json, D/paper_f1.png, D/energy_cumulative.png, D/allocation.png.
     """
-    from relief_mpi.bench.runner import BenchPlan, parse_list, run_bench, write_outputs
+    from relief_mpi.bench.runner import BenchPlan
     from relief_mpi.strategy.registry import strategy_classes
 
-    for name, alt in (("strategy", "--strategies"), ("seed", "--seeds")):  # a run's --config file may hold them
-        if _explicit(ctx, name, files=False):
-            raise ReliefError(f"bench takes {alt}, not --{name}")
+    _refuse_single_run_options(ctx)
     if kw["system"]:
         return _system(kw, _explicit(ctx, "strategies"))
     paper = kw.get("protocol") == "paper"
+    _check_paper_options(ctx, kw, paper)
+    out_dir = Path(kw["out_dir"]) if kw["out_dir"] else Path("bench") / kw["dataset"]
+    known = strategy_classes()
+    strategies, notes = _strategy_list(kw, paper, set(known))
+    if kw["summary_only"]:
+        return _summary_only(out_dir, kw, strategies)
+    seeds, grid = _seeds_and_lr_grid(ctx, kw, paper)
+    if kw["resume"] and kw["overwrite"]:
+        raise ReliefError("give --resume or --overwrite, not both")
+    given = {k for k in kw if _explicit(ctx, k)}
+    budget = ""
+    if paper:
+        kw, given, budget = _paper_budget(kw, given, len(seeds))
+    variants: tuple = ()
+    if kw["compare"]:
+        variants, more = corrected_variants(set(known))
+        notes += more
+        strategies = tuple(dict.fromkeys(v.strategy for v in variants))
+    cfg = build_config({**kw, "strategy": strategies[0], "seed": seeds[0]}, given)
+    lrs = () if _explicit(ctx, "lr") else _default_lrs(kw, given, strategies, seeds[0])
+    plan = BenchPlan(cfg, strategies, seeds, out_dir, grid, kw["target_f1"], kw["overwrite"], not kw["no_plots"],
+                     kw["resume"], variants, budget, tuple(notes), lrs)
+    _run_plan(plan, kw, out_dir)
+
+
+def _refuse_single_run_options(ctx: click.Context) -> None:
+    """`train`'s --strategy / --seed mean one run; a bench runs lists of them (and a --config file
+    written for a run may hold them, so only the command line and the environment count)."""
+    for name, alt in (("strategy", "--strategies"), ("seed", "--seeds")):
+        if _explicit(ctx, name, files=False):
+            raise ReliefError(f"bench takes {alt}, not --{name}")
+
+
+def _check_paper_options(ctx: click.Context, kw: dict[str, Any], paper: bool) -> None:
+    """--budget and --compare only mean something under --protocol paper; --compare picks its own rows."""
     for name, flag in (("budget", "--budget"), ("compare", "--compare")):
         if _explicit(ctx, name) and not paper:
             raise ReliefError(f"{flag} applies to --protocol paper")
     if kw["compare"] and kw["strategies"]:
         raise ReliefError("give --compare or --strategies, not both (--compare runs its own rows)")
-    out_dir = Path(kw["out_dir"]) if kw["out_dir"] else Path("bench") / kw["dataset"]
-    known = strategy_classes()
+
+
+def _strategy_list(kw: dict[str, Any], paper: bool, known: set[str]) -> tuple[tuple[str, ...], list[str]]:
+    """The strategies to compare (--strategies, the paper's presets, or relief and fedavg) and the
+    notes that say which presets were left out; an unregistered one is refused before any run."""
+    from relief_mpi.bench.runner import parse_list
+
     notes: list[str] = []
     if kw["strategies"]:
         strategies = parse_list(kw["strategies"], str, "--strategies")
@@ -140,11 +181,23 @@ def command(ctx: click.Context, **kw: Any) -> None:
     bad = [s for s in strategies if s not in known]
     if bad:
         raise ReliefError(f"--strategies: {bad[0]!r} is not available; available: {', '.join(sorted(known))}")
-    if kw["summary_only"]:
-        order = strategies if kw["strategies"] else None
-        for p in write_outputs(out_dir, kw["target_f1"], order, _saved_meta(out_dir), not kw["no_plots"]):
-            click.echo(f"wrote {p}")
-        return
+    return strategies, notes
+
+
+def _summary_only(out_dir: Path, kw: dict[str, Any], strategies: tuple[str, ...]) -> None:
+    """--summary-only: the tables and figures again from the logs in out_dir, in --strategies order if given."""
+    from relief_mpi.bench.runner import write_outputs
+
+    order = strategies if kw["strategies"] else None
+    for p in write_outputs(out_dir, kw["target_f1"], order, _saved_meta(out_dir), not kw["no_plots"]):
+        click.echo(f"wrote {p}")
+
+
+def _seeds_and_lr_grid(ctx: click.Context, kw: dict[str, Any],
+                       paper: bool) -> tuple[tuple[int, ...], tuple[float, ...]]:
+    """The seeds (the quick budget's unless --seeds is given) and the --lr-grid, checked."""
+    from relief_mpi.bench.runner import parse_list
+
     quick = paper and kw["budget"] == "quick"
     seeds = parse_list(QUICK_SEEDS if quick and not _explicit(ctx, "seeds") else kw["seeds"], int, "--seeds")
     grid = parse_list(kw["lr_grid"], float, "--lr-grid") if kw["lr_grid"] else ()
@@ -152,28 +205,32 @@ def command(ctx: click.Context, **kw: Any) -> None:
         raise ReliefError("--lr-grid: learning rates must be > 0")
     if _explicit(ctx, "lr") and grid:
         raise ReliefError("give --lr or --lr-grid, not both")
-    if kw["resume"] and kw["overwrite"]:
-        raise ReliefError("give --resume or --overwrite, not both")
-    given = {k for k in kw if _explicit(ctx, k)}
-    budget = ""
-    if paper:
-        chosen = QUICK if kw["budget"] == "quick" else FULL
-        set_here = {k: v for k, v in chosen.items() if k not in given}
-        kw = {**kw, **set_here}
-        given |= set(set_here)
-        mine = " (--rounds / --local-epochs given)" if set(chosen) - set(set_here) else ""
-        budget = (f"{kw['budget']}: {kw['rounds']} rounds, {kw['local_epochs']} local epoch(s) per round, "
-                  f"{len(seeds)} seed(s){mine}; the paper: {FULL['rounds']} rounds, {FULL['local_epochs']} epochs")
-    variants: tuple = ()
-    if kw["compare"]:
-        variants, more = corrected_variants(set(known))
-        notes += more
-        strategies = tuple(dict.fromkeys(v.strategy for v in variants))
-    cfg = build_config({**kw, "strategy": strategies[0], "seed": seeds[0]}, given)
-    lrs = () if _explicit(ctx, "lr") else tuple(
-        (s, build_config({**kw, "strategy": s, "seed": seeds[0]}, given).strategy.lr) for s in strategies)
-    plan = BenchPlan(cfg, strategies, seeds, out_dir, grid, kw["target_f1"], kw["overwrite"], not kw["no_plots"],
-                     kw["resume"], variants, budget, tuple(notes), lrs)
+    return seeds, grid
+
+
+def _paper_budget(kw: dict[str, Any], given: set[str], n_seeds: int) -> tuple[dict[str, Any], set[str], str]:
+    """--protocol paper: the budget's rounds and local epochs where the user gave none (marked as
+    given, so the protocol's defaults do not replace them), and the table header's line about it."""
+    chosen = QUICK if kw["budget"] == "quick" else FULL
+    set_here = {k: v for k, v in chosen.items() if k not in given}
+    kw = {**kw, **set_here}
+    given = given | set(set_here)
+    mine = " (--rounds / --local-epochs given)" if set(chosen) - set(set_here) else ""
+    budget = (f"{kw['budget']}: {kw['rounds']} rounds, {kw['local_epochs']} local epoch(s) per round, "
+              f"{n_seeds} seed(s){mine}; the paper: {FULL['rounds']} rounds, {FULL['local_epochs']} epochs")
+    return kw, given, budget
+
+
+def _default_lrs(kw: dict[str, Any], given: set[str], strategies: tuple[str, ...],
+                 seed: int) -> tuple[tuple[str, float], ...]:
+    """Without --lr: each strategy's own default lr (an Adam preset's differs from SGD's)."""
+    return tuple((s, build_config({**kw, "strategy": s, "seed": seed}, given).strategy.lr) for s in strategies)
+
+
+def _run_plan(plan: BenchPlan, kw: dict[str, Any], out_dir: Path) -> None:
+    """Run every strategy x seed in this process or under MPI, then print what was written and the summary."""
+    from relief_mpi.bench.runner import run_bench
+
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
 
     def say(line: str) -> None:

@@ -51,51 +51,18 @@ def info(**kw: Any) -> None:
     cfg = data_config(kw, given)
     seed = kw["seed"]
     raw = load_raw(cfg, seed)
-    spec = raw.spec
-    held: tuple[int, ...] = ()
-    n_clients = kw["clients"]
-    if cfg.partition == "subject":
-        from relief_mpi.data.subjects import client_count_error, subject_index
-
-        si = subject_index(cfg, seed, raw)
-        held = si.held
-        if "clients" in given and n_clients != len(si.clients):
-            raise client_count_error(spec.name, len(si.clients) + len(held), len(held), n_clients)
-        n_clients = len(si.clients)
-    devices, sets = _devices(spec, n_clients, kw["fleet"], kw["profiles_dir"], cfg.dataset)
+    n_clients, held = _client_count(cfg, seed, raw, kw["clients"], "clients" in given)
+    devices, sets = _devices(raw.spec, n_clients, kw["fleet"], kw["profiles_dir"], cfg.dataset)
     fd = build_federated(cfg, seed, sets, raw)
-    echo = click.echo
-    echo(f"dataset: {spec.name}   source: {kw['data_dir'] or 'built in (seeded)'}   protocol: {cfg.protocol}")
-    if raw.store is not None:
-        echo(f"cache: {raw.store.path}")
-    echo(f"classes ({len(spec.classes)}): " + ", ".join(f"{i} {c}" for i, c in enumerate(spec.classes)))
-    echo(_window_line(cfg, spec.sample_rate_hz, fd.window_len))
-    echo(f"test: {_split_text(cfg, held)}")
-    echo("normalisation: " + ("per-subject z-score over each subject's whole recording (the authors')"
-                              if cfg.protocol == "paper" else "z-score with the training windows' statistics"))
-    _modalities(cfg, spec)
+    _overview(cfg, raw, fd, held, kw["data_dir"])
+    _modalities(cfg, raw.spec)
     _subjects(raw)
-    n_tr = sum(len(c) for c in fd.clients_train)
-    n_te = len(fd.pooled_test) if fd.pooled_test is not None else sum(len(c) for c in fd.clients_test)
-    echo(f"windows: {n_tr + len(fd.server_train)} train ({len(fd.server_train)} kept on the server for LoRA "
-         f"pretraining, {n_tr} to clients), {n_te} test")
+    _window_counts(fd)
     if cfg.partition == "subject":
         _subject_table(fd, devices, held)
     else:
         _client_table(fd, devices, cfg.alpha, seed)
-    nc = len(spec.classes)
-    from relief_mpi.data.partition import label_skew
-
-    echo(f"label skew (mean TV distance to the pooled histogram): "
-         f"{label_skew([c.y for c in fd.clients_train], nc):.3f}")
-    names = spec.modality_names()
-    cohort = {m: sum(m in s for s in fd.modality_sets) for m in names}
-    echo("cohorts: " + ", ".join(f"{m} {n}" for m, n in cohort.items()))
-    if any(not s for s in fd.modality_sets):
-        echo(f"note: some tiers' sensors name no modality of this grouping ({', '.join(names)}); "
-             "`train` refuses such a fleet: use a fleet whose tiers list these names")
-    for note in fd.notes:
-        echo(f"note: {note}")
+    _cohorts(fd)
 
 
 info = DATA_OPTIONS(info)
@@ -112,6 +79,58 @@ def _devices(spec: DatasetSpec, n_clients: int, fleet: str | None, profiles_dir:
         return fleet_modality_sets(spec, n_clients, fleet, profiles_dir)
     devices = paper_fleet(dataset, n_clients, load_profiles(profiles_dir))
     return devices, [modality_set_for(d.sensors, spec.modality_names()) for d in devices]
+
+
+def _client_count(cfg: DataConfig, seed: int, raw: RawDataset, clients: int,
+                  clients_given: bool) -> tuple[int, tuple[int, ...]]:
+    """The clients to partition for and the held-out subjects: --partition subject has one client
+    per training subject, and an explicit --clients that disagrees is refused as `train` would."""
+    if cfg.partition != "subject":
+        return clients, ()
+    from relief_mpi.data.subjects import client_count_error, subject_index
+
+    si = subject_index(cfg, seed, raw)
+    if clients_given and clients != len(si.clients):
+        raise client_count_error(raw.spec.name, len(si.clients) + len(si.held), len(si.held), clients)
+    return len(si.clients), si.held
+
+
+def _overview(cfg: DataConfig, raw: RawDataset, fd: FederatedData, held: tuple[int, ...],
+              data_dir: str | None) -> None:
+    """Where the data comes from, its classes, and how it is windowed, split and normalised."""
+    spec = raw.spec
+    click.echo(f"dataset: {spec.name}   source: {data_dir or 'built in (seeded)'}   protocol: {cfg.protocol}")
+    if raw.store is not None:
+        click.echo(f"cache: {raw.store.path}")
+    click.echo(f"classes ({len(spec.classes)}): " + ", ".join(f"{i} {c}" for i, c in enumerate(spec.classes)))
+    click.echo(_window_line(cfg, spec.sample_rate_hz, fd.window_len))
+    click.echo(f"test: {_split_text(cfg, held)}")
+    click.echo("normalisation: " + ("per-subject z-score over each subject's whole recording (the authors')"
+                                    if cfg.protocol == "paper" else "z-score with the training windows' statistics"))
+
+
+def _window_counts(fd: FederatedData) -> None:
+    """Training windows (server share and clients') and test windows (pooled when there is a pooled test set)."""
+    n_tr = sum(len(c) for c in fd.clients_train)
+    n_te = len(fd.pooled_test) if fd.pooled_test is not None else sum(len(c) for c in fd.clients_test)
+    click.echo(f"windows: {n_tr + len(fd.server_train)} train ({len(fd.server_train)} kept on the server for LoRA "
+               f"pretraining, {n_tr} to clients), {n_te} test")
+
+
+def _cohorts(fd: FederatedData) -> None:
+    """Label skew, cohort sizes, and a warning when some client would train on no modality at all."""
+    from relief_mpi.data.partition import label_skew
+
+    click.echo(f"label skew (mean TV distance to the pooled histogram): "
+               f"{label_skew([c.y for c in fd.clients_train], len(fd.spec.classes)):.3f}")
+    names = fd.spec.modality_names()
+    cohort = {m: sum(m in s for s in fd.modality_sets) for m in names}
+    click.echo("cohorts: " + ", ".join(f"{m} {n}" for m, n in cohort.items()))
+    if any(not s for s in fd.modality_sets):
+        click.echo(f"note: some tiers' sensors name no modality of this grouping ({', '.join(names)}); "
+                   "`train` refuses such a fleet: use a fleet whose tiers list these names")
+    for note in fd.notes:
+        click.echo(f"note: {note}")
 
 
 def _window_line(cfg: DataConfig, rate_hz: float, length: int) -> str:

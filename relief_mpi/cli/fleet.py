@@ -57,11 +57,7 @@ def show(**kw: Any) -> None:
     relief-mpi fleet show --fleet my-fleet.toml --profiles my-profiles/ -n 5
     """
     n = kw["world_size"]
-    hostnames = None
-    if kw["hosts"]:
-        hostnames = [h.strip() for h in kw["hosts"].split(",")]
-        if len(hostnames) != n:
-            raise ReliefError(f"--hosts lists {len(hostnames)} names but -n {n} needs one per rank (0..{n - 1})")
+    hostnames = _hostnames(kw["hosts"], n)
     profiles = load_profiles(kw["profiles_dir"])
     tiers = load_fleet(kw["fleet"])
     devices = resolve_fleet(tiers, n - 1, profiles, hostnames)
@@ -76,31 +72,59 @@ def show(**kw: Any) -> None:
     click.echo(f"world: -n {n} = rank 0 server + {n - 1} client rank(s); dataset {raw.spec.name}, "
                f"modalities {', '.join(names)}")
     click.echo("")
-    rows = [("rank", "assigned by", "profile", "tier", "modalities", "GFLOP/s", "up/down Mbit/s", "P busy/idle W")]
-    for d, s in zip(devices, sets, strict=True):
-        p = d.profile
-        rows.append((str(d.rank), _how(d, tiers, hostnames), p.name, d.tier, " ".join(s) or "(none)",
-                     _gflops(p.flops), f"{p.uplink_mbps:g}/{p.downlink_mbps:g}", f"{p.p_busy_w:g}/{p.p_idle_w:g}"))
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        click.echo("  ".join(c.rjust(w) if i in (0, 5) else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths,
-                                                                                                    strict=True))).rstrip())
+    for line in _rank_table(devices, sets, tiers, hostnames):
+        click.echo(line)
     click.echo("")
     click.echo("cohorts (the client ranks holding each modality):")
-    sizes = {m: [d.rank for d, s in zip(devices, sets, strict=True) if m in s] for m in names}
-    live = [m for m in names if sizes[m]]
-    rare = min(live, key=lambda m: (len(sizes[m]), -names.index(m))) if live else None
-    for m in names:
-        ranks = sizes[m]
-        note = "  <- rare modality" if m == rare and len(live) > 1 else ""
-        body = f"ranks {', '.join(map(str, ranks))}" if ranks else "nobody (this modality is never trained)"
-        click.echo(f"  {m:<8} {len(ranks):>3} client(s): {body}{note}")
+    for line in _cohort_lines(devices, sets, names):
+        click.echo(line)
     empty = [t.name for t in tiers if not any(d.tier == t.name for d in devices)]
     if empty:
         click.echo(f"note: tier(s) {', '.join(empty)} get no client at -n {n}")
     bad = [d.rank for d, s in zip(devices, sets, strict=True) if not s]
     if bad:
         raise ReliefError(f"client rank(s) {bad} have none of the {raw.spec.name} dataset's sensors; fix the fleet")
+
+
+def _hostnames(hosts: str | None, n: int) -> list[str] | None:
+    """--hosts as one name per rank 0..n-1 (None without it: host patterns then match nothing)."""
+    if not hosts:
+        return None
+    hostnames = [h.strip() for h in hosts.split(",")]
+    if len(hostnames) != n:
+        raise ReliefError(f"--hosts lists {len(hostnames)} names but -n {n} needs one per rank (0..{n - 1})")
+    return hostnames
+
+
+def _rank_table(devices: list[ClientDevice], sets: list[tuple[str, ...]], tiers: list[Tier],
+                hostnames: list[str] | None) -> list[str]:
+    """One aligned line per client rank: how it got its tier, its profile's speed, link and power."""
+    rows = [("rank", "assigned by", "profile", "tier", "modalities", "GFLOP/s", "up/down Mbit/s", "P busy/idle W")]
+    for d, s in zip(devices, sets, strict=True):
+        p = d.profile
+        rows.append((str(d.rank), _how(d, tiers, hostnames), p.name, d.tier, " ".join(s) or "(none)",
+                     _gflops(p.flops), f"{p.uplink_mbps:g}/{p.downlink_mbps:g}", f"{p.p_busy_w:g}/{p.p_idle_w:g}"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    right = (0, 5)  # rank and GFLOP/s are numbers
+    return ["  ".join(c.rjust(w) if i in right else c.ljust(w)
+                      for i, (c, w) in enumerate(zip(r, widths, strict=True))).rstrip() for r in rows]
+
+
+def _cohort_lines(devices: list[ClientDevice], sets: list[tuple[str, ...]], names: tuple[str, ...]) -> list[str]:
+    """Per modality the client ranks holding it; the rare one marked (setup.rare_modality, the run's
+    own rule) when more than one modality is trained at all."""
+    from relief_mpi.setup import rare_modality
+
+    cohorts = {m: [d.rank for d, s in zip(devices, sets, strict=True) if m in s] for m in names}
+    live = [m for m in names if cohorts[m]]
+    rare = rare_modality([frozenset(names.index(m) for m in s) for s in sets], len(names))
+    lines = []
+    for i, m in enumerate(names):
+        ranks = cohorts[m]
+        note = "  <- rare modality" if i == rare and len(live) > 1 else ""
+        body = f"ranks {', '.join(map(str, ranks))}" if ranks else "nobody (this modality is never trained)"
+        lines.append(f"  {m:<8} {len(ranks):>3} client(s): {body}{note}")
+    return lines
 
 
 @command.command("calibrate")

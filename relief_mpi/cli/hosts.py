@@ -205,18 +205,32 @@ def table(infos: Sequence[RankInfo]) -> list[str]:
 
 
 def cohort_lines(infos: Sequence[RankInfo]) -> list[str]:
-    clients = [i for i in infos if i.rank > 0 and i.modalities not in ("-", "NONE")]
-    if not clients:
+    """Per modality the client ranks holding it; the rare one marked, by the run's own rule
+    (setup.rare_modality), when there is more than one."""
+    from relief_mpi.setup import rare_modality
+
+    held = {i.rank: i.modalities.split(",") for i in infos if i.rank > 0 and i.modalities not in ("-", "NONE")}
+    if not held:
         return []
-    order = list(dict.fromkeys(m for i in clients for m in i.modalities.split(",")))
+    order = _modality_order(infos, held)
+    rare = rare_modality([frozenset(order.index(m) for m in mods if m in order) for mods in held.values()],
+                         len(order))
+    lines = []
+    for k, m in enumerate(order):
+        ranks = [r for r, mods in held.items() if m in mods]
+        mark = "  <- rare modality" if k == rare and len(order) > 1 else ""
+        lines.append(f"cohort {m}: {len(ranks)} client{'s' if len(ranks) != 1 else ''} ({_rank_word(ranks)}){mark}")
+    return lines
+
+
+def _modality_order(infos: Sequence[RankInfo], held: dict[int, list[str]]) -> list[str]:
+    """The modalities some client holds, in the dataset's order (rank 0 reports it as `all (...)`),
+    else in order of appearance."""
+    order = list(dict.fromkeys(m for mods in held.values() for m in mods))
     if infos and infos[0].modalities.startswith("all ("):
         names = infos[0].modalities[5:-1].split(",")
         order = [m for m in names if m in order]
-    members = {m: [i.rank for i in clients if m in i.modalities.split(",")] for m in order}
-    # the rare modality: the smallest cohort, ties to the later (rarer) sensor, as in setup.rare_modality
-    rare = min(reversed(order), key=lambda m: len(members[m])) if len(order) > 1 else None
-    return [f"cohort {m}: {len(r)} client{'s' if len(r) != 1 else ''} ({_rank_word(r)})"
-            + ("  <- rare modality" if m == rare else "") for m, r in members.items()]
+    return order
 
 
 def summary(infos: Sequence[RankInfo]) -> list[str]:

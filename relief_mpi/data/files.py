@@ -171,33 +171,45 @@ def find_files(path: Path, pattern: str, prefer_dir: str | None = None,
     rx = re.compile(pattern)
     if not path.exists():
         raise ReliefError(f"{path}: no such file or folder")
-    if path.is_file():
-        if zipfile.is_zipfile(path):
-            cands = [(m, rx.fullmatch(df.name), df) for m, df in _zip_members(path)]
-            found = [(member, mt, df) for member, mt, df in cands if mt]
-        else:
-            mt = rx.fullmatch(path.name)
-            if not mt:
-                raise ReliefError(f"{path}: not a zip and not a file named like {pattern!r}")
-            return [(mt, folder_file(path))]
-    else:
-        found = []
-        for depth_glob in ("*", "*/*", "*/*/*", "*/*/*/*"):
-            for p in sorted(path.glob(depth_glob)):
-                mt = rx.fullmatch(p.name)
-                if mt and p.is_file():
-                    found.append((str(p.relative_to(path)), mt, folder_file(p)))
-            if found:
-                break
-        if not found:
-            for z in sorted(path.glob("*.zip")):
-                found = [(m, mt, df) for m, df in _zip_members(z) if (mt := rx.fullmatch(df.name))]
-                if found:
-                    break
+    if path.is_file() and not zipfile.is_zipfile(path):
+        mt = rx.fullmatch(path.name)
+        if not mt:
+            raise ReliefError(f"{path}: not a zip and not a file named like {pattern!r}")
+        return [(mt, folder_file(path))]
+    found = _zip_matches(path, rx) if path.is_file() else _folder_matches(path, rx)
     found = [f for f in found if not any(part in avoid_dirs for part in Path(f[0]).parts[:-1])]
     if not found:
         return []
-    by_dir: dict[str, list] = {}
+    return _best_folder(found, prefer_dir)
+
+
+_Found = tuple[str, re.Match[str], DataFile]  # (path inside the folder or zip, the name's match, the file)
+
+
+def _zip_matches(zpath: Path, rx: re.Pattern[str]) -> list[_Found]:
+    """Members of the zip (and of zips inside it) whose base name matches."""
+    return [(m, mt, df) for m, df in _zip_members(zpath) if (mt := rx.fullmatch(df.name))]
+
+
+def _folder_matches(path: Path, rx: re.Pattern[str]) -> list[_Found]:
+    """Matching files at the shallowest depth (up to 4 levels) that has any; else in the first zip
+    directly in the folder that holds any."""
+    for depth_glob in ("*", "*/*", "*/*/*", "*/*/*/*"):
+        found = [(str(p.relative_to(path)), mt, folder_file(p)) for p in sorted(path.glob(depth_glob))
+                 if (mt := rx.fullmatch(p.name)) and p.is_file()]
+        if found:
+            return found
+    for z in sorted(path.glob("*.zip")):
+        found = _zip_matches(z, rx)
+        if found:
+            return found
+    return []
+
+
+def _best_folder(found: list[_Found], prefer_dir: str | None) -> list[tuple[re.Match[str], DataFile]]:
+    """The files of one folder: the one named `prefer_dir` if there are several, else the one with
+    the most files (ties: the first by name)."""
+    by_dir: dict[str, list[tuple[re.Match[str], DataFile]]] = {}
     for member, mt, df in found:
         by_dir.setdefault(str(Path(member).parent), []).append((mt, df))
     if len(by_dir) > 1 and prefer_dir is not None:

@@ -26,6 +26,7 @@ from relief_mpi.data.protocol import check_data_config
 from relief_mpi.data.windows import (
     MemoryStore,
     RecordingStore,
+    WindowIndex,
     WindowTable,
     channel_stats,
     cut_windows,
@@ -36,8 +37,6 @@ from relief_mpi.data.windows import (
 )
 from relief_mpi.errors import ReliefError
 
-FILE_DATASETS = ("spar", "mhealth", "pamap2")
-
 
 def loader_module(name: str) -> ModuleType:
     from relief_mpi.data import mhealth, pamap2, spar
@@ -46,10 +45,6 @@ def loader_module(name: str) -> ModuleType:
     if name not in mods:
         raise ReliefError(f"unknown dataset {name!r}; choose one of synthetic, {', '.join(mods)}")
     return mods[name]
-
-
-def _file_loaders() -> dict:
-    return {n: loader_module(n).load for n in FILE_DATASETS}
 
 
 def source_files(name: str, path: Path, protocol: str = "ours") -> list:
@@ -126,15 +121,6 @@ def fleet_modality_sets(spec: DatasetSpec, n_clients: int, fleet: str | None = N
     return devices, [modality_set_for(d.sensors, spec.modality_names()) for d in devices]
 
 
-def fingerprint(sets: Sequence[WindowSet]) -> str:
-    """Hash of materialised windows (kept for callers that have them in memory)."""
-    h = hashlib.sha256()
-    for ws in sets:
-        h.update(np.ascontiguousarray(ws.x).tobytes())
-        h.update(ws.y.tobytes())
-    return h.hexdigest()[:16]
-
-
 def store_of(raw: RawDataset) -> RecordingStore:
     """The store windows are cut from: the prepared cache when the dataset has one, else memory."""
     from relief_mpi.data.cache import H5Store
@@ -200,24 +186,8 @@ def build_federated(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[st
 
         return build_by_subject(cfg, seed, modality_sets, raw)
     spec = raw.spec
-    from relief_mpi.data.cache import H5Store, window_index
-
     store = store_of(raw)
-    mean: np.ndarray | None
-    std: np.ndarray | None
-    try:
-        if cfg.protocol == "ours" and cfg.window == 0 and cfg.stride == 0:  # today's path, index cached
-            if isinstance(store, H5Store):
-                ix, mean, std = window_index(store, cfg.window_s, cfg.overlap, cfg.test_fraction)
-            else:
-                ix = index_windows(store, cfg.window_s, cfg.overlap, cfg.test_fraction)
-                mean, std = channel_stats(store, ix.train, ix.length)
-        else:
-            length, hop = window_geometry(spec.sample_rate_hz, cfg.window_s, cfg.overlap, cfg.window, cfg.stride)
-            ix = index_recordings(store, length, hop, cfg.protocol == "paper", cfg.test_fraction)
-            mean, std = (None, None) if cfg.protocol == "paper" else training_stats(store, ix.train, length)
-    except ValueError as e:
-        raise ReliefError(f"dataset {spec.name}: {e}") from None
+    ix, mean, std = _window_index(cfg, spec, store)
     if len(ix.train) == 0 or len(ix.test) == 0:
         raise ReliefError(f"dataset {spec.name}: recordings too short for {ix.length}-sample windows")
     length = ix.length
@@ -238,14 +208,50 @@ def build_federated(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[st
         tr_idx, te_idx = partition(pool.y, key_tr, test.y, key_te, len(spec.classes), n_clients, cfg.alpha, seed)
     except ValueError as e:
         raise ReliefError(f"dataset {spec.name}: {e}") from None
+    clients_train, clients_test = _client_windows(spec, pool, test, tr_idx, te_idx, modality_sets)
     names = spec.modality_names()
-    clients_train, clients_test = [], []
-    for k in range(n_clients):
-        absent = tuple(c for m in spec.modalities if m.name not in modality_sets[k] for c in m.channels)
-        clients_train.append(pool.take(tr_idx[k]).without(absent))
-        clients_test.append(test.take(te_idx[k]).without(absent))
     sets = [tuple(m for m in names if m in s) for s in modality_sets]
     stats = () if mean is None or std is None else (mean, std)
-    extra = None if cfg.protocol == "ours" and cfg.window == 0 and cfg.stride == 0 else [ix.hop]
+    extra = None if _default_windows(cfg) else [ix.hop]
     fp = data_fingerprint(store, spec, cfg, length, sets, (*stats, np.flatnonzero(smask), *tr_idx, *te_idx), extra)
     return FederatedData(spec, clients_train, clients_test, server, sets, fp, length, tuple(raw.notes))
+
+
+def _default_windows(cfg: DataConfig) -> bool:
+    """Protocol ours with the window and hop from window_s and overlap: the path whose window index
+    is cached with a prepared store and whose fingerprint is what it was before the paper protocol."""
+    return cfg.protocol == "ours" and cfg.window == 0 and cfg.stride == 0
+
+
+def _window_index(cfg: DataConfig, spec: DatasetSpec,
+                  store: RecordingStore) -> tuple[WindowIndex, np.ndarray | None, np.ndarray | None]:
+    """The train/test window index and the normalisation statistics (None under protocol paper,
+    whose recordings come z-scored per subject). Protocol ours at its default windows uses the
+    index cached next to a prepared store."""
+    from relief_mpi.data.cache import H5Store, window_index
+
+    try:
+        if _default_windows(cfg):
+            if isinstance(store, H5Store):
+                return window_index(store, cfg.window_s, cfg.overlap, cfg.test_fraction)
+            ix = index_windows(store, cfg.window_s, cfg.overlap, cfg.test_fraction)
+            return (ix, *channel_stats(store, ix.train, ix.length))
+        length, hop = window_geometry(spec.sample_rate_hz, cfg.window_s, cfg.overlap, cfg.window, cfg.stride)
+        ix = index_recordings(store, length, hop, cfg.protocol == "paper", cfg.test_fraction)
+        if cfg.protocol == "paper":
+            return ix, None, None
+        return (ix, *training_stats(store, ix.train, length))
+    except ValueError as e:
+        raise ReliefError(f"dataset {spec.name}: {e}") from None
+
+
+def _client_windows(spec: DatasetSpec, pool: WindowSet, test: WindowSet, tr_idx: Sequence[np.ndarray],
+                    te_idx: Sequence[np.ndarray],
+                    modality_sets: Sequence[tuple[str, ...]]) -> tuple[list[WindowSet], list[WindowSet]]:
+    """Each client's train and test windows, with the channels of the modalities it lacks zeroed."""
+    clients_train, clients_test = [], []
+    for k, mods in enumerate(modality_sets):
+        absent = tuple(c for m in spec.modalities if m.name not in mods for c in m.channels)
+        clients_train.append(pool.take(tr_idx[k]).without(absent))
+        clients_test.append(test.take(te_idx[k]).without(absent))
+    return clients_train, clients_test

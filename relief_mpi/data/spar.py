@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import io
 import zipfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -57,6 +57,8 @@ def _channel(name: str, f: DataFile) -> tuple[str, str, str]:
 
 
 def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording], list[str]]:
+    """The spec, a generator of the series as Recordings (preprocessed per cfg) and the notes (a
+    checksum mismatch); the npz is checked for consistency before any series is made."""
     f = locate(path)
     data, digest = f.read()
     notes: list[str] = []
@@ -64,15 +66,43 @@ def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording],
     if note:
         notes.append(note)
         announce(note)
+    z, arrs = _open_npz(f, data)
+    sig, off = arrs["signals"], arrs["series_offsets"].astype(np.int64)
+    y, subj = arrs["y"].astype(np.int64), arrs["subject"].astype(np.int64)
+    classes = _check_arrays(f, arrs, sig, off, y, subj)
+    channels = tuple(_channel(str(c), f) for c in arrs["X_labels"])
+    rate = float(arrs["sample_rate_hz"])
+    sp = make_spec(NAME, classes, channels, rate, cfg.modality_by, TYPE_ORDER, POSITION_ORDER)
+    if cfg.downsample > 1:
+        sp = replace(sp, sample_rate_hz=rate / cfg.downsample)
+    n = len(y)
+    side = z["side"].astype(np.int64) if "side" in z.files else np.full(n, -1)
+
+    def series(i: int) -> Recording:
+        a, b = int(off[i]), int(off[i + 1])
+        src = f"{f.display}[series {i}: subject {subj[i]}, {'right' if side[i] == 1 else 'left'}, {classes[y[i]]}]"
+        return Recording(int(subj[i]), sig[a:b].astype(np.float32), np.full(b - a, y[i], np.int64), src)
+
+    recs = _paper_series(series, subj, cfg.downsample) if cfg.protocol == "paper" else \
+        (downsample(series(i), cfg.downsample) for i in range(n))
+    return sp, recs, notes
+
+
+def _open_npz(f: DataFile, data: bytes) -> tuple[np.lib.npyio.NpzFile, dict[str, np.ndarray]]:
+    """The npz (for its optional arrays) and its required arrays; one error line if it is unreadable."""
     try:
         z = np.load(io.BytesIO(data), allow_pickle=False)
-        arrs = {k: z[k] for k in _ARRAYS}
+        return z, {k: z[k] for k in _ARRAYS}
     except KeyError as e:
         raise ReliefError(f"{f.display}: array {e} missing (expected {', '.join(_ARRAYS)})") from None
     except (ValueError, OSError, zipfile.BadZipFile, EOFError) as e:
         raise ReliefError(f"{f.display}: not a readable SPAR npz ({e})") from None
-    sig, off = arrs["signals"], arrs["series_offsets"].astype(np.int64)
-    y, subj = arrs["y"].astype(np.int64), arrs["subject"].astype(np.int64)
+
+
+def _check_arrays(f: DataFile, arrs: dict[str, np.ndarray], sig: np.ndarray, off: np.ndarray, y: np.ndarray,
+                  subj: np.ndarray) -> tuple[str, ...]:
+    """The class names, once signals, series offsets, labels and subjects are known to fit together
+    (so every series can be cut and labelled)."""
     n = len(y)
     if sig.ndim != 2 or sig.shape[1] != len(arrs["X_labels"]):
         raise ReliefError(f"{f.display}: signals shape {sig.shape} does not match X_labels {list(arrs['X_labels'])}")
@@ -83,32 +113,17 @@ def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording],
         raise ReliefError(f"{f.display}: y holds {y.min()}..{y.max()} but y_labels has {len(classes)} classes")
     if not np.isfinite(sig).all():
         raise ReliefError(f"{f.display}: signals hold NaN or inf")
-    channels = tuple(_channel(str(c), f) for c in arrs["X_labels"])
-    rate = float(arrs["sample_rate_hz"])
-    sp = make_spec(NAME, classes, channels, rate, cfg.modality_by, TYPE_ORDER, POSITION_ORDER)
-    if cfg.downsample > 1:
-        sp = replace(sp, sample_rate_hz=rate / cfg.downsample)
-    side = z["side"].astype(np.int64) if "side" in z.files else np.full(n, -1)
+    return classes
 
-    def series(i: int) -> Recording:
-        a, b = int(off[i]), int(off[i + 1])
-        src = f"{f.display}[series {i}: subject {subj[i]}, {'right' if side[i] == 1 else 'left'}, {classes[y[i]]}]"
-        return Recording(int(subj[i]), sig[a:b].astype(np.float32), np.full(b - a, y[i], np.int64), src)
 
-    def gen() -> Iterator[Recording]:
-        for i in range(n):
-            yield downsample(series(i), cfg.downsample)
-
-    def gen_paper() -> Iterator[Recording]:
-        done: dict[int, Recording] = {}
-        for s in np.unique(subj):
-            idx = np.flatnonzero(subj == s)
-            done.update(zip(idx.tolist(), paper_subject_series([series(int(i)) for i in idx], cfg.downsample),
-                            strict=True))
-        for i in range(n):
-            yield done.pop(i)
-
-    return sp, (gen_paper() if cfg.protocol == "paper" else gen()), notes
+def _paper_series(series: Callable[[int], Recording], subj: np.ndarray, factor: int) -> Iterator[Recording]:
+    """Protocol "paper": each subject's series z-scored together, yielded in series order."""
+    done: dict[int, Recording] = {}
+    for s in np.unique(subj):
+        idx = np.flatnonzero(subj == s)
+        done.update(zip(idx.tolist(), paper_subject_series([series(int(i)) for i in idx], factor), strict=True))
+    for i in range(len(subj)):
+        yield done.pop(i)
 
 
 def load(path: Path, cfg: DataConfig) -> RawDataset:

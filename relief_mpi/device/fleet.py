@@ -9,18 +9,12 @@ from __future__ import annotations
 
 import fnmatch
 import math
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from relief_mpi.device.profiles import DeviceProfile
+from relief_mpi.device.profiles import DeviceProfile, parse_sensors, read_toml
 from relief_mpi.errors import ReliefError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 DEFAULT_FLEET = Path(__file__).parent / "fleets" / "default.toml"
 PAPER_FLEET = "paper"  # `--fleet paper`: the authors' device types, given to clients in order
@@ -47,80 +41,84 @@ class ClientDevice:
 
 
 def load_fleet(path: str | Path | None) -> list[Tier]:
+    """The tiers of a fleet file (default: the shipped one), every key checked; one error line
+    naming the file and the tier when something is wrong."""
     p = Path(path).expanduser() if path is not None else DEFAULT_FLEET
-    try:
-        d = tomllib.loads(p.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ReliefError(f"fleet file {p}: {e.strerror or e}") from None
-    except UnicodeDecodeError as e:
-        raise ReliefError(f"fleet file {p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as e:
-        raise ReliefError(f"fleet file {p}: not valid TOML ({e})") from None
+    d = read_toml(p, "fleet file")
     tiers_raw = d.get("tier")
     if not isinstance(tiers_raw, list) or not tiers_raw:
         raise ReliefError(f"fleet file {p}: needs at least one [[tier]] table")
     unknown_top = sorted(set(d) - {"tier", "description"})
     if unknown_top:
         raise ReliefError(f"fleet file {p}: unknown key(s) {', '.join(unknown_top)} (expected [[tier]] tables)")
-    tiers = []
-    names: set[str] = set()
+    tiers: list[Tier] = []
     for i, t in enumerate(tiers_raw, 1):
-        if not isinstance(t, dict):
-            raise ReliefError(f"fleet file {p}: tier {i} is not a table")
-        name = str(t.get("name", f"tier{i}"))
-        if name in names:
-            raise ReliefError(f"fleet file {p}: two tiers are named {name!r}")
-        names.add(name)
-        unknown = sorted(set(t) - set(_TIER_KEYS))
-        if unknown:
-            raise ReliefError(f"fleet file {p}: tier {name!r}: unknown key(s) {', '.join(unknown)} "
-                              f"(known: {', '.join(_TIER_KEYS)})")
-        hosts = t.get("hosts")
-        if hosts is not None and (not isinstance(hosts, str) or not hosts):
-            raise ReliefError(f"fleet file {p}: tier {name!r}: hosts must be a host-name glob such as \"jetson-*\"")
-        if "fraction" not in t and "ranks" not in t and hosts is None:
-            raise ReliefError(f"fleet file {p}: tier {name!r} covers no client: give ranks, hosts or a fraction")
-        if "profile" not in t:
-            raise ReliefError(f"fleet file {p}: tier {name!r} has no profile")
-        sensors = t.get("sensors", "all")
-        if sensors != "all" and not (isinstance(sensors, list) and all(isinstance(s, str) for s in sensors)):
-            raise ReliefError(f"fleet file {p}: tier {name!r}: sensors must be \"all\" or a list of names")
-        if sensors != "all":
-            from relief_mpi.data.registry import sensor_names
-
-            known = sensor_names()
-            typos = [x for x in sensors if x not in known]
-            if typos:
-                raise ReliefError(f"fleet file {p}: tier {name!r}: unknown sensor {typos[0]!r} "
-                                  f"(known: {', '.join(known)})")
-        ranks = t.get("ranks", [])
-        if not isinstance(ranks, list) or not all(isinstance(r, int) and r >= 1 for r in ranks):
-            raise ReliefError(f"fleet file {p}: tier {name!r}: ranks must be a list of client ranks >= 1")
-        frac = t.get("fraction")
-        if frac is not None and not (isinstance(frac, (int, float)) and 0 <= frac <= 1):
-            raise ReliefError(f"fleet file {p}: tier {name!r}: fraction must be a number in [0, 1]")
-        tiers.append(Tier(name, str(t["profile"]), None if sensors == "all" else tuple(sensors),
-                          None if frac is None else float(frac), tuple(ranks), hosts))
+        tiers.append(_parse_tier(p, i, t, {x.name for x in tiers}))
     fracs = [t.fraction for t in tiers if t.fraction is not None]
     if fracs and not math.isclose(sum(fracs), 1.0, abs_tol=1e-6):
         raise ReliefError(f"fleet file {p}: tier fractions sum to {sum(fracs):g}, must sum to 1")
     return tiers
 
 
+def _parse_tier(p: Path, i: int, t: object, taken: set[str]) -> Tier:
+    """The i-th (1-based) [[tier]] table; `taken` are the names of the tiers before it."""
+    if not isinstance(t, dict):
+        raise ReliefError(f"fleet file {p}: tier {i} is not a table")
+    name = str(t.get("name", f"tier{i}"))
+    if name in taken:
+        raise ReliefError(f"fleet file {p}: two tiers are named {name!r}")
+    where = f"fleet file {p}: tier {name!r}"
+    unknown = sorted(set(t) - set(_TIER_KEYS))
+    if unknown:
+        raise ReliefError(f"{where}: unknown key(s) {', '.join(unknown)} (known: {', '.join(_TIER_KEYS)})")
+    hosts = t.get("hosts")
+    if hosts is not None and (not isinstance(hosts, str) or not hosts):
+        raise ReliefError(f"{where}: hosts must be a host-name glob such as \"jetson-*\"")
+    if "fraction" not in t and "ranks" not in t and hosts is None:
+        raise ReliefError(f"{where} covers no client: give ranks, hosts or a fraction")
+    if "profile" not in t:
+        raise ReliefError(f"{where} has no profile")
+    sensors = parse_sensors(t.get("sensors", "all"), where)
+    ranks, frac = _ranks_and_fraction(t, where)
+    return Tier(name, str(t["profile"]), sensors, frac, ranks, hosts)
+
+
+def _ranks_and_fraction(t: dict, where: str) -> tuple[tuple[int, ...], float | None]:
+    """A tier's explicit client ranks (>= 1) and its share of the ranks left over (None: no share)."""
+    ranks = t.get("ranks", [])
+    if not isinstance(ranks, list) or not all(isinstance(r, int) and r >= 1 for r in ranks):
+        raise ReliefError(f"{where}: ranks must be a list of client ranks >= 1")
+    frac = t.get("fraction")
+    if frac is not None and not (isinstance(frac, (int, float)) and 0 <= frac <= 1):
+        raise ReliefError(f"{where}: fraction must be a number in [0, 1]")
+    return tuple(ranks), None if frac is None else float(frac)
+
+
 def resolve_fleet(tiers: Sequence[Tier], n_clients: int, profiles: dict[str, DeviceProfile],
                   hostnames: Sequence[str] | None = None) -> list[ClientDevice]:
-    """One ClientDevice per client rank 1..n_clients; clear errors where the fleet does not fit."""
+    """One ClientDevice per client rank 1..n_clients; clear errors where the fleet does not fit.
+    Explicit ranks first, then host globs, then the fractions share the ranks left."""
     if n_clients < 1:
         raise ReliefError("the fleet needs at least one client rank (run with at least 2 MPI ranks)")
     for t in tiers:
         if t.profile not in profiles:
             raise ReliefError(f"fleet tier {t.name!r}: unknown profile {t.profile!r} "
                               f"(known: {', '.join(sorted(profiles))})")
-    assigned: dict[int, Tier] = {}
+    assigned = _by_rank(tiers, n_clients)
+    if hostnames is not None:
+        _by_host(tiers, n_clients, hostnames, assigned)
+    _by_fraction(tiers, n_clients, assigned)
+    return [ClientDevice(r - 1, r, assigned[r].name, profiles[assigned[r].profile], assigned[r].sensors)
+            for r in range(1, n_clients + 1)]
+
+
+def _by_rank(tiers: Sequence[Tier], n_clients: int) -> dict[int, Tier]:
+    """The client ranks the tiers name explicitly (each rank in at most one tier, all of them running)."""
     explicit = sum(len(t.ranks) for t in tiers)
     if explicit > n_clients:
         raise ReliefError(f"the fleet names {explicit} client ranks but only {n_clients} client ranks run "
                           f"(-n {n_clients + 1}); launch with -n {explicit + 1} or more")
+    assigned: dict[int, Tier] = {}
     for t in tiers:
         for r in t.ranks:
             if r > n_clients:
@@ -128,24 +126,32 @@ def resolve_fleet(tiers: Sequence[Tier], n_clients: int, profiles: dict[str, Dev
             if r in assigned:
                 raise ReliefError(f"fleet: rank {r} is in both tier {assigned[r].name!r} and {t.name!r}")
             assigned[r] = t
-    if hostnames is not None:
-        for t in tiers:
-            if t.hosts:
-                for r in range(1, n_clients + 1):
-                    if r not in assigned and fnmatch.fnmatch(hostnames[r], t.hosts):
-                        assigned[r] = t
+    return assigned
+
+
+def _by_host(tiers: Sequence[Tier], n_clients: int, hostnames: Sequence[str], assigned: dict[int, Tier]) -> None:
+    """Give the ranks not named explicitly to the first tier whose host glob their host matches."""
+    for t in tiers:
+        if not t.hosts:
+            continue
+        for r in range(1, n_clients + 1):
+            if r not in assigned and fnmatch.fnmatch(hostnames[r], t.hosts):
+                assigned[r] = t
+
+
+def _by_fraction(tiers: Sequence[Tier], n_clients: int, assigned: dict[int, Tier]) -> None:
+    """Share the ranks still unassigned among the fraction tiers (largest remainder, in rank order)."""
     rest = [r for r in range(1, n_clients + 1) if r not in assigned]
+    if not rest:
+        return
     frac_tiers = [t for t in tiers if t.fraction is not None]
-    if rest:
-        if not frac_tiers:
-            raise ReliefError(f"fleet: client ranks {rest} match no tier (add a tier with a fraction)")
-        counts = _largest_remainder([t.fraction or 0.0 for t in frac_tiers], len(rest))
-        it = iter(rest)
-        for t, c in zip(frac_tiers, counts, strict=True):
-            for _ in range(c):
-                assigned[next(it)] = t
-    return [ClientDevice(r - 1, r, assigned[r].name, profiles[assigned[r].profile], assigned[r].sensors)
-            for r in range(1, n_clients + 1)]
+    if not frac_tiers:
+        raise ReliefError(f"fleet: client ranks {rest} match no tier (add a tier with a fraction)")
+    counts = _largest_remainder([t.fraction or 0.0 for t in frac_tiers], len(rest))
+    it = iter(rest)
+    for t, c in zip(frac_tiers, counts, strict=True):
+        for _ in range(c):
+            assigned[next(it)] = t
 
 
 def _largest_remainder(fracs: Sequence[float], n: int) -> list[int]:

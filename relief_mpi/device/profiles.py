@@ -10,6 +10,7 @@ import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from relief_mpi.errors import ReliefError
 
@@ -64,43 +65,53 @@ def _number(path: Path, d: dict, key: str, minimum: float, open_min: bool) -> fl
     return float(v)
 
 
-def parse_profile(path: Path) -> DeviceProfile:
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML data file (a device profile or a fleet) as a table; one error line naming the file
+    when it cannot be read, is not UTF-8 or is not TOML."""
     try:
-        d = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except OSError as e:
-        raise ReliefError(f"device profile {path}: {e.strerror or e}") from None
+        raise ReliefError(f"{what} {path}: {e.strerror or e}") from None
     except UnicodeDecodeError as e:
-        raise ReliefError(f"device profile {path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
+        raise ReliefError(f"{what} {path}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as e:
-        raise ReliefError(f"device profile {path}: not valid TOML ({e})") from None
+        raise ReliefError(f"{what} {path}: not valid TOML ({e})") from None
+
+
+def parse_sensors(value: object, where: str) -> tuple[str, ...] | None:
+    """A profile's or a fleet tier's `sensors`: "all" (None) or a list of names, each one that some
+    dataset of ours has (data.registry.sensor_names), so a typo is an error and not a missing sensor."""
+    if value == "all":
+        return None
+    if not (isinstance(value, list) and all(isinstance(s, str) for s in value)):
+        raise ReliefError(f"{where}: sensors must be \"all\" or a list of names")
+    from relief_mpi.data.registry import sensor_names
+
+    known = sensor_names()
+    typos = [x for x in value if x not in known]
+    if typos:
+        raise ReliefError(f"{where}: unknown sensor {typos[0]!r} (known: {', '.join(known)})")
+    return tuple(value)
+
+
+def parse_profile(path: Path) -> DeviceProfile:
+    """One profile file, every field checked: a bad value is one error line naming the file and the field."""
+    where = f"device profile {path}"
+    d = read_toml(path, "device profile")
     missing = [k for k in _REQUIRED if k not in d]
     if missing:
-        raise ReliefError(f"device profile {path}: missing field(s) {', '.join(missing)}")
+        raise ReliefError(f"{where}: missing field(s) {', '.join(missing)}")
     unknown = sorted(set(d) - set(_REQUIRED) - set(_OPTIONAL))
     if unknown:
-        raise ReliefError(f"device profile {path}: unknown field(s) {', '.join(unknown)} "
-                          f"(known: {', '.join(_REQUIRED + _OPTIONAL)})")
-    flops = d["flops"]
-    if flops in ("native", "inf"):
-        flops = math.inf
-    else:
-        flops = _number(path, d, "flops", 0.0, open_min=True)
+        raise ReliefError(f"{where}: unknown field(s) {', '.join(unknown)} (known: {', '.join(_REQUIRED + _OPTIONAL)})")
+    flops = math.inf if d["flops"] in ("native", "inf") else _number(path, d, "flops", 0.0, open_min=True)
     threads = d["threads"]
     if isinstance(threads, bool) or not isinstance(threads, int) or threads < 1:
-        raise ReliefError(f"device profile {path}: threads must be an integer >= 1, got {threads!r}")
-    sensors = d.get("sensors", "all")
-    if sensors != "all" and not (isinstance(sensors, list) and all(isinstance(s, str) for s in sensors)):
-        raise ReliefError(f"device profile {path}: sensors must be \"all\" or a list of names")
-    if sensors != "all":
-        from relief_mpi.data.registry import sensor_names
-
-        typos = [x for x in sensors if x not in sensor_names()]
-        if typos:
-            raise ReliefError(f"device profile {path}: unknown sensor {typos[0]!r} "
-                              f"(known: {', '.join(sensor_names())})")
+        raise ReliefError(f"{where}: threads must be an integer >= 1, got {threads!r}")
+    sensors = parse_sensors(d.get("sensors", "all"), where)
     compute = str(d.get("compute", "native" if math.isinf(flops) else "cpu"))
     if compute not in _COMPUTE:
-        raise ReliefError(f"device profile {path}: compute must be one of {', '.join(_COMPUTE)}, got {compute!r}")
+        raise ReliefError(f"{where}: compute must be one of {', '.join(_COMPUTE)}, got {compute!r}")
     return DeviceProfile(
         name=str(d.get("name", path.stem)), flops=flops, threads=threads,
         memory_mb=_number(path, d, "memory_mb", 0.0, True), p_busy_w=_number(path, d, "p_busy_w", 0.0, False),
@@ -108,8 +119,7 @@ def parse_profile(path: Path) -> DeviceProfile:
         downlink_mbps=_number(path, d, "downlink_mbps", 0.0, True),
         latency_ms=_number(path, d, "latency_ms", 0.0, False),
         energy_per_bit_nj=_number(path, d, "energy_per_bit_nj", 0.0, False),
-        sensors=None if sensors == "all" else tuple(sensors), description=str(d.get("description", "")),
-        compute=compute,
+        sensors=sensors, description=str(d.get("description", "")), compute=compute,
     )
 
 
