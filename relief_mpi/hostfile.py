@@ -68,9 +68,11 @@ def parse_hostfile(path: str | Path) -> Hostfile:
     """Parse an MPICH or Open MPI hostfile; ReliefError names the file and line of a malformed one."""
     p = Path(path).expanduser()
     try:
-        text = p.read_text()
+        text = p.read_text(encoding="utf-8")
     except OSError as e:
         raise ReliefError(f"hostfile {p}: {e.strerror or e}") from None
+    except UnicodeDecodeError as e:
+        raise ReliefError(f"hostfile {p}: not UTF-8 text (byte {e.start}); save it as UTF-8") from None
     entries: list[HostEntry] = []
     syntax, syntax_line = "plain", 0
     for n, raw in enumerate(text.splitlines(), 1):

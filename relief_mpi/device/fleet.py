@@ -116,8 +116,8 @@ def _by_rank(tiers: Sequence[Tier], n_clients: int) -> dict[int, Tier]:
     """The client ranks the tiers name explicitly (each rank in at most one tier, all of them running)."""
     explicit = sum(len(t.ranks) for t in tiers)
     if explicit > n_clients:
-        raise ReliefError(f"the fleet names {explicit} client ranks but only {n_clients} client ranks run "
-                          f"(-n {n_clients + 1}); launch with -n {explicit + 1} or more")
+        raise ReliefError(f"the fleet names {explicit} clients but the run has {n_clients} (--clients; default one "
+                          f"per client rank): give --clients {explicit} or more, or launch with -n {explicit + 1}")
     assigned: dict[int, Tier] = {}
     for t in tiers:
         for r in t.ranks:

@@ -131,7 +131,7 @@ BAD_FLEETS = {
     "unknown profile": ('[[tier]]\nprofile = "jetson-tx9"\nfraction = 1.0\n', "unknown profile 'jetson-tx9'"),
     "fractions": ('[[tier]]\nprofile = "raspberry-pi-4"\nfraction = 0.5\n'
                   '[[tier]]\nprofile = "jetson-nano"\nfraction = 0.3\n', "fractions sum to 0.8"),
-    "too many ranks": ('[[tier]]\nprofile = "raspberry-pi-4"\nranks = [1, 2, 3, 4]\n', "names 4 client ranks"),
+    "too many ranks": ('[[tier]]\nprofile = "raspberry-pi-4"\nranks = [1, 2, 3, 4]\n', "names 4 clients"),
     "bad toml": ('[[tier]\nprofile = "x"\n', "not valid TOML"),
     "typo": ('[[tier]]\nprofile = "raspberry-pi-4"\nfracton = 1.0\n', "unknown key(s) fracton"),
     "no ranks left": ('[[tier]]\nprofile = "raspberry-pi-4"\nranks = [1]\n', "match no tier"),

@@ -12,12 +12,7 @@ from tests.helpers import run_cli
 
 BAD = b"node1:2\nn\xe9ud2:1\n"  # a Latin-1 host name: byte 9 is not UTF-8
 
-FIX = ("relief_mpi/hostfile.py parse_hostfile (not editable in this audit) reads with p.read_text() and catches "
-       "OSError only: read with encoding='utf-8' and turn UnicodeDecodeError into ReliefError(f'hostfile {p}: not "
-       "UTF-8 text (byte {e.start}); save it as UTF-8')")
 
-
-@pytest.mark.xfail(strict=True, raises=UnicodeDecodeError, reason=FIX)
 def test_parse_hostfile_names_the_file_when_it_is_not_utf8(tmp_path: Path) -> None:
     from relief_mpi.hostfile import parse_hostfile
 
@@ -28,7 +23,6 @@ def test_parse_hostfile_names_the_file_when_it_is_not_utf8(tmp_path: Path) -> No
     assert str(e.value) == f"hostfile {hf}: not UTF-8 text (byte 9); save it as UTF-8"
 
 
-@pytest.mark.xfail(strict=True, reason=FIX)
 def test_hosts_list_of_a_non_utf8_hostfile_is_one_line_and_exit_2(tmp_path: Path) -> None:
     hf = tmp_path / "hosts"
     hf.write_bytes(BAD)
