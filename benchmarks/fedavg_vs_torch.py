@@ -66,7 +66,7 @@ def run_plain(a: argparse.Namespace) -> list[float]:
     from relief_mpi.cli.options import build_config
     from relief_mpi.cli.train import train
     from relief_mpi.client import split_modalities
-    from relief_mpi.setup import build_setup
+    from relief_mpi.run_setup import build_setup
 
     torch.set_num_threads(1)
     ctx = train.make_context("train", [*job_args(a), "--transport", "inprocess"])

@@ -38,7 +38,7 @@ from relief_mpi.run import (
     setup_done_line,
     startup_line,
 )
-from relief_mpi.setup import Model, RunSetup, build_setup
+from relief_mpi.run_setup import Model, RunSetup, build_setup
 
 __all__ = ["StartupRefused", "run_mpi"]
 

@@ -24,8 +24,8 @@ from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
 from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord, read_log
 from relief_mpi.model.pretrain import load_base, pretrain
+from relief_mpi.run_setup import Model, RunSetup
 from relief_mpi.server import Server, tier_names
-from relief_mpi.setup import Model, RunSetup
 from relief_mpi.stops import DIVERGED_ROUNDS, Diverged, Interrupted, LogWriteError, RunStopped
 
 Progress = Callable[[str], None]
@@ -367,7 +367,7 @@ def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress 
     each), as the MPI transport places them."""
     set_process_threads()
     from relief_mpi.comm.inprocess import InProcessServerTransport
-    from relief_mpi.setup import build_setup
+    from relief_mpi.run_setup import build_setup
 
     n_ranks = n_ranks or n_clients
     t0 = time.perf_counter()

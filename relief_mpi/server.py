@@ -19,7 +19,7 @@ from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundRecord
 from relief_mpi.metrics import accuracy, macro_f1, per_class_f1, published_macro_f1
 from relief_mpi.rounds import PlanNotes, RoundPlan
-from relief_mpi.setup import Model, RunSetup, modeled_energy
+from relief_mpi.run_setup import Model, RunSetup, modeled_energy
 from relief_mpi.strategy.system import AnalyticRound
 
 

@@ -15,8 +15,8 @@ from relief_mpi.config import DataConfig, DeviceConfig, RunConfig, StrategyConfi
 from relief_mpi.data.protocol import paper_data_config
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.run import run_inprocess
+from relief_mpi.run_setup import build_setup
 from relief_mpi.server import evaluate
-from relief_mpi.setup import build_setup
 from tests.data.layouts import write_mhealth
 
 

@@ -9,7 +9,7 @@ import numpy as np
 from relief_mpi.config import DataConfig, DeviceConfig, RunConfig, StrategyConfig
 from relief_mpi.data.base import WindowSet
 from relief_mpi.data.protocol import paper_data_config
-from relief_mpi.setup import build_setup
+from relief_mpi.run_setup import build_setup
 from relief_mpi.validation import carve
 from tests.data.layouts import write_mhealth
 

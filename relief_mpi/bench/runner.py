@@ -243,7 +243,7 @@ def pretrain_base(cfg: RunConfig, n_clients: int, path: Path) -> None:
     (run.server_model: the server split, the --pretrain-* settings), and saved for --base."""
     from relief_mpi.model.pretrain import save_base
     from relief_mpi.run import server_model
-    from relief_mpi.setup import build_setup
+    from relief_mpi.run_setup import build_setup
 
     setup = build_setup(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, base=None)), n_clients)
     model, _ = server_model(setup)
@@ -417,7 +417,7 @@ def _preflight(configs: list[RunConfig], n_clients: int) -> str:
     """Build every distinct data set (seed, data settings, fleet) of the bench once, before any run,
     so a setting that cannot work (a split that leaves no test window, a fleet that does not fit)
     refuses the whole bench up front instead of stopping it halfway; '' when all build."""
-    from relief_mpi.setup import build_setup
+    from relief_mpi.run_setup import build_setup
 
     seen: set[str] = set()
     for cfg in configs:

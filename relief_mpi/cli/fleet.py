@@ -111,9 +111,9 @@ def _rank_table(devices: list[ClientDevice], sets: list[tuple[str, ...]], tiers:
 
 
 def _cohort_lines(devices: list[ClientDevice], sets: list[tuple[str, ...]], names: tuple[str, ...]) -> list[str]:
-    """Per modality the client ranks holding it; the rare one marked (setup.rare_modality, the run's
+    """Per modality the client ranks holding it; the rare one marked (run_setup.rare_modality, the run's
     own rule) when more than one modality is trained at all."""
-    from relief_mpi.setup import rare_modality
+    from relief_mpi.run_setup import rare_modality
 
     cohorts = {m: [d.rank for d, s in zip(devices, sets, strict=True) if m in s] for m in names}
     live = [m for m in names if cohorts[m]]

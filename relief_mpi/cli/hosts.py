@@ -206,8 +206,8 @@ def table(infos: Sequence[RankInfo]) -> list[str]:
 
 def cohort_lines(infos: Sequence[RankInfo]) -> list[str]:
     """Per modality the client ranks holding it; the rare one marked, by the run's own rule
-    (setup.rare_modality), when there is more than one."""
-    from relief_mpi.setup import rare_modality
+    (run_setup.rare_modality), when there is more than one."""
+    from relief_mpi.run_setup import rare_modality
 
     held = {i.rank: i.modalities.split(",") for i in infos if i.rank > 0 and i.modalities not in ("-", "NONE")}
     if not held:

@@ -30,7 +30,7 @@ def command(**kw: Any) -> None:
 
     from relief_mpi.metrics import macro_f1
     from relief_mpi.model.pretrain import pretrain, save_base
-    from relief_mpi.setup import build_setup
+    from relief_mpi.run_setup import build_setup
 
     out = Path(kw["out"])
     if out.exists() and not kw["overwrite"]:

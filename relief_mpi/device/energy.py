@@ -3,7 +3,7 @@
 Every meter answers `read()` with cumulative joules since it was created, and names its
 `source` ("ina3221", "rapl", "nvml", or "rapl+nvml" when a host has both). A client reads its
 meter before and after its round and reports the difference; where no meter exists the report
-is NaN and the source is "none". Modeled energy (relief_mpi/setup.py modeled_energy) is logged
+is NaN and the source is "none". Modeled energy (relief_mpi/run_setup.py modeled_energy) is logged
 either way.
 
 - INA3221 (Jetson): power monitors on the module's rails. Only power is exposed, so a

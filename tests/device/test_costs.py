@@ -31,7 +31,7 @@ def test_costs_of_a_huge_batch_are_scaled_from_a_probe() -> None:
 
 
 def test_a_client_is_charged_for_the_batch_it_runs() -> None:
-    from relief_mpi.setup import build_setup
+    from relief_mpi.run_setup import build_setup
 
     setup = build_setup(RunConfig(rounds=1, seed=0, strategy=StrategyConfig(name="fedavg-sgd", local_steps=2,
                                                                              batch_size=4096)), 3)

@@ -48,7 +48,7 @@ def test_every_shipped_figure_has_a_comment() -> None:
 def test_low_tier_profile_is_emulable_on_a_small_host() -> None:
     """The Pi 4's emulated full step must stay far above what a 2-core host needs per client."""
     from relief_mpi.config import RunConfig
-    from relief_mpi.setup import build_setup
+    from relief_mpi.run_setup import build_setup
 
     s = build_setup(RunConfig(), 4)
     every = range(len(s.data.spec.modalities))

@@ -56,7 +56,7 @@ def test_deadline_stops_slow_clients_early(tmp_path: Path) -> None:
 def test_client_stops_at_the_deadline_and_reports_the_steps_done() -> None:
     from relief_mpi.comm import wire
     from relief_mpi.rounds import RoundPlan
-    from relief_mpi.setup import build_setup
+    from relief_mpi.run_setup import build_setup
 
     setup = build_setup(RunConfig(seed=0, model=NARROW, strategy=StrategyConfig(name="relief-ucb", lr=0.05)), 4)
     low = next(d.client for d in setup.devices if d.tier == "low")
@@ -124,7 +124,7 @@ def test_relief_shortens_the_low_tier_straggler(tmp_path: Path) -> None:
 
 
 def test_heterofl_gives_the_widest_model_to_the_fastest_tier(tmp_path: Path) -> None:
-    from relief_mpi.setup import build_setup
+    from relief_mpi.run_setup import build_setup
 
     fleet = tmp_path / "f.toml"
     fleet.write_text('[[tier]]\nname = "low"\nprofile = "raspberry-pi-4"\nsensors = ["acc"]\nfraction = 0.5\n'
