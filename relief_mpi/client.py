@@ -28,6 +28,7 @@ from relief_mpi.model.flops import FlopCosts
 from relief_mpi.rounds import (
     ClientRecipe,
     RoundPlan,
+    add_updates,
     pack_update,
     plan_nbytes,
     report_nbytes,
@@ -322,9 +323,5 @@ class LocalClients:
         reports = np.zeros((len(self.trainers), len(wire.REPORT_FIELDS)), np.float64)
         for i, t in enumerate(self.trainers):
             updates, reports[i] = t.train(plan, {b: blocks[b] for b in t.owned})
-            for b, buf in updates.items():
-                if b in sums:
-                    sums[b] += buf
-                else:
-                    sums[b] = buf  # a fresh buffer from pack_update: summed in place from here on
+            add_updates(sums, updates)  # fresh buffers from pack_update: summed in place from here on
         return sums, reports

@@ -139,6 +139,16 @@ def zero_update(size: int, plain: bool) -> np.ndarray:
     return np.zeros(update_len(size, plain), UPDATE_DTYPE)
 
 
+def add_updates(sums: dict[int, np.ndarray], updates: dict[int, np.ndarray]) -> None:
+    """Add per-group update buffers into `sums` in place (float32 terms in float64: exact in any
+    order). A group seen first takes the buffer itself: callers pass fresh buffers they give up."""
+    for b, buf in updates.items():
+        if b in sums:
+            sums[b] += buf
+        else:
+            sums[b] = buf
+
+
 @dataclass(frozen=True)
 class GroupSums:
     """One group's reduced update buffers: sums over the clients that uploaded it."""

@@ -15,7 +15,7 @@ from relief_mpi.client import LocalClients, LocalTrainer
 from relief_mpi.comm import wire
 from relief_mpi.comm.placement import check_fits, clients_of
 from relief_mpi.comm.transport import Handshake, RoundExchange, ServerTransport
-from relief_mpi.rounds import GroupSums, RoundPlan
+from relief_mpi.rounds import GroupSums, RoundPlan, add_updates
 
 
 class InProcessServerTransport(ServerTransport):
@@ -41,11 +41,7 @@ class InProcessServerTransport(ServerTransport):
         everything = dict(enumerate(blocks))
         for r, rank in enumerate(self.ranks):
             local, reports[r::self.n_ranks] = rank.train(plan, everything)
-            for b, buf in local.items():
-                if b in acc:
-                    acc[b] += buf
-                else:
-                    acc[b] = buf
+            add_updates(acc, local)
         sums = {b: GroupSums.unpack(v, self.sizes[b], bool(plan.plain[b])) for b, v in sorted(acc.items())}
         return RoundExchange(sums, reports)
 
