@@ -19,6 +19,7 @@ import torch
 from relief_mpi import __version__, signals
 from relief_mpi.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
 from relief_mpi.client import inject
+from relief_mpi.comm.placement import clients_of
 from relief_mpi.comm.transport import Handshake, ServerTransport
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
@@ -255,10 +256,11 @@ class _Serving:
         """Rounds `first`..cfg.rounds under the watchdog; the log's end marker says how they ended."""
         cfg, transport, state = self.setup.config, self.transport, self.state
         records = []
+        busiest = len(clients_of(1, self.setup.n_clients, max(1, world_size - 1)))  # rank 1 hosts the most
         try:
             for rnd in range(first, cfg.rounds + 1):
                 transport.set_round_timeout(round_timeout(timeout_s, state.longest_wall_s, cfg.device.clock == "real",
-                                                          -(-self.setup.n_clients // max(1, world_size - 1))))
+                                                          busiest))
                 state.in_round = True
                 with signals.critical() if transport.atomic_rounds else nullcontext():
                     records.append(self.server.run_round(rnd))

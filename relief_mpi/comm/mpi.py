@@ -126,8 +126,8 @@ class _MpiBase:
             raise RuntimeError(str(e)) from None
         self.hosted = [clients_of(r, self.k, self.n_ranks) for r in range(1, self.n_ranks + 1)]
         self.cache = CommCache(self.world, cache_capacity)
-        owners = by_rank(ownership, self.n_ranks)
-        self.cohorts = buckets([members(owners[:, b]) for b in range(self.b)])
+        self.owners = by_rank(ownership, self.n_ranks)  # [R, G]: rank r+1 hosts an owner of group g
+        self.cohorts = buckets([members(self.owners[:, b]) for b in range(self.b)])
         self._last_uploads = b""
         self._last_buckets: list[Bucket] = []
 
@@ -192,10 +192,11 @@ class MpiServerTransport(_MpiBase, ServerTransport):
             out = np.concatenate([np.asarray(blocks[b], np.float32).ravel() for b in groups])
             reqs.append(self.cache.get(key).Ibcast(out, root=0))
         trainers = self._trainer_buckets(plan)
-        recv: list[tuple[tuple[int, ...], np.ndarray]] = []
+        recv: list[tuple[tuple[int, ...], list[int], np.ndarray]] = []
         for key, groups in trainers:
-            buf = np.zeros(sum(self._update_lengths(plan, groups)), UPDATE_DTYPE)
-            recv.append((groups, buf))
+            lengths = self._update_lengths(plan, groups)
+            buf = np.zeros(sum(lengths), UPDATE_DTYPE)
+            recv.append((groups, lengths, buf))
             reqs.append(self.cache.get(key).Ireduce(MPI.IN_PLACE, buf, op=MPI.SUM, root=0))
         try:
             wait_all(ack_reqs + report_reqs + reqs, deadline=self.deadline)
@@ -203,8 +204,8 @@ class MpiServerTransport(_MpiBase, ServerTransport):
             raise self._timeout(plan.round, [i for i in e.pending if i < n],
                                 [i - n for i in e.pending if n <= i < 2 * n]) from None
         sums = {}
-        for groups, buf in recv:
-            for b, part in zip(groups, split(buf, self._update_lengths(plan, groups)), strict=True):
+        for groups, lengths, buf in recv:
+            for b, part in zip(groups, split(buf, lengths), strict=True):
                 sums[b] = GroupSums.unpack(part, self.sizes[b], bool(plan.plain[b]))
         table = np.zeros((self.k, len(wire.REPORT_FIELDS)), np.float64)
         for r in range(n):
@@ -242,7 +243,7 @@ class MpiClientTransport(_MpiBase, ClientTransport):
                  cache_capacity: int = 64) -> None:
         super().__init__(ownership, sizes, comm, cache_capacity)
         self.local = self.hosted[self.rank - 1]
-        self.owned = by_rank(ownership, self.n_ranks)[self.rank - 1]
+        self.owned = self.owners[self.rank - 1]
 
     def start(self, me: Handshake) -> np.ndarray | None:
         wait_all([self.world.Igather(encode_handshake(me), None, root=0)])
