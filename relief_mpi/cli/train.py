@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -103,7 +104,8 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
                           f"(differs in {', '.join(diff)}); refusing to mix them")
     given_cfg = flatten(build_config(kw).to_dict())
     # A log written before a setting existed ran with that setting's default.
-    flat = flatten(RunConfig.from_dict(saved).to_dict())
+    saved_cfg = RunConfig.from_dict(saved)
+    flat = flatten(saved_cfg.to_dict())
     changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] != "rounds"
                      and given_cfg[PARAM_KEYS[p]] != flat[PARAM_KEYS[p]])
     if changed:
@@ -113,9 +115,8 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     if rounds <= ck.round:
         raise ReliefError(f"--resume {path}: the checkpoint is at round {ck.round} of {rounds}: nothing to do; "
                           "pass a larger --rounds to extend the run")
-    cfg = RunConfig.from_dict({**saved, "rounds": rounds})
-    return Resolved(cfg, path, ck, world_size=int(log.attrs["world_size"]),
-                    n_clients=len(json.loads(log.attrs["profiles"])))
+    cfg = dataclasses.replace(saved_cfg, rounds=rounds)
+    return Resolved(cfg, path, ck, world_size=int(log.attrs["world_size"]), n_clients=len(log.profiles))
 
 
 def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> float | None:
