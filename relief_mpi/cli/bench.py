@@ -142,7 +142,7 @@ def command(ctx: click.Context, **kw: Any) -> None:
     lrs = () if _explicit(ctx, "lr") else _default_lrs(kw, given, strategies, seeds[0])
     plan = BenchPlan(cfg, strategies, seeds, out_dir, grid, kw["target_f1"], kw["overwrite"], not kw["no_plots"],
                      kw["resume"], variants, budget, tuple(notes), lrs)
-    _run_plan(plan, kw, out_dir)
+    _run_plan(plan, kw)
 
 
 def _refuse_single_run_options(ctx: click.Context) -> None:
@@ -227,7 +227,7 @@ def _default_lrs(kw: dict[str, Any], given: set[str], strategies: tuple[str, ...
     return tuple((s, build_config({**kw, "strategy": s, "seed": seed}, given).strategy.lr) for s in strategies)
 
 
-def _run_plan(plan: BenchPlan, kw: dict[str, Any], out_dir: Path) -> None:
+def _run_plan(plan: BenchPlan, kw: dict[str, Any]) -> None:
     """Run every strategy x seed in this process or under MPI, then print what was written and the summary."""
     from relief_mpi.bench.runner import run_bench
 
@@ -243,7 +243,7 @@ def _run_plan(plan: BenchPlan, kw: dict[str, Any], out_dir: Path) -> None:
     for p in files or []:
         click.echo(f"wrote {p}")
     if files:
-        click.echo((out_dir / "summary.md").read_text())
+        click.echo((plan.out_dir / "summary.md").read_text())
 
 
 def corrected_variants(known: set[str]) -> tuple[tuple, list[str]]:
