@@ -10,15 +10,14 @@ per rank, not the largest process only as /usr/bin/time would give.
 from __future__ import annotations
 
 import atexit
-import os
-import resource
 import sys
+
+from relief_mpi.bench.runner import peak_rss_mb
+from relief_mpi.cli import launcher_rank
 
 
 def _report() -> None:
-    rank = next((os.environ[v] for v in ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK") if v in os.environ), "0")
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6
-    sys.stderr.write(f"peak RSS rank {rank}: {rss_mb:.0f} MB\n")
+    sys.stderr.write(f"peak RSS rank {launcher_rank()}: {peak_rss_mb():.0f} MB\n")
     sys.stderr.flush()
 
 
