@@ -28,6 +28,7 @@ import numpy as np
 
 from relief_mpi.bench.runner import peak_rss_mb
 from relief_mpi.comm.exchange_bench import measure
+from relief_mpi.comm.placement import clients_of
 from relief_mpi.comm.world import World
 from relief_mpi.config import RunConfig
 
@@ -43,10 +44,8 @@ def host_cores() -> int:
 
 def per_rank(values: np.ndarray, n_ranks: int) -> np.ndarray:
     """[R, K] per-client values summed per hosting rank (client k on rank 1 + k mod n): [R, n]."""
-    rounds, k = values.shape
-    pad = -(-k // n_ranks) * n_ranks - k
-    full = np.concatenate([values, np.zeros((rounds, pad))], axis=1) if pad else values
-    return full.reshape(rounds, -1, n_ranks).sum(axis=1)
+    k = values.shape[1]
+    return np.stack([values[:, clients_of(r, k, n_ranks)].sum(axis=1) for r in range(1, n_ranks + 1)], axis=1)
 
 
 def overhead_from_log(path: Path, cores: int, n_ranks: int | None = None) -> dict[str, object]:
@@ -66,7 +65,7 @@ def overhead_from_log(path: Path, cores: int, n_ranks: int | None = None) -> dic
     k = comp.shape[1]
     return {
         "rounds": len(r), "clients": k, "client_ranks": n_ranks, "cores": cores,
-        "clients_per_rank": [len(range(i, k, n_ranks)) for i in range(n_ranks)],
+        "clients_per_rank": [len(clients_of(r, k, n_ranks)) for r in range(1, n_ranks + 1)],
         "round_wall_s": float(np.median(wall[steady])), "busiest_rank_compute_s": float(np.median(busiest[steady])),
         "rank_compute_s": np.median(ranks[steady], axis=0).tolist(),
         "sum_compute_s": float(np.median(comp.sum(axis=1)[steady])),
