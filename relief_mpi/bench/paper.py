@@ -206,15 +206,8 @@ def pair_reasons(run: PaperRun, base: PaperRun | None, reference: str) -> dict[s
     return out
 
 
-@dataclass
-class PStat(Stat):
-    """A Stat that knows why it has no value (shown instead of a number)."""
-
-    why: str = ""
-
-
-def _stat(values: list[float], reasons: list[str]) -> PStat:
-    return PStat(values, "; ".join(dict.fromkeys(r for r in reasons if r)))
+def _stat(values: list[float], reasons: list[str]) -> Stat:
+    return Stat(values, "; ".join(dict.fromkeys(r for r in reasons if r)))
 
 
 @dataclass
@@ -423,8 +416,7 @@ def _fmt(x: float, spec: str) -> str:
 
 def cell(stat: Stat, spec: str, reach_like: bool = False, with_max: bool = False) -> str:
     if stat.count == 0:
-        why = getattr(stat, "why", "")
-        return why or ("not reached" if reach_like else "n/a")
+        return stat.why or ("not reached" if reach_like else "n/a")
     s = _fmt(stat.mean, spec)
     if stat.count > 1:
         s += f" ± {_fmt(stat.std, spec.lstrip('+'))}"

@@ -108,9 +108,11 @@ def apply_target(res: RunResult, log: RunLog, target: float) -> None:
 
 @dataclass
 class Stat:
-    """Mean and spread of the finite values among n (n counts NaNs too)."""
+    """Mean and spread of the finite values among n (n counts NaNs too); `why` it has none, if
+    known (the paper table shows it instead of a number)."""
 
     values: list[float]
+    why: str = ""
 
     @property
     def finite(self) -> np.ndarray:
