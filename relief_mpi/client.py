@@ -25,6 +25,7 @@ from relief_mpi.comm import wire
 from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.device.clock import DeviceClock
 from relief_mpi.model.flops import FlopCosts
+from relief_mpi.model.optim import Adam, Optimizer, Sgd
 from relief_mpi.rounds import (
     ClientRecipe,
     RoundPlan,
@@ -168,13 +169,13 @@ class LocalTrainer:
         return frozenset(m for b in trained if (m := self.reg.modality_of(b)) is not None
                          and self.reg.kinds[b] in ("block", "enc")) & self.present
 
-    def _optimizer(self, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer | None:
+    def _optimizer(self, params: list[torch.nn.Parameter]) -> Optimizer | None:
         r = self.role.recipe
         if not params:
             return None
         if r.optimizer == "adam":
-            return torch.optim.Adam(params, lr=r.lr)
-        return torch.optim.SGD(params, lr=r.lr, momentum=r.momentum)
+            return Adam(params, lr=r.lr)
+        return Sgd(params, lr=r.lr, momentum=r.momentum)
 
     def train(self, plan: RoundPlan, blocks: dict[int, np.ndarray]) -> tuple[dict[int, np.ndarray], np.ndarray]:
         """One round on the device: receive the owned groups, train the allocated ones until the
@@ -243,7 +244,7 @@ class LocalTrainer:
             ce = F.cross_entropy(self.model(xs, no_grad, recipe.width), self.y[idx])
             loss = trainables.loss(ce)
             assert opt is not None
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             trainables.mask_gradients()
             opt.step()

@@ -149,6 +149,7 @@ def calibrate(steps: int, threads: int, batch_size: int, device: str) -> None:
     from relief_mpi.data.windows import window_dataset
     from relief_mpi.model.flops import measure_costs
     from relief_mpi.model.net import MultimodalNet
+    from relief_mpi.model.optim import Sgd
 
     if device == "cuda" and not torch.cuda.is_available():
         raise ReliefError("--device cuda: torch sees no CUDA device here")
@@ -169,11 +170,11 @@ def calibrate(steps: int, threads: int, batch_size: int, device: str) -> None:
     x = torch.from_numpy(train.x[:batch_size]).to(device)
     y = torch.from_numpy(train.y[:batch_size]).to(device)
     xs = split_modalities(x, spec, every, False)
-    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    opt = Sgd(model.parameters(), lr=0.01)
 
     def step() -> None:
         loss = F.cross_entropy(model(xs), y)
-        opt.zero_grad(set_to_none=True)
+        opt.zero_grad()
         loss.backward()
         opt.step()
 

@@ -1,4 +1,4 @@
-"""Training cost: per-step FLOPs measured with torch.utils.flop_counter, and per-group FLOPs.
+"""Training cost: per-step FLOPs counted with torch.utils.flop_counter's formulas, and per-group FLOPs.
 
 The cost of one local step is additive over the model's parts: every encoded modality's
 forward, the fusion+head forward and backward, and the backward of each encoder that trains.
@@ -16,7 +16,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import flop_registry
 
 
 @dataclass(frozen=True)
@@ -35,10 +36,41 @@ class FlopCosts:
         return total if batch is None else total * batch / self.batch_size
 
 
+class _FlopTally(TorchDispatchMode):
+    """FlopCounterMode's total, without its import of torch._dynamo (about 2.5 s of CPU per
+    process, paid by every rank at start-up: see model/optim.py): torch wraps a dispatch mode's
+    handler in torch._dynamo.disable unless the mode opts out, and nothing here is compiled.
+    The same rule as FlopCounterMode: an op without a formula is decomposed if it can be, else
+    run and, if it has one, counted with torch's formula (tests/model/test_flops.py compares the two)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.total = 0
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return False
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: Any = (), kwargs: Any = None) -> Any:
+        kwargs = kwargs or {}
+        packet = func._overloadpacket
+        # as FlopCounterMode: the registry is keyed by packet, so every overload is offered for
+        # decomposition first (those with a formula have no decomposition and come back)
+        if func not in flop_registry and func is not torch.ops.prim.device.default:
+            with self:
+                r = func.decompose(*args, **kwargs)
+            if r is not NotImplemented:
+                return r
+        out = func(*args, **kwargs)
+        if packet in flop_registry:
+            self.total += flop_registry[packet](*args, **kwargs, out_val=out)
+        return out
+
+
 def _count(fn: Any) -> float:
-    with FlopCounterMode(display=False) as fc:
+    with _FlopTally() as tally:
         fn()
-    return float(fc.get_total_flops())
+    return float(tally.total)
 
 
 def measure_costs(model: Any, modality_channels: list[int], window_len: int, batch_size: int) -> FlopCosts:

@@ -13,6 +13,7 @@ from torch import nn
 
 from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.errors import ReliefError
+from relief_mpi.model.optim import Adam, Optimizer, Sgd
 from relief_mpi.model.paper import PaperNet
 
 
@@ -40,7 +41,7 @@ def pretrain(model: nn.Module, spec: DatasetSpec, data: WindowSet, epochs: int, 
         p.requires_grad_(True)
     if isinstance(model, PaperNet):
         model.base_training = True  # the paper model's frozen encoders learn BatchNorm statistics here
-    opt = torch.optim.Adam(params, lr=lr) if optimizer == "adam" else torch.optim.SGD(params, lr=lr, momentum=0.9)
+    opt: Optimizer = Adam(params, lr=lr) if optimizer == "adam" else Sgd(params, lr=lr, momentum=0.9)
     model.train()
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=gen)
@@ -48,7 +49,7 @@ def pretrain(model: nn.Module, spec: DatasetSpec, data: WindowSet, epochs: int, 
             idx = order[i:i + batch_size]
             xb = x[idx]
             loss = F.cross_entropy(model([xb[:, c, :] for c in chans]), y[idx])
-            opt.zero_grad(set_to_none=True)
+            opt.zero_grad()
             loss.backward()
             opt.step()
     if isinstance(model, PaperNet):
