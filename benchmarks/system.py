@@ -2,10 +2,9 @@
 """Emulator performance on one host: framework overhead per round at 5, 9 and 17 ranks, clients
 per rank, peak memory per rank, and the round exchange (1 KB up) against raw mpi4py side by side.
 
-Each figure comes from one MPI job that runs relief_mpi.bench.system.run_system, the code behind
-`relief-mpi bench --system` (see there for the definitions); this script launches those jobs,
-each with a timeout, and prints a table. It runs the jobs itself (`--job`, under mpiexec) so that
-it can pass --clients: several clients per rank.
+Each figure comes from one MPI job of `relief-mpi bench --system` (relief_mpi/bench/system.py
+has the definitions); this script launches those jobs, each with a timeout, and prints a table.
+--clients puts several clients on each rank.
 
     python benchmarks/system.py                                  # 5, 9, 17 ranks, 10 local steps
     python benchmarks/system.py --ranks 17 --local-steps 10 --max-mb 0
@@ -35,28 +34,12 @@ def mpiexec() -> str:
     return exe
 
 
-def launch_cmd(n: int, relief_args: list[str], script: list[str] | None = None) -> list[str]:
-    """mpiexec -n N python (-m relief_mpi | SCRIPT) ARGS, with Open MPI's oversubscription flags."""
+def launch_cmd(n: int, relief_args: list[str]) -> list[str]:
+    """mpiexec -n N python -m relief_mpi ARGS, with Open MPI's oversubscription flags."""
     exe = mpiexec()
     out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30).stdout
     extra = ["--oversubscribe", "--bind-to", "none"] if ("Open MPI" in out or "OpenRTE" in out) else []
-    return [exe, *extra, "-n", str(n), sys.executable, *(script or ["-m", "relief_mpi"]), *relief_args]
-
-
-def job(argv: list[str]) -> None:
-    """One MPI job (every rank): the training job's options are `relief-mpi train`'s."""
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--max-mb", type=int, default=0)
-    ap.add_argument("--json-out", default=None)
-    ap.add_argument("--clients", type=int, default=None)
-    a, train_args = ap.parse_known_args(argv)
-    from relief_mpi.bench.system import run_system
-    from relief_mpi.cli.options import build_config
-    from relief_mpi.cli.train import train
-
-    cfg = build_config(train.make_context("train", train_args).params)
-    run_system(cfg, a.max_mb, Path(a.json_out) if a.json_out else None, lambda line: print(line, flush=True),
-               a.clients)
+    return [exe, *extra, "-n", str(n), sys.executable, "-m", "relief_mpi", *relief_args]
 
 
 def main() -> None:
@@ -70,18 +53,19 @@ def main() -> None:
     ap.add_argument("--sweep-ranks", type=int, default=5, help="world size of the exchange sweep")
     ap.add_argument("--timeout", type=float, default=1200, help="seconds per mpiexec")
     ap.add_argument("--json-dir", default=None, help="keep the per-job JSON here")
-    ap.add_argument("train_args", nargs="*", help="more `relief-mpi train` options, after --")
+    ap.add_argument("bench_args", nargs="*", help="more `relief-mpi bench` options, after --")
     a = ap.parse_args()
     jdir = Path(a.json_dir) if a.json_dir else Path(tempfile.mkdtemp(prefix="relief-system-"))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     results = {}
     for n in [int(x) for x in a.ranks.split(",")]:
         path = jdir / f"system-{n}.json"
-        args = ["--rounds", str(a.rounds), "--local-steps", str(a.local_steps), "--strategy", a.strategy,
-                "--max-mb", str(a.max_mb if n == a.sweep_ranks else 0), "--json-out", str(path), *a.train_args]
+        args = ["bench", "--system", "--rounds", str(a.rounds), "--local-steps", str(a.local_steps),
+                "--strategies", a.strategy, "--max-mb", str(a.max_mb if n == a.sweep_ranks else 0),
+                "--json-out", str(path), *a.bench_args]
         if a.clients:
             args += ["--clients", str(a.clients)]
-        cmd = launch_cmd(n, ["--job", *args], [str(Path(__file__).resolve())])
+        cmd = launch_cmd(n, args)
         print(f"$ {' '.join(cmd)}   (load average {os.getloadavg()[0]:.1f})", flush=True)
         try:
             if subprocess.run(cmd, timeout=a.timeout, env=env).returncode == 0 and path.exists():
@@ -117,7 +101,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    if len(sys.argv) > 1 and sys.argv[1] == "--job":
-        job(sys.argv[2:])
-    else:
-        main()
+    main()

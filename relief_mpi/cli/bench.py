@@ -83,7 +83,8 @@ def _explicit(ctx: click.Context, name: str, files: bool = True) -> bool:
 @click.option("--transport", type=click.Choice(["mpi", "inprocess"]), default="mpi", show_default=True,
               help="mpi: under mpirun (rank 0 server, ranks 1..N-1 clients); inprocess: every client in this process.")
 @click.option("--clients", type=click.IntRange(min=1), default=4, show_default=True,
-              help="Number of clients with --transport inprocess (under MPI it is N-1).")
+              help="Number of clients with --transport inprocess (under MPI it is N-1). With --system: the "
+                   "training job's clients, spread over the client ranks (default: one per client rank).")
 @click.option("--quiet", is_flag=True, help="No per-round lines (one line per run only).")
 @click.option("--system", is_flag=True,
               help="Instead of the strategy comparison: the emulator's performance on this MPI job (overhead "
@@ -118,7 +119,7 @@ def command(ctx: click.Context, **kw: Any) -> None:
 
     _refuse_single_run_options(ctx)
     if kw["system"]:
-        return _system(kw, _explicit(ctx, "strategies"))
+        return _system(kw, _explicit(ctx, "strategies"), kw["clients"] if _explicit(ctx, "clients") else None)
     paper = kw.get("protocol") == "paper"
     _check_paper_options(ctx, kw, paper)
     out_dir = Path(kw["out_dir"]) if kw["out_dir"] else Path("bench") / kw["dataset"]
@@ -310,10 +311,11 @@ def _guarded(fn):  # noqa: ANN001, ANN202 - run under MPI; any failure on any ra
         _abort()
 
 
-def _system(kw: dict[str, Any], explicit_strategies: bool) -> None:
+def _system(kw: dict[str, Any], explicit_strategies: bool, n_clients: int | None) -> None:
+    """--system: run_system on the first of --strategies; n_clients None = one client per client rank."""
     from relief_mpi.bench.system import run_system
 
     strategy = kw["strategies"].split(",")[0].strip() if explicit_strategies else "fedavg"
     cfg = build_config({**kw, "strategy": strategy})
     _guarded(lambda: run_system(cfg, kw["max_mb"], Path(kw["json_out"]) if kw["json_out"] else None,
-                                lambda line: click.echo(line)))
+                                lambda line: click.echo(line), n_clients))

@@ -54,6 +54,35 @@ def test_mpi_paper_bench_lr_chosen_on_validation(tmp_path):
     assert "--overwrite" in again.stderr
 
 
+@pytest.mark.mpi
+def test_mpi_system_clients_spread_over_client_ranks(tmp_path):
+    """bench --system --clients 4 on 3 ranks: the training job has 4 clients, 2 on each client rank."""
+    out = tmp_path / "system.json"
+    res = run_mpi(3, ["bench", "--system", "--clients", "4", "--strategies", "fedavg-sgd", "--rounds", "2",
+                      "--local-steps", "1", "--encoder-channels", "8,16", "--max-mb", "0", "--json-out", str(out)])
+    assert res.returncode == 0, res.stderr
+    ov = json.loads(out.read_text())["overhead"]
+    assert ov["clients"] == 4 and ov["client_ranks"] == 2 and ov["clients_per_rank"] == [2, 2]
+
+
+@pytest.mark.parametrize("args, n_clients", [([], None), (["--clients", "6"], 6)])
+def test_system_passes_clients_only_when_given(monkeypatch, args, n_clients):
+    """--clients' default (4, for --transport inprocess) must not reach --system: there it means one per rank."""
+    from click.testing import CliRunner
+
+    from relief_mpi.cli.bench import command
+
+    seen = []
+
+    def run_system(cfg, max_mb, json_out, say, n_clients=None):  # raising here would MPI_Abort pytest (_guarded)
+        seen.append(n_clients)
+
+    monkeypatch.setattr("relief_mpi.bench.system.run_system", run_system)
+    res = CliRunner().invoke(command, ["--system", "--max-mb", "0", *args])
+    assert res.exit_code == 0, res.output
+    assert seen == [n_clients]
+
+
 def _long_mhealth(root, subjects=(1, 2, 3)):
     """MHEALTH files whose label runs are long enough for the time split's 256-sample test windows."""
     d = root / "MHEALTHDATASET"
