@@ -45,18 +45,13 @@ def run_relief(a: argparse.Namespace, out: Path) -> list[float]:
     print("$ " + " ".join(cmd), flush=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run(cmd, check=True, timeout=a.timeout, env=env)
-    import numpy as np
-
-    from relief_mpi.bench.system import per_rank
+    from relief_mpi.bench.system import host_cores, overhead_from_log
     from relief_mpi.log.hdf5 import read_log
 
-    log = read_log(out)
-    wall = log.rounds["wall_time_s"]
-    busiest = per_rank(np.nan_to_num(log.clients["compute_wall_s"]), a.ranks - 1).max(axis=1)
+    ov = overhead_from_log(out, host_cores(), a.ranks - 1)
     print(f"relief-mpi: {a.clients} clients on {a.ranks - 1} client ranks (trained in parallel there); its own "
-          f"overhead (round wall - busiest rank's client compute), median: {np.median((wall - busiest)[1:]):.3f} s",
-          flush=True)
-    return [float(w) for w in wall]
+          f"overhead (round wall - busiest rank's client compute), median: {ov['overhead_s']:.3f} s", flush=True)
+    return [float(w) for w in read_log(out).rounds["wall_time_s"]]
 
 
 def run_plain(a: argparse.Namespace) -> list[float]:
