@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -451,12 +452,21 @@ def _check(plan: BenchPlan) -> str:
     return ""
 
 
-def _planned_order(out_dir: Path) -> tuple[str, ...] | None:
-    """The rows in the order the bench in out_dir ran them (its bench.json), for --summary-only."""
+def read_bench_json(out_dir: Path) -> dict[str, Any] | None:
+    """The bench.json an earlier bench wrote in out_dir (None: none, or not readable as one), read
+    once for --summary-only's order and meta."""
     try:
-        rows = json.loads((Path(out_dir) / "bench.json").read_text()).get("rows") or []
-        return tuple(str(r["label"]) for r in rows) or None
-    except (OSError, ValueError, KeyError, TypeError):
+        saved = json.loads((Path(out_dir) / "bench.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return saved if isinstance(saved, dict) else None
+
+
+def planned_order(saved: dict[str, Any] | None) -> tuple[str, ...] | None:
+    """The rows in the order the saved bench (read_bench_json) ran them; None if it does not say."""
+    try:
+        return tuple(str(r["label"]) for r in (saved or {}).get("rows") or []) or None
+    except (KeyError, TypeError):
         return None
 
 
@@ -481,7 +491,7 @@ def write_outputs(out_dir: Path, target_f1: float | None, order: tuple[str, ...]
     paths = sm.run_logs(out_dir) if paths is None else paths
     if not paths:
         raise ReliefError(f"{out_dir}: no bench logs (<strategy>-seed<k>.h5) to summarise")
-    logs = sm.load_logs(paths, order or _planned_order(out_dir))
+    logs = sm.load_logs(paths, order)
     published = any(log.config["data"].get("protocol") == "paper" for log, _ in logs)
     summary = sm.summarize(logs, None if published else target_f1)
     summary.meta = {**sm.meta_from_logs(logs), **(extra or {})}

@@ -186,11 +186,13 @@ def _strategy_list(kw: dict[str, Any], paper: bool, known: set[str]) -> tuple[tu
 
 
 def _summary_only(out_dir: Path, kw: dict[str, Any], strategies: tuple[str, ...]) -> None:
-    """--summary-only: the tables and figures again from the logs in out_dir, in --strategies order if given."""
-    from relief_mpi.bench.runner import write_outputs
+    """--summary-only: the tables and figures again from the logs in out_dir, in --strategies order if
+    given, else in the order of the bench that wrote them (its bench.json, read once here)."""
+    from relief_mpi.bench.runner import planned_order, read_bench_json, write_outputs
 
-    order = strategies if kw["strategies"] else None
-    for p in write_outputs(out_dir, kw["target_f1"], order, _saved_meta(out_dir), not kw["no_plots"]):
+    saved = read_bench_json(out_dir)
+    order = strategies if kw["strategies"] else planned_order(saved)
+    for p in write_outputs(out_dir, kw["target_f1"], order, _saved_meta(saved), not kw["no_plots"]):
         click.echo(f"wrote {p}")
 
 
@@ -275,15 +277,9 @@ def corrected_variants(known: set[str]) -> tuple[tuple, list[str]]:
     return tuple(rows), notes
 
 
-def _saved_meta(out_dir: Path) -> dict[str, object] | None:
-    import json
-
-    p = out_dir / "bench.json"
-    if not p.exists():
-        return None
-    try:
-        d = json.loads(p.read_text())
-    except ValueError:
+def _saved_meta(d: dict[str, Any] | None) -> dict[str, object] | None:
+    """summary.md's lines about the bench (budget, wall time, transport, peak RSS, notes) from its bench.json."""
+    if d is None:
         return None
     meta: dict[str, object] = {"budget": d["budget"]} if d.get("budget") else {}
     meta.update({"bench wall time (s)": f"{d.get('wall_s', float('nan')):.1f}", "transport": d.get("transport"),
