@@ -7,8 +7,9 @@ every rank agrees on the fleet, the data partition, the block partition and the 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import cast
+from typing import NamedTuple, cast
 
 import numpy as np
 import torch
@@ -169,6 +170,22 @@ def rare_modality(modality_sets: list[frozenset[int]], n_modalities: int) -> int
     if not live:
         return None
     return min(live, key=lambda m: (sizes[m], -m))
+
+
+class Cohort(NamedTuple):
+    modality: str
+    ranks: tuple[int, ...]  # the client ranks holding it
+    rare: bool  # the run's rare modality (rare_modality), and more than one modality is trained
+
+
+def modality_cohorts(held: Mapping[int, Sequence[str]], names: Sequence[str]) -> list[Cohort]:
+    """Per modality of names (in that order), the client ranks in held (rank -> its modalities)
+    holding it, the rare one marked by the run's own rule: what `fleet show` and `hosts check` print."""
+    ranks = {m: tuple(r for r, mods in held.items() if m in mods) for m in names}
+    rare = rare_modality([frozenset(i for i, m in enumerate(names) if m in mods) for mods in held.values()],
+                         len(names))
+    several = sum(1 for m in names if ranks[m]) > 1
+    return [Cohort(m, ranks[m], several and i == rare) for i, m in enumerate(names)]
 
 
 def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = None,

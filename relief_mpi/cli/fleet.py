@@ -111,19 +111,14 @@ def _rank_table(devices: list[ClientDevice], sets: list[tuple[str, ...]], tiers:
 
 
 def _cohort_lines(devices: list[ClientDevice], sets: list[tuple[str, ...]], names: tuple[str, ...]) -> list[str]:
-    """Per modality the client ranks holding it; the rare one marked (run_setup.rare_modality, the run's
-    own rule) when more than one modality is trained at all."""
-    from relief_mpi.run_setup import rare_modality
+    """Per modality the client ranks holding it (run_setup.modality_cohorts), never-trained ones too."""
+    from relief_mpi.run_setup import modality_cohorts
 
-    cohorts = {m: [d.rank for d, s in zip(devices, sets, strict=True) if m in s] for m in names}
-    live = [m for m in names if cohorts[m]]
-    rare = rare_modality([frozenset(names.index(m) for m in s) for s in sets], len(names))
     lines = []
-    for i, m in enumerate(names):
-        ranks = cohorts[m]
-        note = "  <- rare modality" if i == rare and len(live) > 1 else ""
-        body = f"ranks {', '.join(map(str, ranks))}" if ranks else "nobody (this modality is never trained)"
-        lines.append(f"  {m:<8} {len(ranks):>3} client(s): {body}{note}")
+    for c in modality_cohorts({d.rank: s for d, s in zip(devices, sets, strict=True)}, names):
+        note = "  <- rare modality" if c.rare else ""
+        body = f"ranks {', '.join(map(str, c.ranks))}" if c.ranks else "nobody (this modality is never trained)"
+        lines.append(f"  {c.modality:<8} {len(c.ranks):>3} client(s): {body}{note}")
     return lines
 
 

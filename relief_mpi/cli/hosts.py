@@ -205,21 +205,17 @@ def table(infos: Sequence[RankInfo]) -> list[str]:
 
 
 def cohort_lines(infos: Sequence[RankInfo]) -> list[str]:
-    """Per modality the client ranks holding it; the rare one marked, by the run's own rule
-    (run_setup.rare_modality), when there is more than one."""
-    from relief_mpi.run_setup import rare_modality
+    """Per modality some client holds, the client ranks holding it (run_setup.modality_cohorts)."""
+    from relief_mpi.run_setup import modality_cohorts
 
     held = {i.rank: i.modalities.split(",") for i in infos if i.rank > 0 and i.modalities not in ("-", "NONE")}
     if not held:
         return []
-    order = _modality_order(infos, held)
-    rare = rare_modality([frozenset(order.index(m) for m in mods if m in order) for mods in held.values()],
-                         len(order))
     lines = []
-    for k, m in enumerate(order):
-        ranks = [r for r, mods in held.items() if m in mods]
-        mark = "  <- rare modality" if k == rare and len(order) > 1 else ""
-        lines.append(f"cohort {m}: {len(ranks)} client{'s' if len(ranks) != 1 else ''} ({_rank_word(ranks)}){mark}")
+    for c in modality_cohorts(held, _modality_order(infos, held)):
+        mark = "  <- rare modality" if c.rare else ""
+        n = len(c.ranks)
+        lines.append(f"cohort {c.modality}: {n} client{'s' if n != 1 else ''} ({_rank_word(c.ranks)}){mark}")
     return lines
 
 

@@ -181,6 +181,16 @@ def test_fleet_show_hand_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert "gyro       1 client(s): ranks 3" in out
 
 
+def test_modality_cohorts_rare_by_the_runs_rule() -> None:
+    from relief_mpi.run_setup import modality_cohorts
+
+    names = ("acc", "gyro", "ecg")
+    cohorts = modality_cohorts({1: ("acc", "gyro"), 2: ("acc", "ecg"), 3: ()}, names)
+    assert [(c.modality, c.ranks, c.rare) for c in cohorts] == [
+        ("acc", (1, 2), False), ("gyro", (1,), False), ("ecg", (2,), True)]  # a tie: the later one
+    assert [c.rare for c in modality_cohorts({1: ("acc",), 2: ("acc",)}, names)] == [False] * 3  # one trained
+
+
 def test_shipped_fleets_resolve() -> None:
     from relief_mpi.device.fleet import DEFAULT_FLEET
 

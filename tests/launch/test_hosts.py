@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from relief_mpi.cli.hosts import RankInfo, disagreement, table, verdict
+from relief_mpi.cli.hosts import RankInfo, cohort_lines, disagreement, table, verdict
 from relief_mpi.device.fleet import load_fleet, resolve_fleet
 from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
@@ -129,6 +129,15 @@ def test_verdict_errors_and_slots(tmp_path: Path) -> None:
     assert msg and "has 2 slot(s) on 1 host(s) but the job runs 3 ranks" in msg
     hf.write_text("h0:3\n")
     assert verdict(infos, parse_hostfile(hf), 3) is None
+
+
+def test_cohort_lines_in_dataset_order_rare_marked() -> None:
+    """Modalities in rank 0's (the dataset's) order, only those some client holds; a NONE rank is in no cohort."""
+    infos = [_info(0, modalities="all (acc,gyro,mag,ecg)"), _info(1, modalities="acc,ecg"),
+             _info(2, modalities="acc,gyro"), _info(3, modalities="acc,gyro"), _info(4, modalities="NONE")]
+    assert cohort_lines(infos) == ["cohort acc: 3 clients (ranks 1-3)", "cohort gyro: 2 clients (ranks 2-3)",
+                                   "cohort ecg: 1 client (rank 1)  <- rare modality"]
+    assert cohort_lines(infos[:1] + [_info(1, modalities="acc")]) == ["cohort acc: 1 client (rank 1)"]
 
 
 def test_record_round_trip_and_truncation() -> None:
