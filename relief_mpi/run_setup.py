@@ -188,6 +188,24 @@ def modality_cohorts(held: Mapping[int, Sequence[str]], names: Sequence[str]) ->
     return [Cohort(m, ranks[m], several and i == rare) for i, m in enumerate(names)]
 
 
+def check_sensors(devices: Sequence[ClientDevice], sets: Sequence[tuple[str, ...]], dataset: str,
+                  names: Sequence[str]) -> None:
+    """A client whose sensors are none of the dataset's modalities would train nothing: a fleet
+    error, one line naming the first such client, its sensors and the dataset's."""
+    bad = [d for d, s in zip(devices, sets, strict=True) if not s]
+    if not bad:
+        return
+    d = bad[0]
+    if all(x.client + 1 == x.rank for x in devices):  # one client per rank: the rank names it
+        who = f"client rank {d.rank} (tier {d.tier})"
+    else:
+        who = f"client {d.client} (rank {d.rank}, tier {d.tier})"
+    others = sorted({b.rank for b in bad[1:]})
+    nor = f", nor do the other clients on rank(s) {', '.join(map(str, others))}" if others else ""
+    raise ReliefError(f"{who} has sensors {list(d.sensors or [])}, none of which the {dataset} dataset has "
+                      f"({', '.join(names)}){nor}; fix the fleet")
+
+
 def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = None,
                 n_ranks: int | None = None) -> RunSetup:
     """`hostnames` by rank (MPI: the world's); the clients sit on `n_ranks` client ranks (default one
@@ -232,13 +250,8 @@ def _devices(cfg: RunConfig, n_clients: int, hostnames: list[str] | None, n_rank
 
 def _sensor_sets(devices: list[ClientDevice], dataset: str, names: tuple[str, ...]) -> list[tuple[str, ...]]:
     """Each client's sensors among the dataset's modalities; a client with none of them is a fleet error."""
-    sets = []
-    for d in devices:
-        s = modality_set_for(d.sensors, names)
-        if not s:
-            raise ReliefError(f"client rank {d.rank} (tier {d.tier}) has sensors {list(d.sensors or [])}, none of "
-                              f"which the {dataset} dataset has ({', '.join(names)}); fix the fleet")
-        sets.append(s)
+    sets = [modality_set_for(d.sensors, names) for d in devices]
+    check_sensors(devices, sets, dataset, names)
     return sets
 
 

@@ -81,9 +81,9 @@ def show(**kw: Any) -> None:
     empty = [t.name for t in tiers if not any(d.tier == t.name for d in devices)]
     if empty:
         click.echo(f"note: tier(s) {', '.join(empty)} get no client at -n {n}")
-    bad = [d.rank for d, s in zip(devices, sets, strict=True) if not s]
-    if bad:
-        raise ReliefError(f"client rank(s) {bad} have none of the {raw.spec.name} dataset's sensors; fix the fleet")
+    from relief_mpi.run_setup import check_sensors
+
+    check_sensors(devices, sets, raw.spec.name, names)
 
 
 def _hostnames(hosts: str | None, n: int) -> list[str] | None:

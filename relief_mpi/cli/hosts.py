@@ -119,6 +119,7 @@ def local_info(cfg: Any, rank: int, size: int, hosts: Sequence[str], local_rank:
     from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
     from relief_mpi.device.fleet import load_fleet, resolve_fleet
     from relief_mpi.device.profiles import load_profiles
+    from relief_mpi.run_setup import check_sensors
 
     base: dict[str, str] = dict(host=hosts[rank], address=primary_address(), arch=platform.machine(),
                                 relief=__version__, python=platform.python_version(), torch=torch.__version__,
@@ -137,10 +138,7 @@ def local_info(cfg: Any, rank: int, size: int, hosts: Sequence[str], local_rank:
             d = devices[rank - 1]
             native = " (native)" if d.profile.native else ""
             base.update(profile=d.profile.name + native, tier=d.tier, modalities=",".join(sets[rank - 1]) or "NONE")
-        empty = [d.rank for d, s in zip(devices, sets, strict=True) if not s]
-        if empty:
-            raise ReliefError(f"client rank {empty[0]} has none of the {raw.spec.name} dataset's sensors "
-                              f"({', '.join(names)}); fix the fleet")
+        check_sensors(devices, sets, raw.spec.name, names)
         base["fingerprint"] = build_federated(cfg.data, cfg.seed, sets, raw).fingerprint
     except ReliefError as e:
         base["error"] = str(e)

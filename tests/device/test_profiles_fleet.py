@@ -137,6 +137,9 @@ BAD_FLEETS = {
     "no ranks left": ('[[tier]]\nprofile = "raspberry-pi-4"\nranks = [1]\n', "match no tier"),
     "sensor typo": ('[[tier]]\nprofile = "raspberry-pi-4"\nsensors = ["acc", "gyr"]\nfraction = 1.0\n',
                     "tier 'tier1': unknown sensor 'gyr' (known: acc, gyro,"),
+    "no dataset sensor": ('[[tier]]\nprofile = "raspberry-pi-4"\nsensors = ["hr"]\nfraction = 1.0\n',
+                          "client rank 1 (tier tier1) has sensors ['hr'], none of which the synthetic dataset has "
+                          "(acc, gyro, mag, ecg), nor do the other clients on rank(s) 2, 3; fix the fleet"),
 }
 
 
@@ -189,6 +192,19 @@ def test_modality_cohorts_rare_by_the_runs_rule() -> None:
     assert [(c.modality, c.ranks, c.rare) for c in cohorts] == [
         ("acc", (1, 2), False), ("gyro", (1,), False), ("ecg", (2,), True)]  # a tie: the later one
     assert [c.rare for c in modality_cohorts({1: ("acc",), 2: ("acc",)}, names)] == [False] * 3  # one trained
+
+
+def test_check_sensors_names_the_client_when_ranks_host_several() -> None:
+    from relief_mpi.device.fleet import ClientDevice
+    from relief_mpi.run_setup import check_sensors
+
+    p = load_profiles()["raspberry-pi-4"]
+    devs = [ClientDevice(k, 1 + k % 2, "low", p, ("hr",) if k else None) for k in range(4)]
+    sets = [("acc",), (), (), ()]
+    with pytest.raises(ReliefError, match=r"^client 1 \(rank 2, tier low\) has sensors \['hr'\], none of which the "
+                       r"spar dataset has \(acc, gyro\), nor do the other clients on rank\(s\) 1, 2; fix the fleet$"):
+        check_sensors(devs, sets, "spar", ("acc", "gyro"))
+    check_sensors(devs[:1], sets[:1], "spar", ("acc", "gyro"))
 
 
 def test_shipped_fleets_resolve() -> None:
