@@ -54,10 +54,16 @@ def load_fleet(path: str | Path | None) -> list[Tier]:
     tiers: list[Tier] = []
     for i, t in enumerate(tiers_raw, 1):
         tiers.append(_parse_tier(p, i, t, {x.name for x in tiers}))
+    _check_fractions(tiers, f"fleet file {p}")
+    return tiers
+
+
+def _check_fractions(tiers: Sequence[Tier], where: str) -> None:
+    """The fraction tiers share out the ranks left over, so their fractions must sum to 1: else
+    _by_fraction leaves some ranks without a tier, or runs out of ranks to hand out."""
     fracs = [t.fraction for t in tiers if t.fraction is not None]
     if fracs and not math.isclose(sum(fracs), 1.0, abs_tol=1e-6):
-        raise ReliefError(f"fleet file {p}: tier fractions sum to {sum(fracs):g}, must sum to 1")
-    return tiers
+        raise ReliefError(f"{where}: tier fractions sum to {sum(fracs):g}, must sum to 1")
 
 
 def _parse_tier(p: Path, i: int, t: object, taken: set[str]) -> Tier:
@@ -100,6 +106,7 @@ def resolve_fleet(tiers: Sequence[Tier], n_clients: int, profiles: dict[str, Dev
     Explicit ranks first, then host globs, then the fractions share the ranks left."""
     if n_clients < 1:
         raise ReliefError("the fleet needs at least one client rank (run with at least 2 MPI ranks)")
+    _check_fractions(tiers, "fleet")  # load_fleet has checked a file's; tiers built in code may not be
     for t in tiers:
         if t.profile not in profiles:
             raise ReliefError(f"fleet tier {t.name!r}: unknown profile {t.profile!r} "

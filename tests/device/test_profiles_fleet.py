@@ -115,6 +115,16 @@ def test_hand_written_fleet_resolves_ranks_hosts_fractions(tmp_path: Path) -> No
     assert devs[0].sensors == ("acc", "ecg") and devs[2].sensors is None
 
 
+@pytest.mark.parametrize("fractions, total", [((0.1, 0.1), "0.2"), ((0.9, 0.9), "1.8"), ((0.0, 0.0), "0")])
+def test_resolve_fleet_refuses_fractions_not_summing_to_1(fractions: tuple[float, float], total: str) -> None:
+    """Tiers built in code skip load_fleet's check: the same one line, not a KeyError or StopIteration."""
+    from relief_mpi.device.fleet import Tier
+
+    tiers = [Tier("a", "raspberry-pi-4", None, fractions[0]), Tier("b", "jetson-nano", None, fractions[1])]
+    with pytest.raises(ReliefError, match=rf"^fleet: tier fractions sum to {total}, must sum to 1$"):
+        resolve_fleet(tiers, 3, load_profiles())
+
+
 def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
              args: list[str]) -> tuple[int, str, str]:
     monkeypatch.setattr(sys, "argv", ["relief-mpi", *args])
