@@ -58,6 +58,9 @@ def spec(modality_by: str = "type") -> DatasetSpec:
 def generate(seed: int = 0, modality_by: str = "type", n_subjects: int = 10) -> RawDataset:
     """One recording per subject (about 5.6 minutes at 50 Hz, every class once in a random order,
     2 s rests between, label -1): deterministic for a seed."""
+    from relief_mpi.data import cache
+
+    sessions = cache.builtin_sessions(seed, n_subjects, lambda: builtin_sessions(seed, n_subjects))
     recs = [Recording(subject=k + 1, signals=x, labels=y, source=f"synthetic(seed={seed})")
-            for k, (x, y) in enumerate(builtin_sessions(seed, n_subjects))]
+            for k, (x, y) in enumerate(sessions)]
     return RawDataset(spec(modality_by), recs)
