@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from relief_mpi.config import RunConfig, StrategyConfig
+from relief_mpi.config import StrategyConfig
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.model.flops import FlopCosts
 from relief_mpi.rounds import FleetInfo, GroupInfo, GroupSums, pack_update, update_len
 from relief_mpi.strategy.base import StrategyContext
 from relief_mpi.strategy.registry import make_strategy
-from tests.helpers import FAST, SPAR_DIR, need_shared, run_mpi
+from tests.helpers import FAST, SPAR_DIR, fast_config, need_shared, run_mpi
 
 # Four modalities, the paper's 15 groups (sizes small: only the rules matter here).
 NAMES = ("A.acc", "A.gyro", "A.mag", "A.ecg", "B", "E.acc.0", "E.acc.1", "E.gyro.0", "E.gyro.1", "E.mag.0",
@@ -115,14 +115,25 @@ def expected_coef(kind: str, modality: int | None, trainers: np.ndarray, sets: l
     return out
 
 
-@pytest.mark.mpi
-def test_mpi_aggregation_and_divergence_equal_numpy_on_the_dumped_deltas(tmp_path: Path) -> None:
-    dump = tmp_path / "dump"
+@pytest.fixture(scope="module")
+def paper_fleet_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """The suite's one real-fleet job: the paper fleet's 10 clients one per rank (11 ranks), RELIEF
+    for 3 rounds on the narrow paper model (FAST), every client's deltas and the server's groups
+    dumped. Both tests below read it: the log's groups, T* and budgets, and the aggregation and
+    divergence recomputed from the dumps."""
+    d = tmp_path_factory.mktemp("paper-fleet")
+    dump = d / "dump"
     dump.mkdir()
-    res = run_mpi(7, ["train", "--strategy", "relief", "--fleet", "paper", "--rounds", "3", *FAST,
-                      "--quiet", "--out", str(tmp_path / "r.h5"), "--debug-dump", str(dump)], timeout=300)
+    res = run_mpi(11, ["train", "--strategy", "relief", "--fleet", "paper", "--rounds", "3", *FAST,
+                       "--quiet", "--out", str(d / "r.h5"), "--debug-dump", str(dump)], timeout=420)
     assert res.returncode == 0, res.stderr
-    log = read_log(tmp_path / "r.h5")
+    return d / "r.h5", dump
+
+
+@pytest.mark.mpi
+def test_mpi_aggregation_and_divergence_equal_numpy_on_the_dumped_deltas(paper_fleet_run: tuple[Path, Path]) -> None:
+    path, dump = paper_fleet_run
+    log = read_log(path)
     kinds = json.loads(log.attrs["group_kinds"])
     n_params = json.loads(log.attrs["group_n_params"])
     mods = json.loads(log.attrs["modalities"])
@@ -161,11 +172,9 @@ def test_mpi_aggregation_and_divergence_equal_numpy_on_the_dumped_deltas(tmp_pat
 
 
 @pytest.mark.mpi
-def test_mpirun_11_relief_on_the_paper_fleet_logs_groups_t_star_and_budgets(tmp_path: Path) -> None:
-    res = run_mpi(11, ["train", "--strategy", "relief", "--fleet", "paper", "--rounds", "3", "--local-epochs", "1",
-                       "--quiet", "--out", str(tmp_path / "r.h5")], timeout=420)
-    assert res.returncode == 0, res.stderr
-    log = read_log(tmp_path / "r.h5")
+def test_mpirun_11_relief_on_the_paper_fleet_logs_groups_t_star_and_budgets(paper_fleet_run: tuple[Path, Path],
+                                                                            tmp_path: Path) -> None:
+    log = read_log(paper_fleet_run[0])
     assert len(log.block_names) == 15 and log.block_names[0] == "A.acc"
     assert math.isnan(log.rounds["t_star"][0]) and np.isfinite(log.rounds["t_star"][1:]).all()
     tiers = [p["tier"] for p in json.loads(log.attrs["profiles"])]
@@ -177,20 +186,22 @@ def test_mpirun_11_relief_on_the_paper_fleet_logs_groups_t_star_and_budgets(tmp_
     assert alloc[:, acc_only].sum(axis=2).max() < alloc[:, full].sum(axis=2).min()
     assert (log.clients["budget"][1:] >= 1).all()
     assert np.isfinite(log.rounds["analytic_time_s"]).all() and (log.rounds["analytic_energy_j"] > 0).all()
-    cfg = RunConfig(rounds=3, strategy=StrategyConfig(name="ablation-v3", local_epochs=1))
     from relief_mpi.config import DeviceConfig
     from relief_mpi.run import run_inprocess
 
-    run_inprocess(RunConfig(rounds=cfg.rounds, strategy=cfg.strategy, device=DeviceConfig(fleet="paper")), 10,
-                  tmp_path / "v3.h5")
+    # the random ablation on the same fleet, model and seed allocates otherwise
+    run_inprocess(fast_config(3, "ablation-v3", device=DeviceConfig(fleet="paper")), 10, tmp_path / "v3.h5")
     assert not np.array_equal(read_log(tmp_path / "v3.h5").alloc, log.alloc)
 
 
 @pytest.mark.mpi
 def test_relief_runs_on_spar_with_the_paper_model(tmp_path: Path) -> None:
     need_shared()
-    res = run_mpi(11, ["train", "--strategy", "relief", "--dataset", "spar", "--data-dir", str(SPAR_DIR),
-                       "--rounds", "2", "--local-epochs", "1", "--quiet", "--out", str(tmp_path / "s.h5")], timeout=420)
+    # the production model (64,128 channels) for the 10 clients an 11-rank job has, on 2 client
+    # ranks: the same numbers as one per rank (tests/comm/test_many_clients.py), 8 fewer processes
+    res = run_mpi(3, ["train", "--strategy", "relief", "--dataset", "spar", "--data-dir", str(SPAR_DIR),
+                      "--clients", "10", "--rounds", "2", "--local-epochs", "1", "--quiet",
+                      "--out", str(tmp_path / "s.h5")], timeout=420)
     assert res.returncode == 0, res.stderr
     log = read_log(tmp_path / "s.h5")
     assert log.block_names[:2] == ["A.acc", "A.gyro"] and np.isfinite(log.rounds["macro_f1"]).all()
