@@ -91,3 +91,25 @@ def fast_config(rounds: int = 2, strategy: str = "fedavg", seed: int = 0, **kw: 
     run = {k: v for k, v in kw.items() if k not in fields}
     return RunConfig(rounds=rounds, seed=seed, model=ModelConfig(encoder_channels=(8, 16)),
                      strategy=StrategyConfig(name=strategy, local_epochs=1, **strat), **run)  # type: ignore[arg-type]
+
+
+_SHARED_RUNS: dict[tuple[int, tuple[str, ...]], tuple[subprocess.CompletedProcess[str], Path]] = {}
+
+
+def shared_mpi_run(factory: pytest.TempPathFactory, n: int, args: list[str],
+                   timeout: float = 240) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """run_mpi(n, [*args, "--out", LOG]) once per test session for the same n and args (LOG in a fresh
+    folder of tmp_path_factory), then the same (result, LOG) to every caller: tests that launch the
+    same job only to assert different things share one launch. Callers only read LOG and its folder."""
+    key = (n, tuple(args))
+    if key not in _SHARED_RUNS:
+        log = factory.mktemp("shared-run") / "run.h5"
+        _SHARED_RUNS[key] = (run_mpi(n, [*args, "--out", str(log)], timeout=timeout), log)
+    return _SHARED_RUNS[key]
+
+
+# 3 ranks, 2 clients (one per client rank), 3 rounds of FAST FedAvg in which rank 2 (client 1) sends
+# a NaN update in round 2, not --quiet: shared_mpi_run(tmp_path_factory, *NAN_2_2_RUN) gives its
+# result and log to every test about a rejected update (it is rejected, the run goes on; rank 0
+# says so once).
+NAN_2_2_RUN: tuple[int, list[str]] = (3, ["train", "--rounds", "3", *FAST, "--fault", "nan:2:2"])

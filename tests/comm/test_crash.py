@@ -8,16 +8,18 @@ import numpy as np
 import pytest
 
 from relief_mpi.log.hdf5 import read_log
-from tests.helpers import FAST, run_mpi
+from tests.helpers import FAST, NAN_2_2_RUN, run_mpi, shared_mpi_run
 
 pytestmark = pytest.mark.mpi
-ARGS = ["--rounds", "4", *FAST, "--checkpoint-every", "1", "--quiet", "--strategy", "relief"]
+ARGS = ["--rounds", "4", "--clients", "3", *FAST, "--checkpoint-every", "1", "--quiet", "--strategy", "relief"]
 
 
 @pytest.mark.parametrize("rank,round_", [(2, 3), (0, 2)], ids=["client", "server"])
 def test_kill_9_then_resume(tmp_path: Path, rank: int, round_: int) -> None:
     log = tmp_path / "k.h5"
-    res = run_mpi(4, ["train", *ARGS, "--out", str(log), "--fault", f"kill:{rank}:{round_}"], timeout=180)
+    # 3 clients on 3 ranks: rank 2 hosts client 1 alone, so killing it kills one client (as with
+    # one client per rank), and rank 1 (clients 0 and 2) is left waiting on the dead rank
+    res = run_mpi(3, ["train", *ARGS, "--out", str(log), "--fault", f"kill:{rank}:{round_}"], timeout=180)
     ended = time.time()
     assert res.returncode != 0
     # The kill comes during round `round_`, after the last write of the log and checkpoint (every
@@ -28,17 +30,16 @@ def test_kill_9_then_resume(tmp_path: Path, rank: int, round_: int) -> None:
     assert len(part.rounds) >= 2
     assert np.all(np.isfinite(part.rounds["macro_f1"]))
     assert part.clients["busy_s"].shape[0] == len(part.rounds)
-    res = run_mpi(4, ["train", "--resume", str(log), "--quiet"], timeout=180)
+    res = run_mpi(3, ["train", "--resume", str(log), "--quiet"], timeout=180)  # its 3 clients, from the log
     assert res.returncode == 0, res.stderr
     done = read_log(log)
     assert list(done.rounds["round"]) == [1, 2, 3, 4]
     np.testing.assert_array_equal(done.rounds["macro_f1"][:2], part.rounds["macro_f1"][:2])
 
 
-def test_nan_update_is_rejected_and_the_run_goes_on(tmp_path: Path) -> None:
-    log = tmp_path / "n.h5"
-    res = run_mpi(4, ["train", "--rounds", "3", *FAST, "--quiet", "--out", str(log),
-                      "--fault", "nan:2:2"], timeout=180)
+def test_nan_update_is_rejected_and_the_run_goes_on(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # rank 2 (client 1) sends NaN in round 2 of 3; the job is shared with any other test of it
+    res, log = shared_mpi_run(tmp_path_factory, *NAN_2_2_RUN)
     assert res.returncode == 0, res.stderr
     run = read_log(log)
     rejected = run.clients["rejected"]
