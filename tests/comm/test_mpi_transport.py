@@ -18,8 +18,9 @@ SMALL = ["--rounds", "2", "--local-steps", "3", *FAST, "--quiet"]
 
 @pytest.mark.parametrize("strategy", ["fedavg", "relief"])
 def test_inprocess_and_mpiexec_give_the_same_numbers(tmp_path: Path, strategy: str) -> None:
-    res = run_mpi(4, ["train", "--strategy", strategy, "--seed", "3", "--out", str(tmp_path / "mpi.h5"), *SMALL],
-                  timeout=240)
+    # 3 clients (high, mid, low) on 2 client ranks: rank 1 hosts clients 0 and 2, rank 2 client 1
+    res = run_mpi(3, ["train", "--strategy", strategy, "--seed", "3", "--clients", "3",
+                      "--out", str(tmp_path / "mpi.h5"), *SMALL], timeout=240)
     assert res.returncode == 0, res.stderr
     cfg = fast_config(rounds=2, strategy=strategy, seed=3, local_steps=3)
     run_inprocess(cfg, 3, tmp_path / "ip.h5")
@@ -30,7 +31,7 @@ def test_inprocess_and_mpiexec_give_the_same_numbers(tmp_path: Path, strategy: s
         np.testing.assert_allclose(a.clients[metric], b.clients[metric], rtol=1e-4, atol=1e-6, err_msg=metric)
     np.testing.assert_array_equal(a.alloc, b.alloc)
     lib = a.attrs["mpi_library"]
-    assert a.attrs["world_size"] == 4 and ("MPICH" in lib or "Open MPI" in lib), (a.attrs["world_size"], lib)
+    assert a.attrs["world_size"] == 3 and ("MPICH" in lib or "Open MPI" in lib), (a.attrs["world_size"], lib)
 
 
 def test_cohort_reduce_equals_numpy_on_the_clients_deltas(tmp_path: Path) -> None:
@@ -40,7 +41,9 @@ def test_cohort_reduce_equals_numpy_on_the_clients_deltas(tmp_path: Path) -> Non
     each client dumped, in NumPy."""
     dump = tmp_path / "dump"
     dump.mkdir()
-    res = run_mpi(5, ["train", "--strategy", "skip-absent", "--rounds", "3", "--local-steps", "3",
+    # 4 clients (high, mid, low, low) on 2 client ranks, as a 5-rank job has: rank 1 hosts clients 0
+    # and 2, rank 2 clients 1 and 3, so ecg (client 0's alone) is reduced over ranks {0, 1} only
+    res = run_mpi(3, ["train", "--strategy", "skip-absent", "--clients", "4", "--rounds", "3", "--local-steps", "3",
                       *FAST, "--quiet", "--out", str(tmp_path / "r.h5"), "--debug-dump", str(dump)],
                   timeout=240)
     assert res.returncode == 0, res.stderr
@@ -73,7 +76,8 @@ def test_cohort_reduce_equals_numpy_on_the_clients_deltas(tmp_path: Path) -> Non
 
 def test_exception_on_one_client_aborts_the_job(tmp_path: Path) -> None:
     log = tmp_path / "x.h5"
-    res = run_mpi(4, ["train", "--rounds", "5", *FAST, "--quiet", "--out", str(log),
+    # 3 clients on 3 ranks: rank 2 hosts client 1 alone; rank 1 (clients 0 and 2) goes on waiting
+    res = run_mpi(3, ["train", "--rounds", "5", "--clients", "3", *FAST, "--quiet", "--out", str(log),
                       "--fault", "raise:2:2"], timeout=120)
     ended = time.time()
     assert res.returncode != 0
