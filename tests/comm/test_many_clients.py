@@ -21,8 +21,10 @@ from tests.helpers import REPO, mpi_command, mpi_env, run_mpi
 ROUND_FIELDS = ("accuracy", "macro_f1", "rare_f1", "own_macro_f1", "train_loss", "bytes_up", "bytes_down",
                 "virtual_time_s", "energy_j", "rejected")
 CLIENT_FIELDS = ("loss", "samples", "steps", "bytes_up", "bytes_down", "busy_s", "flops")
-TINY = ["--rounds", "2", "--eval-every", "2", "--downsample", "2", "--local-epochs", "1", "--local-steps", "1",
-        "--batch-size", "64", "--encoder-channels", "4,8", "--seed", "5", "--quiet"]
+# Two rounds (every strategy plans and aggregates twice) on 12.5 Hz windows, one local epoch in
+# batches of 128 (2 or 3 steps per client for the epoch-based presets; 1 for the step-based ones).
+TINY = ["--rounds", "2", "--eval-every", "2", "--downsample", "4", "--local-epochs", "1", "--local-steps", "1",
+        "--batch-size", "128", "--encoder-channels", "4,8", "--seed", "5", "--quiet"]
 
 
 def tiny_config(strategy: str) -> RunConfig:
@@ -31,8 +33,44 @@ def tiny_config(strategy: str) -> RunConfig:
         model["b_mode"] = "block"
     if strategy == "heterofl":
         model = {"model": "small"}
-    return RunConfig.from_dict({"rounds": 2, "seed": 5, "eval_every": 2, "data": {"downsample": 2}, "model": model,
-                                "strategy": {"name": strategy, "local_steps": 1, "local_epochs": 1, "batch_size": 64}})
+    return RunConfig.from_dict({"rounds": 2, "seed": 5, "eval_every": 2, "data": {"downsample": 4}, "model": model,
+                                "strategy": {"name": strategy, "local_steps": 1, "local_epochs": 1, "batch_size": 128}})
+
+
+_RAW: dict[tuple[object, ...], object] = {}
+_LOGS: dict[tuple[str, int], Path] = {}
+
+
+@pytest.fixture
+def synthetic_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The in-process runs below simulate the same synthetic recordings (tiny_config's seed) some 60
+    times, 0.7 s each. The simulation is deterministic for its arguments (tests/data/test_partition.py;
+    and the MPI runs here, whose ranks simulate their own, are compared with these runs), so every run
+    gets its own deep copy of one simulation."""
+    import copy
+
+    from relief_mpi.data import synthetic
+
+    real = synthetic.generate
+
+    def generate(*args: object, **kw: object) -> object:
+        key = (args, tuple(sorted(kw.items())))
+        if key not in _RAW:
+            _RAW[key] = real(*args, **kw)  # type: ignore[arg-type]
+        return copy.deepcopy(_RAW[key])
+
+    monkeypatch.setattr(synthetic, "generate", generate)
+
+
+def inprocess_log(factory: pytest.TempPathFactory, strategy: str, n_ranks: int) -> RunLog:
+    """run_inprocess(tiny_config(strategy), 4 clients, n_ranks), once per session: the MPI tests
+    compare with the 1-per-rank run that test_same_numbers_with_1_2_4_clients_per_rank makes."""
+    key = (strategy, n_ranks)
+    if key not in _LOGS:
+        out = factory.mktemp(f"ip-{strategy}-{n_ranks}") / "ip.h5"
+        run_inprocess(tiny_config(strategy), 4, out, n_ranks=n_ranks)
+        _LOGS[key] = out
+    return read_log(_LOGS[key])
 
 
 def assert_same(a: RunLog, b: RunLog, rtol: float = 0.0) -> None:
@@ -92,12 +130,9 @@ def test_cohort_communicators_and_per_rank_sums_through_mpi() -> None:
 
 
 @pytest.mark.parametrize("strategy", sorted(strategy_classes()))
-def test_same_numbers_with_1_2_4_clients_per_rank(tmp_path: Path, strategy: str) -> None:
-    cfg = tiny_config(strategy)
-    logs = []
-    for n_ranks in (4, 2, 1):  # 4 clients: 1, 2 and 4 per rank
-        run_inprocess(cfg, 4, tmp_path / f"{n_ranks}.h5", n_ranks=n_ranks)
-        logs.append(read_log(tmp_path / f"{n_ranks}.h5"))
+@pytest.mark.usefixtures("synthetic_once")
+def test_same_numbers_with_1_2_4_clients_per_rank(tmp_path_factory: pytest.TempPathFactory, strategy: str) -> None:
+    logs = [inprocess_log(tmp_path_factory, strategy, n_ranks) for n_ranks in (4, 2, 1)]  # 4 clients: 1, 2, 4 per rank
     assert logs[0].alloc.sum() > 0
     for other in logs[1:]:
         assert_same(logs[0], other)
@@ -105,18 +140,21 @@ def test_same_numbers_with_1_2_4_clients_per_rank(tmp_path: Path, strategy: str)
 
 @pytest.mark.mpi
 @pytest.mark.parametrize(("strategy", "ranks"), [("relief", 3), ("relief", 2), ("fedavg", 3)])
-def test_mpi_with_several_clients_per_rank_matches_inprocess(tmp_path: Path, strategy: str, ranks: int) -> None:
+@pytest.mark.usefixtures("synthetic_once")
+def test_mpi_with_several_clients_per_rank_matches_inprocess(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
+                                                             strategy: str, ranks: int) -> None:
     res = run_mpi(ranks, ["train", "--strategy", strategy, "--clients", "4", *TINY, "--out", str(tmp_path / "m.h5")],
                   timeout=300)
     assert res.returncode == 0, res.stderr
-    run_inprocess(tiny_config(strategy), 4, tmp_path / "ip.h5")
     log = read_log(tmp_path / "m.h5")
     # To float tolerance: a client rank alone on this 2-core host is given its profile's torch
     # threads (2, device/throttle.py), and two-threaded kernels add in another order than the
     # in-process run's one thread (1e-8 relative in the loss). With 2 or more client ranks each
     # gets one thread and the runs agree bit for bit.
-    assert_same(log, read_log(tmp_path / "ip.h5"), rtol=0.0 if ranks > 2 else 1e-6)
+    assert_same(log, inprocess_log(tmp_path_factory, strategy, 4), rtol=0.0 if ranks > 2 else 1e-6)
     assert log.attrs["world_size"] == ranks and log.clients["loss"].shape[1] == 4
+    lib = log.attrs["mpi_library"]
+    assert "MPICH" in lib or "Open MPI" in lib, lib
 
 
 @pytest.mark.mpi

@@ -195,6 +195,24 @@ def test_mpirun_11_relief_on_the_paper_fleet_logs_groups_t_star_and_budgets(pape
 
 
 @pytest.mark.mpi
+def test_one_client_per_rank_under_mpiexec_gives_the_in_process_numbers(paper_fleet_run: tuple[Path, Path],
+                                                                        tmp_path: Path) -> None:
+    """The 11-rank job (one client per rank) against the same run in one process."""
+    from relief_mpi.config import DeviceConfig
+    from relief_mpi.run import run_inprocess
+
+    run_inprocess(fast_config(3, "relief", device=DeviceConfig(fleet="paper")), 10, tmp_path / "ip.h5")
+    a, b = read_log(paper_fleet_run[0]), read_log(tmp_path / "ip.h5")
+    for field in ("accuracy", "macro_f1", "rare_f1", "virtual_time_s", "bytes_up", "bytes_down", "energy_j"):
+        np.testing.assert_allclose(a.rounds[field], b.rounds[field], rtol=1e-5, atol=1e-6, err_msg=field)
+    for metric in ("busy_s", "steps", "samples", "bytes_up", "loss"):
+        np.testing.assert_allclose(a.clients[metric], b.clients[metric], rtol=1e-4, atol=1e-6, err_msg=metric)
+    np.testing.assert_array_equal(a.alloc, b.alloc)
+    lib = a.attrs["mpi_library"]
+    assert a.attrs["world_size"] == 11 and ("MPICH" in lib or "Open MPI" in lib), (a.attrs["world_size"], lib)
+
+
+@pytest.mark.mpi
 def test_relief_runs_on_spar_with_the_paper_model(tmp_path: Path) -> None:
     need_shared()
     # the production model (64,128 channels) for the 10 clients an 11-rank job has, on 2 client
