@@ -37,29 +37,7 @@ def tiny_config(strategy: str) -> RunConfig:
                                 "strategy": {"name": strategy, "local_steps": 1, "local_epochs": 1, "batch_size": 128}})
 
 
-_RAW: dict[tuple[object, ...], object] = {}
 _LOGS: dict[tuple[str, int], Path] = {}
-
-
-@pytest.fixture
-def synthetic_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The in-process runs below simulate the same synthetic recordings (tiny_config's seed) some 60
-    times, 0.7 s each. The simulation is deterministic for its arguments (tests/data/test_partition.py;
-    and the MPI runs here, whose ranks simulate their own, are compared with these runs), so every run
-    gets its own deep copy of one simulation."""
-    import copy
-
-    from relief_mpi.data import synthetic
-
-    real = synthetic.generate
-
-    def generate(*args: object, **kw: object) -> object:
-        key = (args, tuple(sorted(kw.items())))
-        if key not in _RAW:
-            _RAW[key] = real(*args, **kw)  # type: ignore[arg-type]
-        return copy.deepcopy(_RAW[key])
-
-    monkeypatch.setattr(synthetic, "generate", generate)
 
 
 def inprocess_log(factory: pytest.TempPathFactory, strategy: str, n_ranks: int) -> RunLog:
@@ -130,7 +108,6 @@ def test_cohort_communicators_and_per_rank_sums_through_mpi() -> None:
 
 
 @pytest.mark.parametrize("strategy", sorted(strategy_classes()))
-@pytest.mark.usefixtures("synthetic_once")
 def test_same_numbers_with_1_2_4_clients_per_rank(tmp_path_factory: pytest.TempPathFactory, strategy: str) -> None:
     logs = [inprocess_log(tmp_path_factory, strategy, n_ranks) for n_ranks in (4, 2, 1)]  # 4 clients: 1, 2, 4 per rank
     assert logs[0].alloc.sum() > 0
@@ -140,7 +117,6 @@ def test_same_numbers_with_1_2_4_clients_per_rank(tmp_path_factory: pytest.TempP
 
 @pytest.mark.mpi
 @pytest.mark.parametrize(("strategy", "ranks"), [("relief", 3), ("relief", 2), ("fedavg", 3)])
-@pytest.mark.usefixtures("synthetic_once")
 def test_mpi_with_several_clients_per_rank_matches_inprocess(tmp_path: Path, tmp_path_factory: pytest.TempPathFactory,
                                                              strategy: str, ranks: int) -> None:
     res = run_mpi(ranks, ["train", "--strategy", strategy, "--clients", "4", *TINY, "--out", str(tmp_path / "m.h5")],
