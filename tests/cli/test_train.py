@@ -6,13 +6,15 @@ import numpy as np
 import pytest
 
 from relief_mpi.log.hdf5 import read_log
-from tests.helpers import FAST, run_cli, run_mpi
+from tests.helpers import FAST, run_cli, run_here, run_mpi
 
 
 @pytest.mark.mpi
-def test_mpirun_5_train_3_rounds(tmp_path: Path) -> None:
+def test_mpirun_train_3_rounds_4_clients_on_2_client_ranks(tmp_path: Path) -> None:
+    # 4 clients round robin on 2 client ranks (the same numbers as one client per rank): the
+    # job's shape without a process per client
     out = tmp_path / "r.h5"
-    res = run_mpi(5, ["train", "--rounds", "3", *FAST, "--out", str(out)], timeout=300)
+    res = run_mpi(3, ["train", "--rounds", "3", "--clients", "4", *FAST, "--out", str(out)], timeout=300)
     assert res.returncode == 0, res.stderr
     lines = [line for line in res.stdout.splitlines() if line.startswith("round ")]
     assert len(lines) == 3, "only rank 0 prints, one line per round"
@@ -52,31 +54,33 @@ def test_existing_out_is_refused_and_kept(tmp_path: Path) -> None:
 
 
 def test_help_explains_every_option() -> None:
-    res = run_cli(["train", "--help"])
+    res = run_here(["train", "--help"])
     assert res.returncode == 0
     for opt in ("--rounds", "--seed", "--out", "--strategy", "--local-steps", "--batch-size", "--lr", "--mode",
                 "--dataset", "--fleet", "--clock", "--deadline", "--transport"):
         assert opt in res.stdout, opt
-    top = run_cli(["--help"])
+    top = run_here(["--help"])
     assert "train" in top.stdout and "report" in top.stdout
 
 
 def test_inprocess_run_and_report(tmp_path: Path) -> None:
     out = tmp_path / "ip.h5"
-    res = run_cli(["train", "--transport", "inprocess", "--clients", "3", "--rounds", "2", *FAST,
-                   "--strategy", "relief", "--out", str(out)])
+    res = run_here(["train", "--transport", "inprocess", "--clients", "3", "--rounds", "2", *FAST,
+                    "--strategy", "relief", "--out", str(out)])
     assert res.returncode == 0, res.stderr
-    rep = run_cli(["report", str(out), "--out-dir", str(tmp_path / "plots")])
+    rep = run_here(["report", str(out), "--out-dir", str(tmp_path / "plots")])
     assert rep.returncode == 0, rep.stderr
     assert "strategy relief" in rep.stdout
     assert (tmp_path / "plots" / "ip-f1.png").stat().st_size > 1000
-    assert run_cli(["report", str(tmp_path / "missing.h5")]).returncode == 2
+    assert run_here(["report", str(tmp_path / "missing.h5")]).returncode == 2
 
 
-@pytest.mark.mpi
-def test_out_that_cannot_be_written_is_one_line_before_any_round_under_mpi(tmp_path: Path) -> None:
+def test_out_that_cannot_be_written_is_one_line_before_any_round(tmp_path: Path) -> None:
+    # The same check_out as --out that exists, on the same path to the user: under MPI rank 0
+    # resolves the run alone and every rank exits 2 with its one line (test_existing_out_... runs
+    # that under mpiexec); here the entry point in this process.
     out = "/proc/relief-mpi-test/r.h5"
-    res = run_mpi(3, ["train", "--rounds", "1", *FAST, "--out", out], timeout=120)
+    res = run_here(["train", "--transport", "inprocess", "--rounds", "1", *FAST, "--out", out])
     assert res.returncode == 2, res.stderr
     lines = [x for x in res.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: --out {out}: cannot write there"), res.stderr
@@ -90,15 +94,15 @@ SAME = ("round", "virtual_time_s", "virtual_elapsed_s", "accuracy", "macro_f1", 
 
 def test_config_show_then_train_config_repeats_the_run(tmp_path: Path) -> None:
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
-    res = run_cli([*QUICK, "--rounds", "2", "--seed", "3", "--alpha", "0.5", "--quiet", "--out", str(a)])
+    res = run_here([*QUICK, "--rounds", "2", "--seed", "3", "--alpha", "0.5", "--quiet", "--out", str(a)])
     assert res.returncode == 0, res.stderr
-    shown = run_cli(["config", "show", str(a)])
+    shown = run_here(["config", "show", str(a)])
     assert shown.returncode == 0, shown.stderr
     toml = tmp_path / "run.toml"
     toml.write_text(shown.stdout)
     assert "local-epochs = 1" in shown.stdout and "alpha = 0.5" in shown.stdout and "clients = 3" in shown.stdout
     b.write_bytes(b"")  # a 0-byte log, as a start killed before it wrote anything leaves: it must not block
-    res = run_cli(["train", "--transport", "inprocess", "--config", str(toml), "--out", str(b)])
+    res = run_here(["train", "--transport", "inprocess", "--config", str(toml), "--out", str(b)])
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0].startswith("start: data (synthetic) and model"), "start-up phases are printed"
     ra, rb = read_log(a), read_log(b)
@@ -145,8 +149,8 @@ def test_ctrl_c_in_process_is_one_line_and_exit_130(tmp_path: Path) -> None:
 
 def test_diverging_run_warns_and_stops_with_exit_3(tmp_path: Path) -> None:
     log = tmp_path / "d.h5"
-    res = run_cli([*QUICK, "--strategy", "fedavg-sgd", "--lr", "10", "--local-steps", "3", "--rounds", "6",
-                   "--quiet", "--out", str(log)])
+    res = run_here([*QUICK, "--strategy", "fedavg-sgd", "--lr", "10", "--local-steps", "3", "--rounds", "6",
+                    "--quiet", "--out", str(log)])
     assert res.returncode == 3, res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: stopped at round ") and "diverged" in last and "lower --lr" in last, res.stderr
@@ -161,7 +165,7 @@ def test_failed_log_write_is_one_line_and_report_flags_it(tmp_path: Path) -> Non
     assert res.returncode == 1
     assert res.stderr.strip() == (f"error: writing round log {log} failed: No space left on device; the log {log} "
                                   "keeps rounds 1..2")
-    rep = run_cli(["report", str(log), "--no-plots"])
+    rep = run_here(["report", str(log), "--no-plots"])
     assert rep.returncode == 0, rep.stderr
     assert "rounds 2" in rep.stdout and "note: 1 row(s) after round 2 were not completely written" in rep.stdout
     assert "status: ended without closing the log" in rep.stdout
