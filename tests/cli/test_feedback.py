@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from relief_mpi.log.hdf5 import read_log
-from tests.helpers import FAST, run_cli, run_mpi
+from tests.helpers import FAST, run_here, run_mpi
 
 
 @pytest.mark.mpi
@@ -32,7 +32,7 @@ def test_start_up_phases_and_a_rejected_update_are_said_once(tmp_path: Path) -> 
     assert err == ["warning: round 2: 1 of 2 client updates rejected (non-finite), ranks 2; the others were "
                    "aggregated"], res.stderr
     assert read_log(log).rounds["rejected"].tolist() == [0, 1]
-    rep = run_cli(["report", str(log), "--no-plots"])
+    rep = run_here(["report", str(log), "--no-plots"])
     assert rep.returncode == 0, rep.stderr
     assert "rejected updates (non-finite): 1 client update(s) in round(s) 2" in rep.stdout
     head = next(x for x in rep.stdout.splitlines() if x.split()[:2] == ["client", "rank"])
