@@ -47,7 +47,8 @@ def test_bad_option_printed_once_under_mpi(tmp_path: Path) -> None:
 def test_existing_out_is_refused_and_kept(tmp_path: Path) -> None:
     out = tmp_path / "keep.h5"
     out.write_bytes(b"precious")
-    res = run_mpi(3, ["train", "--rounds", "1", *FAST, "--out", str(out)], timeout=120)
+    # 2 ranks: a client that must stay silent (one line in all) and leave with exit 2 as well
+    res = run_mpi(2, ["train", "--rounds", "1", *FAST, "--out", str(out)], timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: --out {out} exists; pass --overwrite to replace it (or pick another path)"
     assert out.read_bytes() == b"precious"
