@@ -1,6 +1,8 @@
 """`relief-mpi train` as a user runs it: under mpiexec, one line per problem, non-zero exits."""
 
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -9,12 +11,20 @@ from relief_mpi.log.hdf5 import read_log
 from tests.helpers import FAST, run_cli, run_here, run_mpi
 
 
+@pytest.fixture(scope="module")
+def mpi_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One job under mpiexec for the two tests below: 4 clients round robin on 2 client ranks
+    (the same numbers as one client per rank, without a process per client), 3 rounds, and the
+    first client of rank 2 (client 1) sends a NaN update in round 2."""
+    log = tmp_path_factory.mktemp("mpi-run") / "r.h5"
+    res = run_mpi(3, ["train", "--rounds", "3", "--clients", "4", *FAST, "--fault", "nan:2:2", "--out", str(log)],
+                  timeout=300)
+    return {"log": log, "res": res}
+
+
 @pytest.mark.mpi
-def test_mpirun_train_3_rounds_4_clients_on_2_client_ranks(tmp_path: Path) -> None:
-    # 4 clients round robin on 2 client ranks (the same numbers as one client per rank): the
-    # job's shape without a process per client
-    out = tmp_path / "r.h5"
-    res = run_mpi(3, ["train", "--rounds", "3", "--clients", "4", *FAST, "--out", str(out)], timeout=300)
+def test_mpirun_train_3_rounds_4_clients_on_2_client_ranks(mpi_run: dict[str, Any]) -> None:
+    out, res = mpi_run["log"], mpi_run["res"]
     assert res.returncode == 0, res.stderr
     lines = [line for line in res.stdout.splitlines() if line.startswith("round ")]
     assert len(lines) == 3, "only rank 0 prints, one line per round"
@@ -25,6 +35,38 @@ def test_mpirun_train_3_rounds_4_clients_on_2_client_ranks(tmp_path: Path) -> No
     assert log.clients["bytes_up"].shape == (3, 4)
     assert log.alloc.shape == (3, 4, len(log.block_names))
     assert np.all(log.alloc == 1), "FedAvg: every client trains every block"
+
+
+@pytest.mark.mpi
+def test_start_up_phases_and_a_rejected_update_are_said_once(mpi_run: dict[str, Any]) -> None:
+    """Issue 13, items 6 and 11, as a user sees them under mpiexec: rank 0 prints the start-up phases
+    (data, model, communicators) before round 1; a rejected client update is one warning line
+    (printed once, not once per rank), and `report` shows the rejections in its summary and its
+    rejected column. (Was tests/cli/test_feedback.py, on a 3-rank job of its own.)"""
+    log, res = mpi_run["log"], mpi_run["res"]
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.splitlines()
+    first_round = next(i for i, x in enumerate(out) if x.startswith("round "))
+    start = [x for x in out[:first_round] if x.startswith("start: ")]
+    assert len(start) == 4 and len(start) == first_round, out
+    assert start[0] == "start: data (synthetic) and model (paper, cnn) for 4 client(s) on 2 client ranks"
+    assert re.fullmatch(r"start: data and model ready in \d+\.\d s \(\d+ training windows, 15 parameter groups, "
+                        r"strategy fedavg\)", start[1]), start[1]
+    assert start[2] == "start: connecting 4 client(s) (handshake, communicators)"
+    assert re.fullmatch(r"start: ready after \d+\.\d s; rounds 1\.\.3", start[3]), start[3]
+    # rank 2's first client (client 1) sends a NaN update in round 2: one warning line, from rank 0 only
+    err = [x for x in res.stderr.splitlines() if x.strip()]
+    assert err == ["warning: round 2: 1 of 4 client updates rejected (non-finite), ranks 2; the others were "
+                   "aggregated"], res.stderr
+    assert read_log(log).rounds["rejected"].tolist() == [0, 1, 0]
+    rep = run_here(["report", str(log), "--no-plots"])
+    assert rep.returncode == 0, rep.stderr
+    assert "rejected updates (non-finite): 1 client update(s) in round(s) 2" in rep.stdout
+    head = next(x for x in rep.stdout.splitlines() if x.split()[:2] == ["client", "rank"])
+    assert head.split()[-1] == "rejected"
+    table = {int(x.split()[0]): int(x.split()[-1]) for x in rep.stdout.splitlines()
+             if re.match(r"^\s+\d+\s+\d+\s", x)}
+    assert table == {0: 0, 1: 1, 2: 0, 3: 0}, rep.stdout
 
 
 @pytest.mark.mpi
