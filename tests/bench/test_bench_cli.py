@@ -141,7 +141,7 @@ def test_inprocess_bench_and_summary_only(tmp_path):
     assert all((out / f).exists() for f in FIGURES)
     # Without --strategies: the order bench.json planned (fedavg), unplanned logs after it, and its meta.
     write_log(out / "b-uniform-seed3.h5", "b-uniform", 3, [1.0])
-    res = run_cli(["bench", "--summary-only", "--no-plots", "--out-dir", str(out)])
+    res = run_here(["bench", "--summary-only", "--no-plots", "--out-dir", str(out)])
     assert res.returncode == 0, res.stderr
     assert [r["strategy"] for r in csv.DictReader(open(out / "summary.csv"))] == ["fedavg", "b-uniform", "relief"]
     assert "bench wall time (s)" in (out / "summary.md").read_text()
