@@ -113,3 +113,82 @@ def shared_mpi_run(factory: pytest.TempPathFactory, n: int, args: list[str],
 # result and log to every test about a rejected update (it is rejected, the run goes on; rank 0
 # says so once).
 NAN_2_2_RUN: tuple[int, list[str]] = (3, ["train", "--rounds", "3", *FAST, "--fault", "nan:2:2"])
+
+
+def run_here(args: list[str], cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
+    """`relief-mpi ARGS` through the real entry point (relief_mpi.cli.main) in this process: what
+    run_cli checks, without the 3-4 s of CPU an interpreter spends importing torch.
+
+    Only for commands that end by returning or raising SystemExit: a `--fault kill|logfull` run, a
+    signal and the exit status of a real process stay with run_cli / run_mpi. Everything a
+    subprocess would show is captured: sys.stdout and sys.stderr, and file descriptors 1 and 2 (what
+    C code such as HDF5 prints); warnings print to stderr as in a fresh interpreter. Afterwards the
+    signal handlers the command installs, torch's thread count, the working directory and sys.argv
+    are put back, so later tests see this process as it was. A command still running after
+    `timeout` seconds fails the test (SIGALRM), as run_cli's timeout does."""
+    import contextlib
+    import io
+    import signal
+    import tempfile
+    import warnings
+
+    import torch
+
+    from relief_mpi.cli import main
+
+    def overdue(signum: int, frame: object) -> None:
+        pytest.fail(f"relief-mpi {' '.join(args)} did not finish within {timeout} s (a hang)")
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGALRM)}
+    threads, here, argv = torch.get_num_threads(), Path.cwd(), sys.argv
+    out, err = io.StringIO(), io.StringIO()
+    code = 0
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = {fd: os.dup(fd) for fd in (1, 2)}
+    raw = {fd: tempfile.TemporaryFile() for fd in (1, 2)}
+    try:
+        for fd in (1, 2):
+            os.dup2(raw[fd].fileno(), fd)
+        if cwd is not None:
+            os.chdir(cwd)
+        sys.argv = ["relief-mpi", *args]
+        signal.signal(signal.SIGALRM, overdue)
+        signal.setitimer(signal.ITIMER_REAL, timeout)
+        with warnings.catch_warnings(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            warnings.resetwarnings()  # the filters of a fresh interpreter
+            for action, category in (("ignore", DeprecationWarning), ("ignore", PendingDeprecationWarning),
+                                     ("ignore", ImportWarning), ("ignore", ResourceWarning)):
+                warnings.simplefilter(action, category)  # type: ignore[arg-type]
+            warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: \
+                sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
+            try:
+                main()
+            except SystemExit as e:
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+                if e.code is not None and not isinstance(e.code, int):
+                    print(e.code, file=sys.stderr)
+            except Exception:  # what the interpreter does with an uncaught exception: traceback, exit 1
+                import traceback
+
+                traceback.print_exc()
+                code = 1
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd in (1, 2):
+            os.dup2(saved[fd], fd)
+            os.close(saved[fd])
+        sys.argv = argv
+        os.chdir(here)
+        torch.set_num_threads(threads)
+        for s, h in handlers.items():
+            signal.signal(s, h)
+    texts = []
+    for fd in (1, 2):
+        raw[fd].seek(0)
+        texts.append(raw[fd].read().decode("utf-8", "replace"))
+        raw[fd].close()
+    return subprocess.CompletedProcess(["relief-mpi", *args], code, out.getvalue() + texts[0],
+                                       err.getvalue() + texts[1])

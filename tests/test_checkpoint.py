@@ -10,7 +10,7 @@ from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.run import run_inprocess
-from tests.helpers import FAST, fast_config, run_cli
+from tests.helpers import FAST, fast_config, run_cli, run_here
 from tests.log.test_stops import small_disk  # noqa: F401, F811 - a fixture
 
 DETERMINISTIC = ("round", "virtual_time_s", "virtual_elapsed_s", "accuracy", "macro_f1", "rare_f1", "bytes_up",
@@ -22,19 +22,20 @@ def cfg(rounds: int, every: int = 0, seed: int = 5, strategy: str = "relief") ->
 
 
 def test_resumed_run_equals_uninterrupted_run_exactly(tmp_path: Path) -> None:
-    # Every leg runs the same way (a CLI subprocess, same thread settings), so float reductions
-    # happen in the same order and "exactly" can mean bit for bit.
+    # Every leg runs through the CLI with the same thread settings (in this process or, for the leg
+    # that is killed, in its own; both set torch to OMP_NUM_THREADS or 1 thread), so float
+    # reductions happen in the same order and "exactly" can mean bit for bit.
     common = ["train", "--transport", "inprocess", "--clients", "3", "--strategy", "relief", "--seed", "5",
               *FAST, "--quiet"]
     full = tmp_path / "full.h5"
-    assert run_cli([*common, "--rounds", "4", "--out", str(full)]).returncode == 0
+    assert run_here([*common, "--rounds", "4", "--out", str(full)]).returncode == 0
     part = tmp_path / "part.h5"
     # Killed after round 3: the log has 3 rounds, the last checkpoint is round 2.
     res = run_cli([*common, "--rounds", "4", "--checkpoint-every", "2", "--out", str(part), "--fault", "kill:0:3"])
     assert res.returncode == -9
     assert len(read_log(part).rounds) == 3
     assert load_checkpoint(checkpoint_path(part)).round == 2
-    res = run_cli(["train", "--transport", "inprocess", "--resume", str(part), "--quiet"])
+    res = run_here(["train", "--transport", "inprocess", "--resume", str(part), "--quiet"])
     assert res.returncode == 0, res.stderr
     a, b = read_log(full), read_log(part)
     assert list(b.rounds["round"]) == [1, 2, 3, 4]
@@ -47,7 +48,7 @@ def test_resumed_run_equals_uninterrupted_run_exactly(tmp_path: Path) -> None:
 def test_resume_refuses_changed_config_naming_the_key(tmp_path: Path) -> None:
     log = tmp_path / "r.h5"
     run_inprocess(cfg(2, every=1), 3, log)
-    res = run_cli(["train", "--transport", "inprocess", "--resume", str(log), "--rounds", "3", "--lr", "0.2"])
+    res = run_here(["train", "--transport", "inprocess", "--resume", str(log), "--rounds", "3", "--lr", "0.2"])
     assert res.returncode == 2
     assert res.stderr.strip().splitlines() == [
         f"error: --resume {log}: the checkpoint was made with another config: strategy.lr (checkpoint 0.001, "
@@ -60,7 +61,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path) -> None:
     run_inprocess(cfg(2, every=1), 3, a)
     run_inprocess(cfg(2, every=1, seed=9, strategy="fedavg"), 3, b)
     checkpoint_path(b).replace(checkpoint_path(a))
-    res = run_cli(["train", "--transport", "inprocess", "--resume", str(a), "--rounds", "3"])
+    res = run_here(["train", "--transport", "inprocess", "--resume", str(a), "--rounds", "3"])
     assert res.returncode == 2
     assert "belongs to another config" in res.stderr and "seed" in res.stderr and "strategy.name" in res.stderr
 
@@ -68,7 +69,7 @@ def test_resume_refuses_a_checkpoint_of_another_run(tmp_path: Path) -> None:
 def test_resume_without_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     log = tmp_path / "r.h5"
     run_inprocess(cfg(1), 3, log)
-    res = run_cli(["train", "--transport", "inprocess", "--resume", str(log), "--rounds", "2"])
+    res = run_here(["train", "--transport", "inprocess", "--resume", str(log), "--rounds", "2"])
     assert res.returncode == 2 and "no checkpoint at" in res.stderr
 
 
@@ -82,10 +83,10 @@ def test_checkpoint_loads_with_weights_only_and_rejects_garbage(tmp_path: Path) 
 def test_an_extended_resume_that_dies_can_be_resumed_again(tmp_path: Path) -> None:
     log = tmp_path / "x.h5"
     common = ["train", "--transport", "inprocess", "--clients", "3", *FAST, "--quiet"]
-    assert run_cli([*common, "--rounds", "2", "--checkpoint-every", "1", "--out", str(log)]).returncode == 0
+    assert run_here([*common, "--rounds", "2", "--checkpoint-every", "1", "--out", str(log)]).returncode == 0
     res = run_cli([*common, "--resume", str(log), "--rounds", "4", "--fault", "kill:0:3"])
     assert res.returncode == -9
-    res = run_cli(["train", "--transport", "inprocess", "--resume", str(log), "--quiet"])
+    res = run_here(["train", "--transport", "inprocess", "--resume", str(log), "--quiet"])
     assert res.returncode == 0, res.stderr
     assert list(read_log(log).rounds["round"]) == [1, 2, 3, 4]
 

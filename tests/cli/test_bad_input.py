@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import run_cli
+from tests.helpers import run_here
 
 
 @pytest.mark.parametrize("args,needle", [
@@ -21,7 +21,9 @@ from tests.helpers import run_cli
     (["--out", "log.txt"], "ending in .h5"),
 ])
 def test_bad_option_is_one_line_and_exit_2(tmp_path: Path, args: list[str], needle: str) -> None:
-    res = run_cli(["train", "--transport", "inprocess", "--rounds", "1", *args], cwd=tmp_path)
+    # the real entry point, in this process: each of these is refused before any work, and no
+    # interpreter start-up is needed to see its line and exit code
+    res = run_here(["train", "--transport", "inprocess", "--rounds", "1", *args], cwd=tmp_path)
     assert res.returncode == 2, res.stderr
     assert needle in res.stderr
     assert "Traceback" not in res.stderr

@@ -15,7 +15,7 @@ from relief_mpi.cli.options import build_config
 from relief_mpi.cli.train import train
 from relief_mpi.config import RunConfig
 from relief_mpi.log.hdf5 import read_log
-from tests.helpers import run_cli
+from tests.helpers import run_here
 
 RUN = """\
 rounds = 3
@@ -60,9 +60,8 @@ def test_config_file_sets_defaults_and_the_command_line_overrides_them(run_toml:
 
 def test_bench_from_a_config_file_runs_the_configuration_train_would(tmp_path: Path, run_toml: Path) -> None:
     out = tmp_path / "b"
-    res = run_cli(["bench", "--transport", "inprocess", "--config", str(run_toml), "--rounds", "1",
-                   "--strategies", "fedavg", "--seeds", "0", "--quiet", "--no-plots", "--out-dir", str(out)],
-                  timeout=300)
+    res = run_here(["bench", "--transport", "inprocess", "--config", str(run_toml), "--rounds", "1",
+                    "--strategies", "fedavg", "--seeds", "0", "--quiet", "--no-plots", "--out-dir", str(out)])
     assert res.returncode == 0, res.stderr
     log = read_log(out / "fedavg-seed0.h5")
     want, _ = parsed(train, ["--config", str(run_toml), "--rounds", "1", "--strategy", "fedavg"])

@@ -9,22 +9,22 @@ import torch
 
 from relief_mpi.checkpoint import checkpoint_path, load_checkpoint
 from relief_mpi.log.hdf5 import read_log
-from tests.helpers import FAST, run_cli
+from tests.helpers import FAST, run_here
 
 NARROW = ["--encoder-channels", "8,16"]
 
 
 def test_pretrain_then_lora_run_keeps_the_base_frozen(tmp_path: Path) -> None:
     base = tmp_path / "base.pt"
-    res = run_cli(["pretrain", "--out", str(base), "--pretrain-epochs", "2", *NARROW])
+    res = run_here(["pretrain", "--out", str(base), "--pretrain-epochs", "2", *NARROW])
     assert res.returncode == 0, res.stderr
     assert "(adam, lr 0.001, 2 epochs): loss" in res.stdout
     ck = torch.load(base, weights_only=True)
     assert ck["meta"]["modalities"] == ["acc", "gyro", "mag", "ecg"]
     assert any(k.startswith("encoders.0.") for k in ck["state"])
     log = tmp_path / "lora.h5"
-    res = run_cli(["train", "--transport", "inprocess", "--clients", "3", "--mode", "lora", "--base", str(base),
-                   "--strategy", "relief", "--rounds", "2", *FAST, "--quiet", "--out", str(log)])
+    res = run_here(["train", "--transport", "inprocess", "--clients", "3", "--mode", "lora", "--base", str(base),
+                    "--strategy", "relief", "--rounds", "2", *FAST, "--quiet", "--out", str(log)])
     assert res.returncode == 0, res.stderr
     run = read_log(log)
     sizes = [int(s) for s in json.loads(run.attrs["block_sizes"])]
@@ -34,10 +34,10 @@ def test_pretrain_then_lora_run_keeps_the_base_frozen(tmp_path: Path) -> None:
 
 def test_base_for_another_dataset_is_refused(tmp_path: Path) -> None:
     base = tmp_path / "base.pt"
-    res = run_cli(["pretrain", "--out", str(base), "--pretrain-epochs", "1", "--modality-by", "position", *NARROW])
+    res = run_here(["pretrain", "--out", str(base), "--pretrain-epochs", "1", "--modality-by", "position", *NARROW])
     assert res.returncode == 0, res.stderr
-    res = run_cli(["train", "--transport", "inprocess", "--mode", "lora", "--base", str(base), "--rounds", "1",
-                   *FAST, "--out", str(tmp_path / "x.h5")])
+    res = run_here(["train", "--transport", "inprocess", "--mode", "lora", "--base", str(base), "--rounds", "1",
+                    *FAST, "--out", str(tmp_path / "x.h5")])
     assert res.returncode == 2 and "made for modalities" in res.stderr
 
 
@@ -49,7 +49,7 @@ def test_client_lr_0_4_does_not_reach_pretraining_and_the_base_is_finite(tmp_pat
     """The run the issue reports (--lr 0.4 pretrained a NaN base, 3 of 3 seeds): the base now trains with
     the pretraining defaults (Adam 1e-3, 10 epochs), whatever the clients' lr."""
     log = tmp_path / "r.h5"
-    res = run_cli([*LORA_RUN, "--lr", "0.4", "--checkpoint-every", "1", "--out", str(log)])
+    res = run_here([*LORA_RUN, "--lr", "0.4", "--checkpoint-every", "1", "--out", str(log)])
     assert res.returncode == 0, res.stderr
     base = load_checkpoint(checkpoint_path(log)).base
     assert base.size > 0 and np.all(np.isfinite(base))
@@ -60,7 +60,7 @@ def test_client_lr_0_4_does_not_reach_pretraining_and_the_base_is_finite(tmp_pat
 
 def test_pretraining_at_lr_0_4_converges_or_stops_before_any_round(tmp_path: Path) -> None:
     log = tmp_path / "r.h5"
-    res = run_cli([*LORA_RUN, "--pretrain-lr", "0.4", "--checkpoint-every", "1", "--out", str(log)])
+    res = run_here([*LORA_RUN, "--pretrain-lr", "0.4", "--checkpoint-every", "1", "--out", str(log)])
     if res.returncode == 0:
         assert np.all(np.isfinite(load_checkpoint(checkpoint_path(log)).base))
     else:
@@ -73,11 +73,11 @@ def test_pretraining_at_lr_0_4_converges_or_stops_before_any_round(tmp_path: Pat
 def test_a_diverging_base_is_a_start_up_error_for_pretrain_and_train(tmp_path: Path) -> None:
     bad = ["--pretrain-lr", "10", "--pretrain-optimizer", "sgd", "--pretrain-epochs", "1"]
     out = tmp_path / "base.pt"
-    res = run_cli(["pretrain", "--out", str(out), *bad])
+    res = run_here(["pretrain", "--out", str(out), *bad])
     assert res.returncode == 2
     assert res.stderr.strip().startswith("error: pretraining the LoRA base diverged (sgd, lr 10, 1 epochs)")
     assert len(res.stderr.strip().splitlines()) == 1 and not out.exists()
     log = tmp_path / "r.h5"
-    res = run_cli([*LORA_RUN, *bad, "--out", str(log)])
+    res = run_here([*LORA_RUN, *bad, "--out", str(log)])
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert "diverged" in res.stderr and not log.exists()

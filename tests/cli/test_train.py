@@ -1,18 +1,30 @@
 """`relief-mpi train` as a user runs it: under mpiexec, one line per problem, non-zero exits."""
 
+import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from relief_mpi.log.hdf5 import read_log
-from tests.helpers import FAST, run_cli, run_mpi
+from tests.helpers import FAST, run_cli, run_here, run_mpi
+
+
+@pytest.fixture(scope="module")
+def mpi_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """One job under mpiexec for the two tests below: 4 clients round robin on 2 client ranks
+    (the same numbers as one client per rank, without a process per client), 3 rounds, and the
+    first client of rank 2 (client 1) sends a NaN update in round 2."""
+    log = tmp_path_factory.mktemp("mpi-run") / "r.h5"
+    res = run_mpi(3, ["train", "--rounds", "3", "--clients", "4", *FAST, "--fault", "nan:2:2", "--out", str(log)],
+                  timeout=300)
+    return {"log": log, "res": res}
 
 
 @pytest.mark.mpi
-def test_mpirun_5_train_3_rounds(tmp_path: Path) -> None:
-    out = tmp_path / "r.h5"
-    res = run_mpi(5, ["train", "--rounds", "3", *FAST, "--out", str(out)], timeout=300)
+def test_mpirun_train_3_rounds_4_clients_on_2_client_ranks(mpi_run: dict[str, Any]) -> None:
+    out, res = mpi_run["log"], mpi_run["res"]
     assert res.returncode == 0, res.stderr
     lines = [line for line in res.stdout.splitlines() if line.startswith("round ")]
     assert len(lines) == 3, "only rank 0 prints, one line per round"
@@ -23,6 +35,38 @@ def test_mpirun_5_train_3_rounds(tmp_path: Path) -> None:
     assert log.clients["bytes_up"].shape == (3, 4)
     assert log.alloc.shape == (3, 4, len(log.block_names))
     assert np.all(log.alloc == 1), "FedAvg: every client trains every block"
+
+
+@pytest.mark.mpi
+def test_start_up_phases_and_a_rejected_update_are_said_once(mpi_run: dict[str, Any]) -> None:
+    """Issue 13, items 6 and 11, as a user sees them under mpiexec: rank 0 prints the start-up phases
+    (data, model, communicators) before round 1; a rejected client update is one warning line
+    (printed once, not once per rank), and `report` shows the rejections in its summary and its
+    rejected column. (Was tests/cli/test_feedback.py, on a 3-rank job of its own.)"""
+    log, res = mpi_run["log"], mpi_run["res"]
+    assert res.returncode == 0, res.stderr
+    out = res.stdout.splitlines()
+    first_round = next(i for i, x in enumerate(out) if x.startswith("round "))
+    start = [x for x in out[:first_round] if x.startswith("start: ")]
+    assert len(start) == 4 and len(start) == first_round, out
+    assert start[0] == "start: data (synthetic) and model (paper, cnn) for 4 client(s) on 2 client ranks"
+    assert re.fullmatch(r"start: data and model ready in \d+\.\d s \(\d+ training windows, 15 parameter groups, "
+                        r"strategy fedavg\)", start[1]), start[1]
+    assert start[2] == "start: connecting 4 client(s) (handshake, communicators)"
+    assert re.fullmatch(r"start: ready after \d+\.\d s; rounds 1\.\.3", start[3]), start[3]
+    # rank 2's first client (client 1) sends a NaN update in round 2: one warning line, from rank 0 only
+    err = [x for x in res.stderr.splitlines() if x.strip()]
+    assert err == ["warning: round 2: 1 of 4 client updates rejected (non-finite), ranks 2; the others were "
+                   "aggregated"], res.stderr
+    assert read_log(log).rounds["rejected"].tolist() == [0, 1, 0]
+    rep = run_here(["report", str(log), "--no-plots"])
+    assert rep.returncode == 0, rep.stderr
+    assert "rejected updates (non-finite): 1 client update(s) in round(s) 2" in rep.stdout
+    head = next(x for x in rep.stdout.splitlines() if x.split()[:2] == ["client", "rank"])
+    assert head.split()[-1] == "rejected"
+    table = {int(x.split()[0]): int(x.split()[-1]) for x in rep.stdout.splitlines()
+             if re.match(r"^\s+\d+\s+\d+\s", x)}
+    assert table == {0: 0, 1: 1, 2: 0, 3: 0}, rep.stdout
 
 
 @pytest.mark.mpi
@@ -45,38 +89,41 @@ def test_bad_option_printed_once_under_mpi(tmp_path: Path) -> None:
 def test_existing_out_is_refused_and_kept(tmp_path: Path) -> None:
     out = tmp_path / "keep.h5"
     out.write_bytes(b"precious")
-    res = run_mpi(3, ["train", "--rounds", "1", *FAST, "--out", str(out)], timeout=120)
+    # 2 ranks: a client that must stay silent (one line in all) and leave with exit 2 as well
+    res = run_mpi(2, ["train", "--rounds", "1", *FAST, "--out", str(out)], timeout=120)
     assert res.returncode == 2
     assert res.stderr.strip() == f"error: --out {out} exists; pass --overwrite to replace it (or pick another path)"
     assert out.read_bytes() == b"precious"
 
 
 def test_help_explains_every_option() -> None:
-    res = run_cli(["train", "--help"])
+    res = run_here(["train", "--help"])
     assert res.returncode == 0
     for opt in ("--rounds", "--seed", "--out", "--strategy", "--local-steps", "--batch-size", "--lr", "--mode",
                 "--dataset", "--fleet", "--clock", "--deadline", "--transport"):
         assert opt in res.stdout, opt
-    top = run_cli(["--help"])
+    top = run_here(["--help"])
     assert "train" in top.stdout and "report" in top.stdout
 
 
 def test_inprocess_run_and_report(tmp_path: Path) -> None:
     out = tmp_path / "ip.h5"
-    res = run_cli(["train", "--transport", "inprocess", "--clients", "3", "--rounds", "2", *FAST,
-                   "--strategy", "relief", "--out", str(out)])
+    res = run_here(["train", "--transport", "inprocess", "--clients", "3", "--rounds", "2", *FAST,
+                    "--strategy", "relief", "--out", str(out)])
     assert res.returncode == 0, res.stderr
-    rep = run_cli(["report", str(out), "--out-dir", str(tmp_path / "plots")])
+    rep = run_here(["report", str(out), "--out-dir", str(tmp_path / "plots")])
     assert rep.returncode == 0, rep.stderr
     assert "strategy relief" in rep.stdout
     assert (tmp_path / "plots" / "ip-f1.png").stat().st_size > 1000
-    assert run_cli(["report", str(tmp_path / "missing.h5")]).returncode == 2
+    assert run_here(["report", str(tmp_path / "missing.h5")]).returncode == 2
 
 
-@pytest.mark.mpi
-def test_out_that_cannot_be_written_is_one_line_before_any_round_under_mpi(tmp_path: Path) -> None:
+def test_out_that_cannot_be_written_is_one_line_before_any_round(tmp_path: Path) -> None:
+    # The same check_out as --out that exists, on the same path to the user: under MPI rank 0
+    # resolves the run alone and every rank exits 2 with its one line (test_existing_out_... runs
+    # that under mpiexec); here the entry point in this process.
     out = "/proc/relief-mpi-test/r.h5"
-    res = run_mpi(3, ["train", "--rounds", "1", *FAST, "--out", out], timeout=120)
+    res = run_here(["train", "--transport", "inprocess", "--rounds", "1", *FAST, "--out", out])
     assert res.returncode == 2, res.stderr
     lines = [x for x in res.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: --out {out}: cannot write there"), res.stderr
@@ -90,15 +137,15 @@ SAME = ("round", "virtual_time_s", "virtual_elapsed_s", "accuracy", "macro_f1", 
 
 def test_config_show_then_train_config_repeats_the_run(tmp_path: Path) -> None:
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
-    res = run_cli([*QUICK, "--rounds", "2", "--seed", "3", "--alpha", "0.5", "--quiet", "--out", str(a)])
+    res = run_here([*QUICK, "--rounds", "2", "--seed", "3", "--alpha", "0.5", "--quiet", "--out", str(a)])
     assert res.returncode == 0, res.stderr
-    shown = run_cli(["config", "show", str(a)])
+    shown = run_here(["config", "show", str(a)])
     assert shown.returncode == 0, shown.stderr
     toml = tmp_path / "run.toml"
     toml.write_text(shown.stdout)
     assert "local-epochs = 1" in shown.stdout and "alpha = 0.5" in shown.stdout and "clients = 3" in shown.stdout
     b.write_bytes(b"")  # a 0-byte log, as a start killed before it wrote anything leaves: it must not block
-    res = run_cli(["train", "--transport", "inprocess", "--config", str(toml), "--out", str(b)])
+    res = run_here(["train", "--transport", "inprocess", "--config", str(toml), "--out", str(b)])
     assert res.returncode == 0, res.stderr
     assert res.stdout.splitlines()[0].startswith("start: data (synthetic) and model"), "start-up phases are printed"
     ra, rb = read_log(a), read_log(b)
@@ -145,8 +192,8 @@ def test_ctrl_c_in_process_is_one_line_and_exit_130(tmp_path: Path) -> None:
 
 def test_diverging_run_warns_and_stops_with_exit_3(tmp_path: Path) -> None:
     log = tmp_path / "d.h5"
-    res = run_cli([*QUICK, "--strategy", "fedavg-sgd", "--lr", "10", "--local-steps", "3", "--rounds", "6",
-                   "--quiet", "--out", str(log)])
+    res = run_here([*QUICK, "--strategy", "fedavg-sgd", "--lr", "10", "--local-steps", "3", "--rounds", "6",
+                    "--quiet", "--out", str(log)])
     assert res.returncode == 3, res.stderr
     last = res.stderr.strip().splitlines()[-1]
     assert last.startswith("error: stopped at round ") and "diverged" in last and "lower --lr" in last, res.stderr
@@ -161,7 +208,7 @@ def test_failed_log_write_is_one_line_and_report_flags_it(tmp_path: Path) -> Non
     assert res.returncode == 1
     assert res.stderr.strip() == (f"error: writing round log {log} failed: No space left on device; the log {log} "
                                   "keeps rounds 1..2")
-    rep = run_cli(["report", str(log), "--no-plots"])
+    rep = run_here(["report", str(log), "--no-plots"])
     assert rep.returncode == 0, rep.stderr
     assert "rounds 2" in rep.stdout and "note: 1 row(s) after round 2 were not completely written" in rep.stdout
     assert "status: ended without closing the log" in rep.stdout

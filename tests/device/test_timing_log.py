@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from relief_mpi.data import synthetic
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.model.paper import PaperNet
-from tests.helpers import run_cli, run_mpi
+from tests.helpers import run_here, run_mpi
 
 WIDTHS = (8, 16)
 BATCH, WINDOW = 32, 128  # the default batch; 2.56 s windows of the 50 Hz synthetic data
@@ -81,8 +81,8 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     r = run_mpi(3, [*common, "--clock", "real", "--out", str(real)], timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     virtual = d / "virtual.h5"
-    v = run_cli([*common, "--clock", "virtual", "--transport", "inprocess", "--clients", "2", "--out", str(virtual)],
-                timeout=400)
+    v = run_here([*common, "--clock", "virtual", "--transport", "inprocess", "--clients", "2", "--out", str(virtual)],
+                 timeout=400)
     assert v.returncode == 0, v.stderr[-3000:]
     return {"real": read_log(real), "virtual": read_log(virtual)}
 
@@ -142,8 +142,8 @@ def test_real_run_logs_throttle_and_meter(scenario: dict) -> None:
 
 def test_log_shows_tier_busy_idle_energy(tmp_path: Path) -> None:
     out = tmp_path / "default.h5"
-    r = run_cli(["train", "--transport", "inprocess", "--clients", "4", "--rounds", "1", "--local-epochs", "1",
-                 "--encoder-channels", "8,16", "--quiet", "--out", str(out)], timeout=400)
+    r = run_here(["train", "--transport", "inprocess", "--clients", "4", "--rounds", "1", "--local-epochs", "1",
+                  "--encoder-channels", "8,16", "--quiet", "--out", str(out)], timeout=400)
     assert r.returncode == 0, r.stderr[-3000:]
     log = read_log(out)
     profiles = json.loads(log.attrs["profiles"])

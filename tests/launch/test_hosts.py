@@ -13,7 +13,7 @@ from relief_mpi.device.fleet import load_fleet, resolve_fleet
 from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
 from relief_mpi.hostfile import Hostfile, parse_hostfile
-from tests.helpers import REPO, run_cli
+from tests.helpers import REPO, run_here
 
 HOSTFILES = REPO / "hostfiles"
 EXAMPLES = ("single", "workstation-2orin", "lab-jetsons")
@@ -150,14 +150,14 @@ def test_record_round_trip_and_truncation() -> None:
 
 
 def test_hosts_list_cli(tmp_path: Path) -> None:
-    r = run_cli(["hosts", "list", str(HOSTFILES / "lab-jetsons.openmpi"), "--as", "mpich"], timeout=120)
+    r = run_here(["hosts", "list", str(HOSTFILES / "lab-jetsons.openmpi"), "--as", "mpich"])
     assert r.returncode == 0, r.stderr
     assert r.stdout.splitlines()[:2] == ["head:1", "node01:8"]
-    r = run_cli(["hosts", "list", str(HOSTFILES / "lab-jetsons.mpich"), "--slots"], timeout=120)
+    r = run_here(["hosts", "list", str(HOSTFILES / "lab-jetsons.mpich"), "--slots"])
     assert r.stdout.strip() == "24"
     bad = tmp_path / "bad.hosts"
     bad.write_text("a:2\nb:zz\n")
-    r = run_cli(["hosts", "list", str(bad)], timeout=120)
+    r = run_here(["hosts", "list", str(bad)])
     assert r.returncode == 2
     assert r.stderr.strip() == f"error: hostfile {bad} line 2: slot count 'zz' is not a whole number >= 1 " \
                                "(MPICH syntax is host:N): 'b:zz'"
