@@ -214,7 +214,8 @@ class MpiServerTransport(_MpiBase, ServerTransport):
 
     def _timeout(self, rnd: int, no_ack: list[int], no_report: list[int]) -> RoundTimeout:
         """Name the ranks that stopped answering: first those that never acknowledged the plan
-        (only they themselves can be the cause), else those that never reported."""
+        (only they themselves can be the cause), else those that never reported (a client rank
+        reports after its part of the block exchange, so this includes one stopped inside it)."""
         def named(indices: list[int]) -> str:
             ranks = [i + 1 for i in indices]
             return ", ".join(f"rank {r} on {self.hosts[r] if r < len(self.hosts) else '?'}" for r in ranks)
@@ -282,12 +283,15 @@ class MpiClientTransport(_MpiBase, ClientTransport):
         return out
 
     def send(self, plan: RoundPlan, updates: dict[int, np.ndarray], report: np.ndarray) -> None:
-        """Reduce this rank's summed update buffers (one per group its clients uploaded) and send its
-        clients' reports (float64 [clients here, fields], in training order)."""
+        """Reduce this rank's summed update buffers (one per group its clients uploaded), then send its
+        clients' reports (float64 [clients here, fields], in training order). The report goes only
+        once this rank's part of every reduce is done, so a rank that stops mid-exchange is one the
+        server has no report from, and the round watchdog can name it (as raw mpi4py would order
+        it: Reduce, then Send)."""
         reqs = []
         for key, groups in self._trainers:
             if self.rank in key:
                 buf = updates[groups[0]] if len(groups) == 1 else np.concatenate([updates[b] for b in groups])
                 reqs.append(self.cache.get(key).Ireduce(buf, None, op=MPI.SUM, root=0))
-        reqs.append(self.world.Isend(np.ascontiguousarray(report, np.float64), 0, TAG_REPORT))
         wait_all(reqs)
+        wait_all([self.world.Isend(np.ascontiguousarray(report, np.float64), 0, TAG_REPORT)])
