@@ -93,28 +93,6 @@ def fast_config(rounds: int = 2, strategy: str = "fedavg", seed: int = 0, **kw: 
                      strategy=StrategyConfig(name=strategy, local_epochs=1, **strat), **run)  # type: ignore[arg-type]
 
 
-_SHARED_RUNS: dict[tuple[int, tuple[str, ...]], tuple[subprocess.CompletedProcess[str], Path]] = {}
-
-
-def shared_mpi_run(factory: pytest.TempPathFactory, n: int, args: list[str],
-                   timeout: float = 240) -> tuple[subprocess.CompletedProcess[str], Path]:
-    """run_mpi(n, [*args, "--out", LOG]) once per test session for the same n and args (LOG in a fresh
-    folder of tmp_path_factory), then the same (result, LOG) to every caller: tests that launch the
-    same job only to assert different things share one launch. Callers only read LOG and its folder."""
-    key = (n, tuple(args))
-    if key not in _SHARED_RUNS:
-        log = factory.mktemp("shared-run") / "run.h5"
-        _SHARED_RUNS[key] = (run_mpi(n, [*args, "--out", str(log)], timeout=timeout), log)
-    return _SHARED_RUNS[key]
-
-
-# 3 ranks, 2 clients (one per client rank), 3 rounds of FAST FedAvg in which rank 2 (client 1) sends
-# a NaN update in round 2, not --quiet: shared_mpi_run(tmp_path_factory, *NAN_2_2_RUN) gives its
-# result and log to every test about a rejected update (it is rejected, the run goes on; rank 0
-# says so once).
-NAN_2_2_RUN: tuple[int, list[str]] = (3, ["train", "--rounds", "3", *FAST, "--fault", "nan:2:2"])
-
-
 def run_here(args: list[str], cwd: Path | None = None, timeout: float = 240) -> subprocess.CompletedProcess[str]:
     """`relief-mpi ARGS` through the real entry point (relief_mpi.cli.main) in this process: what
     run_cli checks, without the 3-4 s of CPU an interpreter spends importing torch.

@@ -38,6 +38,21 @@ def test_mpirun_train_3_rounds_4_clients_on_2_client_ranks(mpi_run: dict[str, An
 
 
 @pytest.mark.mpi
+def test_nan_update_is_rejected_and_the_run_goes_on(mpi_run: dict[str, Any]) -> None:
+    """Rank 2's first client (client 1 of 4: rank 2 hosts clients 1 and 3) sends NaN in round 2 of
+    3: that one update is rejected, the client is logged with 0 samples, the run goes on and ends
+    finite. (Was tests/comm/test_crash.py, on a 3-rank job of its own.)"""
+    log, res = mpi_run["log"], mpi_run["res"]
+    assert res.returncode == 0, res.stderr
+    run = read_log(log)
+    rejected = run.clients["rejected"]
+    assert rejected[1, 1] == 1 and rejected.sum() == 1
+    assert run.clients["samples"][1, 1] == 0
+    assert run.rounds["rejected"].tolist() == [0, 1, 0]
+    assert np.all(np.isfinite(run.rounds["macro_f1"]))
+
+
+@pytest.mark.mpi
 def test_start_up_phases_and_a_rejected_update_are_said_once(mpi_run: dict[str, Any]) -> None:
     """Issue 13, items 6 and 11, as a user sees them under mpiexec: rank 0 prints the start-up phases
     (data, model, communicators) before round 1; a rejected client update is one warning line
