@@ -13,7 +13,7 @@ from tests.helpers import FAST, run_cli, run_here, run_mpi
 
 @pytest.fixture(scope="module")
 def mpi_run(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """One job under mpiexec for the two tests below: 4 clients round robin on 2 client ranks
+    """One job under mpiexec for the three tests below: 4 clients round robin on 2 client ranks
     (the same numbers as one client per rank, without a process per client), 3 rounds, and the
     first client of rank 2 (client 1) sends a NaN update in round 2."""
     log = tmp_path_factory.mktemp("mpi-run") / "r.h5"
