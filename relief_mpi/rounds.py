@@ -162,9 +162,9 @@ class GroupSums:
 
     @staticmethod
     def unpack(buf: np.ndarray, size: int, plain: bool) -> GroupSums:
-        tail = buf[-4:].astype(np.float64)
-        return GroupSums(buf[:size], buf[size:2 * size] if plain else None, float(tail[0]), float(tail[1]),
-                         float(tail[2]), float(tail[3]))
+        """A group's buffer (rounds.update_len long) read as its sums (views of `buf`)."""
+        weight, count, weighted_sq, plain_sq = buf[-4:].tolist()
+        return GroupSums(buf[:size], buf[size:2 * size] if plain else None, weight, count, weighted_sq, plain_sq)
 
     def unweighted(self) -> np.ndarray:
         """sum_k delta_k: carried, or recovered when every uploader had the same coefficient."""

@@ -3,12 +3,15 @@ messages through raw blocking mpi4py (`relief-mpi bench --system`, relief_mpi/be
 
 For a block of B bytes (float32) and one group owned by every client (one per client rank):
 
-- ours, round: the transport's whole exchange: the plan (one message per rank), each rank's
-  acknowledgement, the block Ibcast on the cohort communicator, the update Ireduce (float64
-  buffer, rounds.update_len), each rank's report, completed by comm.wait.wait_all;
-- raw, round: the same messages with blocking Send/Recv, Bcast and Reduce on COMM_WORLD (which
-  has the cohort's members);
-- ours, reduce: the update Ireduce + wait_all alone; raw, reduce: a blocking Reduce of it.
+- block exchange (the goal figure of issue 15): ours = the transport's own start_exchange /
+  start_blocks / start_updates (the cohort's block broadcast and update reduce, persistent where
+  the MPI has them) completed by comm.wait.wait_all, with the copies in and out of their buffers;
+  raw = a blocking Bcast of the block and a blocking Reduce of the update buffer (float64,
+  rounds.update_len) on COMM_WORLD (which has the cohort's members);
+- whole round: ours = run_round on the server, next_plan / receive_blocks / send on the clients:
+  the plan (one message per rank), each rank's acknowledgement, the block exchange, each rank's
+  report, with the encoding and decoding of the plan and of the sums; raw = the same messages,
+  already built, with blocking Send/Recv, Bcast and Reduce, and no encoding or decoding.
 
 Each repetition runs raw then ours back to back after a barrier, so both see the same load.
 ratio = raw time / our time (1: as fast as raw mpi4py; below 1: ours slower).
@@ -61,15 +64,30 @@ def measure(nbytes: int, reps: int, comm: MPI.Intracomm | None = None) -> dict[s
     report = np.zeros((1, len(wire.REPORT_FIELDS)), np.float64)
     msg = wire.plan_message(plan, k, 1)
     ack = np.zeros(1, np.int64)
-    tr: MpiServerTransport | MpiClientTransport
-    if rank == 0:
-        tr = MpiServerTransport(own, (n,), world)
-        tr.start(np.zeros(0, np.float32), me)
-    else:
-        tr = MpiClientTransport(own, (n,), world)
-        tr.start(me)
-    cohort = tr.cache.get(tr.cohorts[0][0])
     recv = np.zeros_like(update)
+    server = MpiServerTransport(own, (n,), world) if rank == 0 else None
+    client = MpiClientTransport(own, (n,), world) if rank else None
+    if server is not None:
+        server.start(np.zeros(0, np.float32), me)
+        trainers = server.reduces_for(plan, wire.body_bytes(msg))
+    else:
+        assert client is not None
+        client.start(me)
+        client._trainers = client.reduces_for(plan, wire.body_bytes(msg))
+
+    def raw_exchange() -> None:
+        world.Bcast(block, root=0)
+        world.Reduce(MPI.IN_PLACE if rank == 0 else update, recv if rank == 0 else None, op=MPI.SUM, root=0)
+
+    def our_exchange() -> None:
+        if server is not None:
+            wait_all(server.start_exchange(trainers, [block]))
+            server.sums(plan, trainers)
+        else:
+            assert client is not None
+            wait_all(client.start_blocks())
+            client.blocks()
+            wait_all(client.start_updates({0: update}))
 
     def raw_round() -> None:
         if rank == 0:
@@ -89,28 +107,22 @@ def measure(nbytes: int, reps: int, comm: MPI.Intracomm | None = None) -> dict[s
             world.Send(report, 0, TAG_RAW)
 
     def our_round() -> None:
-        if isinstance(tr, MpiServerTransport):
-            tr.run_round(plan, [block])
+        if server is not None:
+            server.run_round(plan, [block])
         else:
-            p = tr.next_plan()
+            assert client is not None
+            p = client.next_plan()
             assert p is not None
-            tr.receive_blocks(p)
-            tr.send(p, {0: update}, report)
+            client.receive_blocks(p)
+            client.send(p, {0: update}, report)
 
-    def raw_reduce() -> None:
-        world.Reduce(MPI.IN_PLACE if rank == 0 else update, recv if rank == 0 else None, op=MPI.SUM, root=0)
-
-    def our_reduce() -> None:
-        wait_all([cohort.Ireduce(MPI.IN_PLACE if rank == 0 else update, recv if rank == 0 else None,
-                                 op=MPI.SUM, root=0)])
-
-    t_raw_r, t_ours_r = _timed_pair(world, raw_reduce, our_reduce, reps)
-    t_raw_b, t_ours_b = _timed_pair(world, raw_round, our_round, reps)
-    if isinstance(tr, MpiServerTransport):
-        tr.stop()
+    t_raw_x, t_ours_x = _timed_pair(world, raw_exchange, our_exchange, reps)
+    t_raw_r, t_ours_r = _timed_pair(world, raw_round, our_round, reps)
+    if server is not None:
+        server.stop()
     else:
-        assert tr.next_plan() is None
-    return {"bytes": nbytes, "reps": reps, "raw_reduce_s": t_raw_r, "ours_reduce_s": t_ours_r,
-            "raw_round_s": t_raw_b, "ours_round_s": t_ours_b,
-            "reduce_ratio": t_raw_r / t_ours_r, "round_ratio": t_raw_b / t_ours_b,
-            "raw_reduce_mbps": nbytes / t_raw_r / 1e6, "ours_reduce_mbps": nbytes / t_ours_r / 1e6}
+        assert client is not None and client.next_plan() is None
+    return {"bytes": nbytes, "reps": reps, "raw_exchange_s": t_raw_x, "ours_exchange_s": t_ours_x,
+            "raw_round_s": t_raw_r, "ours_round_s": t_ours_r,
+            "exchange_ratio": t_raw_x / t_ours_x, "round_ratio": t_raw_r / t_ours_r,
+            "raw_exchange_mbps": 2 * nbytes / t_raw_x / 1e6, "ours_exchange_mbps": 2 * nbytes / t_ours_x / 1e6}

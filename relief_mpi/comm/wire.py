@@ -19,8 +19,8 @@ import numpy as np
 from relief_mpi.rounds import HEADER_LEN, REPORT_FIELDS, RoundPlan
 
 R = {name: i for i, name in enumerate(REPORT_FIELDS)}
-__all__ = ["HEADER_LEN", "R", "REPORT_FIELDS", "decode_plan", "fixed_utf8", "is_stop", "plan_len", "plan_message",
-           "utf8_text"]
+__all__ = ["HEADER_LEN", "R", "REPORT_FIELDS", "body_bytes", "decode_plan", "fixed_utf8", "is_stop", "plan_len",
+           "plan_message", "utf8_text"]
 
 
 def fixed_utf8(text: str, n: int) -> np.ndarray:
@@ -42,9 +42,11 @@ def plan_len(k: int, g: int) -> int:
     return HEADER_LEN + (k + 1) * (2 * g + 2)
 
 
-def plan_message(plan: RoundPlan | None, k: int, g: int) -> np.ndarray:
-    """The header and the body in one buffer: one message per client rank per round (None: stop)."""
-    msg = np.zeros(plan_len(k, g), np.float64)
+def plan_message(plan: RoundPlan | None, k: int, g: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The header and the body in one buffer: one message per client rank per round (None: stop).
+    `out`, a buffer this function returned for a plan before, is rewritten in place (a plan writes
+    every field a plan sets; the rest stays zero)."""
+    msg = np.zeros(plan_len(k, g), np.float64) if out is None or plan is None else out
     msg[:HEADER_LEN] = (0, 1, k, g) if plan is None else (plan.round, 0, k, g)
     if plan is None:
         return msg
@@ -62,8 +64,20 @@ def is_stop(msg: np.ndarray) -> bool:
 
 
 def decode_plan(msg: np.ndarray) -> RoundPlan:
+    """The plan in a message, in arrays of its own (read-only: a receiver may reuse a decoded plan
+    for a later round with the same body, comm/mpi.py)."""
     k, g = int(msg[2]), int(msg[3])
     body = msg[HEADER_LEN:].reshape(k + 1, 2 * g + 2)
     dl = float(body[0, 2 * g + 1])
-    return RoundPlan(int(msg[0]), body[:k, :g].astype(np.uint8), body[:k, g:2 * g].copy(),
-                     body[:k, 2 * g].astype(np.int64), math.inf if dl < 0 else dl, body[k, :g].astype(np.uint8))
+    arrays = (body[:k, :g].astype(np.uint8), body[:k, g:2 * g].copy(), body[:k, 2 * g].astype(np.int64),
+              body[k, :g].astype(np.uint8))
+    for a in arrays:
+        a.flags.writeable = False
+    alloc, coef, steps, plain = arrays
+    return RoundPlan(int(msg[0]), alloc, coef, steps, math.inf if dl < 0 else dl, plain)
+
+
+def body_bytes(msg: np.ndarray) -> bytes:
+    """A plan message without its header: two rounds with equal bodies have the same plan but
+    for the round number."""
+    return msg[HEADER_LEN:].tobytes()

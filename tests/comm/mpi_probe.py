@@ -1,6 +1,9 @@
-"""Run under mpiexec -n 4 by test_many_clients: 5 clients on 3 client ranks, 4 groups, one round
-of hand-made update buffers through the real MPI transport. Rank 0 prints what it received; every
-rank prints the members of the cohort communicators it belongs to."""
+"""Run under mpiexec -n 4 by test_many_clients: 5 clients on 3 client ranks, 4 groups, three rounds
+of hand-made update buffers through the real MPI transport (argv[1] "fallback": with per-round
+nonblocking collectives instead of persistent ones). Round 2 repeats round 1's plan with new values
+(the persistent collectives and the plan a client reuses must carry the new numbers); round 3 changes
+who uploads (new trainer communicators and reduces). Rank 0 prints what it received; every rank
+prints the members of the cohort communicators it belongs to."""
 
 from __future__ import annotations
 
@@ -20,40 +23,46 @@ OUT: list[str] = []  # written in one call at the end: lines of different ranks 
 OWN = np.array([[1, 0, 0, 1], [1, 0, 1, 1], [1, 0, 1, 1], [1, 1, 0, 1], [1, 0, 0, 1]], bool)
 COEF = OWN.astype(np.float64)
 COEF[4, 0] = 0.0  # client 4 trains group 0 but does not upload it
+COEF3 = COEF.copy()
+COEF3[0, 3] = COEF3[3, 1] = COEF3[2, 2] = 0.0  # round 3: group 1 has no uploader, group 2 only client 1
 
 
-def main() -> None:
+def plans() -> list[RoundPlan]:
+    alloc, steps, plain = OWN.astype(np.uint8), np.ones(5, np.int64), np.zeros(4, np.uint8)
+    return [RoundPlan(r, alloc, coef, steps, float("inf"), plain) for r, coef in ((1, COEF), (2, COEF), (3, COEF3))]
+
+
+def main(persistent: bool) -> None:
     world = MPI.COMM_WORLD
     rank = world.Get_rank()
     me = Handshake("probe", "probe", "host")
-    plan = RoundPlan(1, OWN.astype(np.uint8), COEF, np.ones(5, np.int64), float("inf"), np.zeros(4, np.uint8))
     if rank == 0:
-        server = MpiServerTransport(OWN, SIZES, world)
+        server = MpiServerTransport(OWN, SIZES, world, persistent=persistent)
         server.start(np.zeros(0, np.float32), me)
-        ex = server.run_round(plan, [np.full(s, 0.5, np.float32) for s in SIZES])
-        for b, s in sorted(ex.sums.items()):
-            OUT.append(f"sum {b}: weighted {s.weighted.tolist()} count {s.count:g}")
-        OUT.append("samples " + " ".join(f"{v:g}" for v in ex.reports[:, R['samples']]))
+        for plan in plans():
+            ex = server.run_round(plan, [np.full(s, 0.5 * plan.round, np.float32) for s in SIZES])
+            for b, s in sorted(ex.sums.items()):
+                OUT.append(f"round {plan.round} sum {b}: weighted {s.weighted.tolist()} count {s.count:g}")
+            OUT.append(f"round {plan.round} samples " + " ".join(f"{v:g}" for v in ex.reports[:, R['samples']]))
         members(server)
         server.stop()
         return
-    client = MpiClientTransport(OWN, SIZES, world)
+    client = MpiClientTransport(OWN, SIZES, world, persistent=persistent)
     client.start(me)
-    got = client.next_plan()
-    assert got is not None
-    blocks = client.receive_blocks(got)
-    sums: dict[int, np.ndarray] = {}
-    reports = np.zeros((len(client.local), len(REPORT_FIELDS)))
-    for i, k in enumerate(client.local):
-        reports[i, R["samples"]] = k
-        for b in np.flatnonzero(got.uploads[k]):
-            assert np.all(blocks[b] == 0.5)
-            buf = pack_update(np.full(SIZES[b], k + 1, np.float32), SIZES[b], 1.0, False)
-            sums[b] = sums[b] + buf if b in sums else buf
-    client.send(got, sums, reports)
-    OUT.append(f"rank {rank} hosts {client.local} received {sorted(blocks)}")
-    members(client)
-    assert client.next_plan() is None
+    while (got := client.next_plan()) is not None:
+        blocks = client.receive_blocks(got)
+        sums: dict[int, np.ndarray] = {}
+        reports = np.zeros((len(client.local), len(REPORT_FIELDS)))
+        for i, k in enumerate(client.local):
+            reports[i, R["samples"]] = k * got.round
+            for b in np.flatnonzero(got.uploads[k]):
+                assert np.all(blocks[b] == 0.5 * got.round), (got.round, b, blocks[b])
+                buf = pack_update(np.full(SIZES[b], (k + 1) * got.round, np.float32), SIZES[b], 1.0, False)
+                sums[b] = sums[b] + buf if b in sums else buf
+        client.send(got, sums, reports)
+        OUT.append(f"rank {rank} round {got.round} hosts {client.local} received {sorted(blocks)}")
+        if got.round == 1:
+            members(client)
 
 
 def members(tr: MpiServerTransport | MpiClientTransport) -> None:
@@ -66,6 +75,6 @@ def members(tr: MpiServerTransport | MpiClientTransport) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(persistent=sys.argv[1:] != ["fallback"])
     sys.stdout.write("".join(line + "\n" for line in OUT))
     sys.stdout.flush()
