@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 from mpi4py import MPI
@@ -50,6 +51,24 @@ def _timed_pair(world: MPI.Intracomm, raw: Callable[[], None], ours: Callable[[]
     return float(np.median(t_raw)), float(np.median(t_ours))
 
 
+def _check(server: MpiServerTransport | None, client: MpiClientTransport | None, plan: RoundPlan,
+           trainers: list[Any], block: np.ndarray, update: np.ndarray, k: int) -> None:
+    """One more exchange whose numbers are checked: a timing of a transport that moved the wrong
+    bytes would be worthless (every client sends `update`, so the server must get k times it)."""
+    if server is not None:
+        wait_all(server.start_exchange(trainers, [block]))
+        got = server.sums(plan, trainers)[0]
+        want = k * update
+        if not (np.array_equal(got.weighted, want[:block.size]) and got.count == want[-3]):
+            raise RuntimeError("exchange bench: the reduce did not return the sum of the clients' buffers")
+    else:
+        assert client is not None
+        wait_all(client.start_blocks())
+        if not np.array_equal(client.blocks()[0], block):
+            raise RuntimeError("exchange bench: the broadcast did not deliver the server's block")
+        wait_all(client.start_updates({0: update}))
+
+
 def measure(nbytes: int, reps: int, comm: MPI.Intracomm | None = None) -> dict[str, float]:
     """Both ways at one block size (collective over `comm`, default COMM_WORLD); figures on rank 0."""
     world = comm if comm is not None else MPI.COMM_WORLD
@@ -73,7 +92,7 @@ def measure(nbytes: int, reps: int, comm: MPI.Intracomm | None = None) -> dict[s
     else:
         assert client is not None
         client.start(me)
-        client._trainers = client.reduces_for(plan, wire.body_bytes(msg))
+        trainers = client._trainers = client.reduces_for(plan, wire.body_bytes(msg))
 
     def raw_exchange() -> None:
         world.Bcast(block, root=0)
@@ -118,6 +137,7 @@ def measure(nbytes: int, reps: int, comm: MPI.Intracomm | None = None) -> dict[s
 
     t_raw_x, t_ours_x = _timed_pair(world, raw_exchange, our_exchange, reps)
     t_raw_r, t_ours_r = _timed_pair(world, raw_round, our_round, reps)
+    _check(server, client, plan, trainers, block, update, k)
     if server is not None:
         server.stop()
     else:

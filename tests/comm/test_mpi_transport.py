@@ -81,3 +81,25 @@ def test_exception_on_the_server_aborts_the_job(tmp_path: Path) -> None:
                       "--fault", "raise:0:1"], timeout=120)
     assert res.returncode != 0
     assert "injected fault in the server" in res.stderr
+
+
+def test_exchange_bench_runs_and_checks_what_it_moved() -> None:
+    """The exchange benchmark (`bench --system`'s block-exchange sweep) at 1 and 4 KB on 3 ranks:
+    every figure is a positive time and its ratio is raw / ours; measure() itself raises (non-zero
+    exit) if its last exchange did not deliver the block or did not sum the clients' buffers."""
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO, mpi_command, mpi_env
+
+    cmd = mpi_command(3, [])
+    cmd = cmd[:cmd.index(sys.executable) + 1] + ["-m", "tests.comm.exchange_probe"]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, env=mpi_env())
+    assert res.returncode == 0, res.stderr
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["bytes"] for r in rows] == [1024, 4096]
+    for r in rows:
+        for what in ("exchange", "round"):
+            raw, ours = r[f"raw_{what}_s"], r[f"ours_{what}_s"]
+            assert 0 < raw < 1 and 0 < ours < 1
+            assert r[f"{what}_ratio"] == pytest.approx(raw / ours)
