@@ -13,8 +13,11 @@ Reduce and sends none of its bytes. Every rank receives the full allocation, so 
 replays the same cache history (creation order, LRU eviction): members agree on which
 communicators exist without any extra messages.
 
-Groups with the same member set share one collective: their blocks travel in one Ibcast and their
-update buffers in one Ireduce (FedAvg: one of each per round, whatever the number of groups).
+Groups with the same member set share one collective: their blocks travel in one broadcast and
+their update buffers in one reduce (FedAvg: one of each per round, whatever the number of groups).
+Each is a Collective bound to its communicator and buffer: persistent (MPI-4) where the library
+has them, built once and started every round, else a fresh Ibcast / Ireduce on the same buffer.
+The plan, ack and report buffers are reused every round too.
 
 The plan (header and body in one message), each client rank's acknowledgement of it and its
 clients' reports travel point to point between the server and that rank, not through
