@@ -94,7 +94,6 @@ class Collective:
             init, post = comm.Reduce_init, comm.Ireduce
             args = (MPI.IN_PLACE, self.buf) if root else (self.buf, None)
             kw = {"op": MPI.SUM, "root": 0}
-        self.persistent = persistent
         self._req = init(*args, **kw) if persistent else None
         self.req: MPI.Request = self._req if self._req is not None else MPI.REQUEST_NULL
         self._post = partial(post, *args, **kw)
