@@ -3,17 +3,31 @@
 MPI (mpi4py) is imported only here in comm/ (and by the entry point): comm.world holds the job's
 start-up and end, comm.mpi a round's exchange, comm.wait the sleeping wait.
 
-Importing this package, before any mpi4py.MPI import, sets one MPICH default (a user's own
-setting wins; other MPIs ignore it): the cohort reduce, a persistent or nonblocking Reduce, takes
-the binomial tree. MPICH's automatic choice for it measured about 1.4x slower for 1 KB on 5 ranks
-of 2 cores (persistent Reduce 194 vs 140 us) and no faster at 1 MB (docs/bench.md, section 5).
+Importing this package, before any mpi4py.MPI import, sets one default for the pip MPICH wheel
+(MPICH 4 or newer; a user's own setting wins): the cohort reduce, a persistent or nonblocking
+Reduce, takes the binomial tree. The cohort's persistent Bcast + Reduce of 1 KB on 5 ranks of 2
+cores took 173-224 us with MPICH's automatic choice and 138-147 us with it (docs/bench.md,
+section 5). Only there: MPICH rejects a value it does not know at MPI_Init, and older MPICH
+releases (a Jetson's system MPICH 3.3, say) name their algorithms differently.
 """
 
 import os
 import sys
 
 REDUCE_ALGORITHM_VAR = "MPIR_CVAR_IREDUCE_INTRA_ALGORITHM"
-if "mpi4py.MPI" not in sys.modules:
+
+
+def pip_mpich_major() -> int | None:
+    """The major version of the pip `mpich` wheel in this environment, None without one."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return int(version("mpich").split(".")[0])
+    except (PackageNotFoundError, ValueError):
+        return None
+
+
+if "mpi4py.MPI" not in sys.modules and (pip_mpich_major() or 0) >= 4:
     os.environ.setdefault(REDUCE_ALGORITHM_VAR, "sched_binomial")
 
 

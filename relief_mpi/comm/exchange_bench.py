@@ -53,20 +53,21 @@ def _timed_pair(world: MPI.Intracomm, raw: Callable[[], None], ours: Callable[[]
 
 def _check(server: MpiServerTransport | None, client: MpiClientTransport | None, plan: RoundPlan,
            trainers: list[Any], block: np.ndarray, update: np.ndarray, k: int) -> None:
-    """One more exchange whose numbers are checked: a timing of a transport that moved the wrong
-    bytes would be worthless (every client sends `update`, so the server must get k times it)."""
+    """One more exchange whose numbers are checked, with values the timed ones never used (a
+    broadcast that delivered nothing would leave the old ones): a timing of a transport that moved
+    the wrong bytes would be worthless. The server sends 7 x block, every client 3 x update."""
     if server is not None:
-        wait_all(server.start_exchange(trainers, [block]))
+        wait_all(server.start_exchange(trainers, [7 * block]))
         got = server.sums(plan, trainers)[0]
-        want = k * update
+        want = 3 * k * update
         if not (np.array_equal(got.weighted, want[:block.size]) and got.count == want[-3]):
             raise RuntimeError("exchange bench: the reduce did not return the sum of the clients' buffers")
     else:
         assert client is not None
         wait_all(client.start_blocks())
-        if not np.array_equal(client.blocks()[0], block):
+        if not np.array_equal(client.blocks()[0], 7 * block):
             raise RuntimeError("exchange bench: the broadcast did not deliver the server's block")
-        wait_all(client.start_updates({0: update}))
+        wait_all(client.start_updates({0: 3 * update}))
 
 
 def measure(nbytes: int, reps: int, comm: MPI.Intracomm | None = None) -> dict[str, float]:

@@ -1,4 +1,4 @@
-"""MPI transport: cohort communicators, nonblocking collectives, sleeping waits, no pickle.
+"""MPI transport: cohort communicators, persistent (else nonblocking) collectives, sleeping waits, no pickle.
 
 A client rank hosts one or more clients (comm.placement: client k on rank 1 + k mod R) and trains
 them in turn; it adds up its clients' update buffers per group (float32 terms in float64, exact:
@@ -17,7 +17,7 @@ Groups with the same member set share one collective: their blocks travel in one
 their update buffers in one reduce (FedAvg: one of each per round, whatever the number of groups).
 Each is a Collective bound to its communicator and buffer: persistent (MPI-4) where the library
 has them, built once and started every round, else a fresh Ibcast / Ireduce on the same buffer.
-The plan, ack and report buffers are reused every round too.
+The plan and ack buffers are reused every round too.
 
 The plan (header and body in one message), each client rank's acknowledgement of it and its
 clients' reports travel point to point between the server and that rank, not through
@@ -125,7 +125,7 @@ class CommCache:
         self.pinned: set[Key] = set()
         self.created = 0
         self.persistent = persistent_supported() if persistent is None else persistent
-        self.bound: dict[Key, dict[tuple[str, int], Collective]] = {}
+        self.bound: dict[Key, dict[str, Collective]] = {}
 
     def ensure(self, keys: list[Key], pin: bool = False) -> None:
         """Create missing communicators in the given order; every rank must pass the same keys."""
@@ -162,7 +162,7 @@ class CommCache:
             comm.Free()
 
     def close(self) -> None:
-        """Free every communicator, in creation order (the same on every rank), at the end of a run:
+        """Free every communicator, in LRU order (the same on every rank), at the end of a run:
         a long bench runs many jobs in one MPI world and context ids are finite."""
         for key in list(self.comms):
             self._free(key)
@@ -170,14 +170,18 @@ class CommCache:
 
     def collective(self, key: Key, kind: str, length: int) -> Collective:
         """The `kind` ("bcast" of float32 blocks, "reduce" of float64 update buffers) of `length`
-        on communicator `key`, created on first use. Creating one is a collective call on that
-        communicator: every member must ask for the same ones in the same order, which they do
-        (the plan every rank receives decides them)."""
+        on communicator `key`: one of each kind per communicator, replaced (the old one freed) when
+        a plan asks for another length, so memory stays one buffer per kind and communicator
+        although RELIEF changes which groups share a member set every round. Creating one is a
+        collective call on that communicator: every member asks for the same ones in the same
+        order (the plan every rank receives decides them); freeing an inactive one is local."""
         per = self.bound.setdefault(key, {})
-        c = per.get((kind, length))
-        if c is None:
+        c = per.get(kind)
+        if c is None or c.buf.size != length:
+            if c is not None:
+                c.free()
             dtype = np.float32 if kind == "bcast" else UPDATE_DTYPE
-            c = per[(kind, length)] = Collective(self.get(key), kind, length, dtype, self.rank == 0, self.persistent)
+            c = per[kind] = Collective(self.get(key), kind, length, dtype, self.rank == 0, self.persistent)
         return c
 
     def get(self, key: Key) -> MPI.Comm:
@@ -221,10 +225,12 @@ class _MpiBase:
     def reduces_for(self, plan: RoundPlan, body: bytes) -> list[_Reduce]:
         """This rank's update reduces for a plan (`body`: wire.body_bytes of its message), one per
         member set: server + the ranks hosting an uploader of the groups that share it (where this
-        rank is a member). Every rank calls it for every plan, before the round's collectives start,
-        so every rank creates the same communicators and persistent reduces in the same order. A
-        plan with the same body as last round's (FedAvg: every round) reuses last round's answer:
-        ensure() would find every communicator and leave the cache as it is, on every rank alike."""
+        rank is a member). Every rank calls it for every plan whose body differs from the last one's,
+        before the round's collectives start (the server: before its broadcasts; a client: in
+        next_plan), so every rank creates the same communicators and persistent reduces in the same
+        order. A plan with the same body as last round's (FedAvg: every round) reuses last round's
+        answer: ensure() would find every communicator and leave the cache as it is, on every rank
+        alike. A membership not cached yet costs a blocking Create_group here, as before."""
         if body != self._reduces_body:
             up = by_rank(plan.uploads, self.n_ranks)
             trainers = buckets([members(up[:, b]) for b in range(self.b)])

@@ -1,8 +1,10 @@
-"""Run under mpiexec -n 4 by test_many_clients: 5 clients on 3 client ranks, 4 groups, three rounds
+"""Run under mpiexec -n 4 by test_many_clients: 5 clients on 3 client ranks, 4 groups, five rounds
 of hand-made update buffers through the real MPI transport (argv[1] "fallback": with per-round
 nonblocking collectives instead of persistent ones). Round 2 repeats round 1's plan with new values
 (the persistent collectives and the plan a client reuses must carry the new numbers); round 3 changes
-who uploads (new trainer communicators and reduces). Rank 0 prints what it received; every rank
+who uploads (new trainer communicators and reduces); round 4 is round 1's plan with group 0's plain
+sum carried (a longer buffer on the same communicator: its reduce is replaced), round 5 round 1's
+plan again. Rank 0 prints what it received; every rank
 prints the members of the cohort communicators it belongs to."""
 
 from __future__ import annotations
@@ -29,7 +31,10 @@ COEF3[0, 3] = COEF3[3, 1] = COEF3[2, 2] = 0.0  # round 3: group 1 has no uploade
 
 def plans() -> list[RoundPlan]:
     alloc, steps, plain = OWN.astype(np.uint8), np.ones(5, np.int64), np.zeros(4, np.uint8)
-    return [RoundPlan(r, alloc, coef, steps, float("inf"), plain) for r, coef in ((1, COEF), (2, COEF), (3, COEF3))]
+    plain4 = plain.copy()
+    plain4[0] = 1
+    rounds = ((1, COEF, plain), (2, COEF, plain), (3, COEF3, plain), (4, COEF, plain4), (5, COEF, plain))
+    return [RoundPlan(r, alloc, coef, steps, float("inf"), p) for r, coef, p in rounds]
 
 
 def main(persistent: bool) -> None:
@@ -43,6 +48,8 @@ def main(persistent: bool) -> None:
             ex = server.run_round(plan, [np.full(s, 0.5 * plan.round, np.float32) for s in SIZES])
             for b, s in sorted(ex.sums.items()):
                 OUT.append(f"round {plan.round} sum {b}: weighted {s.weighted.tolist()} count {s.count:g}")
+                if s.plain is not None:
+                    OUT.append(f"round {plan.round} sum {b}: plain {s.plain.tolist()}")
             OUT.append(f"round {plan.round} samples " + " ".join(f"{v:g}" for v in ex.reports[:, R['samples']]))
         members(server)
         server.stop()
@@ -57,7 +64,8 @@ def main(persistent: bool) -> None:
             reports[i, R["samples"]] = k * got.round
             for b in np.flatnonzero(got.uploads[k]):
                 assert np.all(blocks[b] == 0.5 * got.round), (got.round, b, blocks[b])
-                buf = pack_update(np.full(SIZES[b], (k + 1) * got.round, np.float32), SIZES[b], 1.0, False)
+                buf = pack_update(np.full(SIZES[b], (k + 1) * got.round, np.float32), SIZES[b], 1.0,
+                                  bool(got.plain[b]))
                 sums[b] = sums[b] + buf if b in sums else buf
         client.send(got, sums, reports)
         OUT.append(f"rank {rank} round {got.round} hosts {client.local} received {sorted(blocks)}")

@@ -85,8 +85,9 @@ def test_cohort_communicators_and_per_rank_sums_through_mpi(collectives: str) ->
     """5 clients on 3 client ranks (tests/comm/mpi_probe.py): each cohort communicator holds the
     server and exactly the ranks hosting an owner, groups with one member set share it, and the
     server receives the sum over every uploader although ranks 1 and 2 host two clients each; in
-    every round (a repeated plan with new values, then new uploaders), with the persistent
-    collectives and with the per-round nonblocking ones an MPI without MPI-4 gets."""
+    every round (a repeated plan with new values, new uploaders, a longer buffer on the same
+    communicator and back), with the persistent collectives and with the per-round nonblocking
+    ones an MPI without MPI-4 gets."""
     cmd = mpi_command(4, [])
     cmd = cmd[:cmd.index(sys.executable) + 1] + ["-m", "tests.comm.mpi_probe", collectives]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=REPO, env=mpi_env())
@@ -100,12 +101,12 @@ def test_cohort_communicators_and_per_rank_sums_through_mpi(collectives: str) ->
         assert f"rank {rank} cohort [2] members [0, 2, 3]" in lines
     assert not any(f"rank {r} cohort [1]" in ln for r in (2, 3) for ln in lines)
     assert not any("rank 1 cohort [2]" in ln for ln in lines)
-    for rnd in (1, 2, 3):
+    for rnd in (1, 2, 3, 4, 5):
         assert {f"rank 1 round {rnd} hosts [0, 3] received [0, 1, 3]",
                 f"rank 2 round {rnd} hosts [1, 4] received [0, 2, 3]",
                 f"rank 3 round {rnd} hosts [2] received [0, 2, 3]"} <= lines
     # client k uploads (k+1) x round everywhere; client 4 trains group 0 without uploading it
-    for rnd in (1, 2):
+    for rnd in (1, 2, 4, 5):
         assert f"round {rnd} sum 0: weighted {[10.0 * rnd] * 2} count 4" in lines  # clients 0..3
         assert f"round {rnd} sum 1: weighted {[4.0 * rnd] * 3} count 1" in lines  # client 3
         assert f"round {rnd} sum 2: weighted {[5.0 * rnd] * 4} count 2" in lines  # clients 1 and 2
@@ -117,6 +118,9 @@ def test_cohort_communicators_and_per_rank_sums_through_mpi(collectives: str) ->
     assert "round 3 sum 2: weighted [6.0, 6.0, 6.0, 6.0] count 1" in lines  # client 1 alone
     assert "round 3 sum 3: weighted [42.0, 42.0] count 4" in lines  # clients 1..4: (2+3+4+5) x 3
     assert "round 3 samples 0 3 6 9 12" in lines
+    # round 4 carries group 0's plain sum (its buffer and the shared reduce get longer), round 5 not
+    assert "round 4 sum 0: plain [40.0, 40.0]" in lines
+    assert [ln for ln in lines if ": plain" in ln] == ["round 4 sum 0: plain [40.0, 40.0]"]
 
 
 @pytest.mark.parametrize("strategy", sorted(strategy_classes()))
