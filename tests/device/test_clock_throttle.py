@@ -30,14 +30,18 @@ def test_virtual_clock_adds_targets_without_sleeping() -> None:
     assert c.lag_s == 0.0
 
 
-def test_real_clock_busy_is_measured_wall_time() -> None:
+def test_real_clock_busy_is_measured_wall_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """busy is a stopwatch around the sleeps, not the target: every sleep here overruns by 50 ms
+    (as on a loaded host), so the measured 0.45 s or more must show, not the 0.3 s asked for.
+    No upper bound but the wall time around the calls: a busy CI host only adds to both."""
+    real_sleep = time.sleep
+    monkeypatch.setattr(time, "sleep", lambda s: real_sleep(s + 0.05))
     c = DeviceClock(profile(1e9), "real")
     t0 = time.perf_counter()
     for _ in range(3):
         c.account_step(1e8, 0.0)  # 0.1 s target each, host took nothing
     wall = time.perf_counter() - t0
-    assert 0.3 <= c.busy_s <= wall + 1e-6  # a stopwatch around the sleeps, never less than the target
-    assert c.busy_s == pytest.approx(wall, rel=0.05)
+    assert 0.45 <= c.busy_s <= wall + 1e-6
 
 
 def test_real_clock_records_lag_when_host_is_slower() -> None:
