@@ -25,7 +25,7 @@ def test_virtual_clock_adds_targets_without_sleeping() -> None:
     t0 = time.perf_counter()
     for _ in range(10):
         c.account_step(5e8, 0.001)  # 0.5 s emulated each
-    assert time.perf_counter() - t0 < 0.2
+    assert time.perf_counter() - t0 < 2.0  # sleeping the targets would take 5 s; a loaded host, not 0.2 s
     assert c.busy_s == pytest.approx(5.0)
     assert c.lag_s == 0.0
 
