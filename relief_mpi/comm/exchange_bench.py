@@ -93,7 +93,7 @@ def measure(nbytes: int, reps: int, comm: MPI.Intracomm | None = None) -> dict[s
     else:
         assert client is not None
         client.start(me)
-        trainers = client._trainers = client.reduces_for(plan, wire.body_bytes(msg))
+        trainers = client.reduces_for(plan, wire.body_bytes(msg))
 
     def raw_exchange() -> None:
         world.Bcast(block, root=0)
