@@ -12,7 +12,6 @@ import math
 import os
 import signal
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.device.clock import DeviceClock
 from relief_mpi.model.flops import FlopCosts
 from relief_mpi.model.optim import Adam, Optimizer, Sgd
+from relief_mpi.rng import ClientStream, OursStream
 from relief_mpi.rounds import (
     ClientRecipe,
     RoundPlan,
@@ -115,19 +115,6 @@ class _StepTally:
     step_flops: float
 
 
-def _shuffled_batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Batch indices without end: a fresh permutation of the n windows whenever the current one
-    cannot fill a whole batch."""
-    order = torch.randperm(n, generator=gen)
-    pos = 0
-    while True:
-        if pos + batch > n:
-            order = torch.randperm(n, generator=gen)
-            pos = 0
-        yield order[pos:pos + batch]
-        pos += batch
-
-
 class LocalTrainer:
     """One client: its role, windows, clock and energy account. The model is the process's (shared
     by every client it hosts: a client keeps no parameters between rounds, since it receives every
@@ -151,6 +138,7 @@ class LocalTrainer:
         self.owned_nbytes = sum(4 * registry.sizes[b] for b in self.owned)  # the blocks it receives every round
         self.present = frozenset(range(len(spec.modalities))) if role.recipe.zero_fill else role.modalities
         self.energy_meter: Any = None  # set by device emulation where a real meter exists
+        self.stream: ClientStream = OursStream()  # batch order and dropout (rng.py); --rng authors shares one
 
     def set_base(self, base: np.ndarray) -> None:
         if base.size:
@@ -215,8 +203,8 @@ class LocalTrainer:
 
     def _train_steps(self, plan: RoundPlan, trained: frozenset[int], trainables: _Trainables,
                      link: _RoundLink) -> _StepTally:
-        """The local optimizer steps; the batch order is seeded by (seed, round, client), so a client
-        draws the same batches in-process and under MPI."""
+        """The local optimizer steps; the batch order and dropout come from the client's stream
+        (rng.py: by default seeded by (seed, round, client), the same in-process and under MPI)."""
         role, recipe = self.role, self.role.recipe
         k = role.client
         enc_trained = self._trained_encoders(trained)
@@ -226,10 +214,7 @@ class LocalTrainer:
         batch = min(role.batch_size, n)
         step_flops = self.costs.step(self.present, enc_trained, batch)
 
-        seed = int(np.random.SeedSequence([role.seed, plan.round, k]).generate_state(1)[0])
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)  # dropout draws from the global generator: same stream in-process and under MPI
-        batches = _shuffled_batches(n, batch, gen)
+        batches = self.stream.batches(role.seed, plan.round, k, n, batch)
         steps_done, samples, loss_sum = 0, 0, 0.0
         opt = self._optimizer([trainables.params[name] for name in trainables.masks])
         self._enter_train_mode()
@@ -252,6 +237,7 @@ class LocalTrainer:
             steps_done += 1
             samples += int(idx.numel())
             loss_sum += float(ce.detach())  # the task loss, comparable across strategies
+        self.stream.done()
         return _StepTally(steps_done, samples, loss_sum, step_flops)
 
     def _enter_train_mode(self) -> None:

@@ -29,6 +29,7 @@ PRETRAIN_OPTIMIZERS = ("adam", "sgd")
 DATASETS = ("synthetic", "spar", "mhealth", "pamap2")
 MODES = ("cnn", "lora")
 CLOCKS = ("virtual", "real")
+RNG_STREAMS = ("ours", "authors")  # local batch order and dropout (relief_mpi/rng.py)
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,7 @@ class DeviceConfig:
 class RunConfig:
     rounds: int = 20
     seed: int = 0
+    rng: str = "ours"  # local batch order and dropout: ours or authors (relief_mpi/rng.py)
     eval_every: int = 1
     checkpoint_every: int = 0
     data: DataConfig = field(default_factory=DataConfig)

@@ -29,6 +29,7 @@ from relief_mpi.model.flops import FlopCosts, group_flops, measure_costs
 from relief_mpi.model.groups import GroupRegistry
 from relief_mpi.model.net import ModalityEncoder, MultimodalNet, kept
 from relief_mpi.model.paper import PaperNet
+from relief_mpi.rng import authors_stream
 from relief_mpi.rounds import FleetInfo, GroupInfo
 from relief_mpi.strategy.base import Strategy, StrategyContext
 from relief_mpi.strategy.heterofl import HeteroFL
@@ -102,7 +103,12 @@ class RunSetup:
         shape_bytes = 4 * self.data.spec.n_channels * self.data.window_len
         keep = sum(len(self.data.clients_train[k]) for k in ks) * shape_bytes <= KEEP_WINDOWS_MB * 2**20
         faults = faults or {}
-        return LocalClients([self.trainer(k, faults.get(k), dump_dir, model, keep) for k in ks])
+        clients = LocalClients([self.trainer(k, faults.get(k), dump_dir, model, keep) for k in ks])
+        if self.config.rng == "authors":  # one stream for all, drawn in client order (relief_mpi/rng.py)
+            stream = authors_stream(self.config.seed, lambda: _net(self.config, self.data))
+            for t in clients.trainers:
+                t.stream = stream
+        return clients
 
 
 def _net(cfg: RunConfig, data: FederatedData, width: float = 1.0) -> Model:

@@ -311,7 +311,7 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
     from relief_mpi.cli.config import with_settings
 
     return with_settings(RunConfig(
-        rounds=kw["rounds"], seed=kw["seed"], eval_every=kw["eval_every"],
+        rounds=kw["rounds"], seed=kw["seed"], rng=kw.get("rng") or "ours", eval_every=kw["eval_every"],
         checkpoint_every=kw.get("checkpoint_every", 0) or 0,
         data=data,
         model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"],
@@ -331,6 +331,7 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
 # CLI parameter -> dotted RunConfig key (used to name what a resumed run would change).
 PARAM_KEYS = {
     "rounds": "rounds", "seed": "seed", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
+    "rng": "rng",
     "dataset": "data.dataset", "data_dir": "data.data_dir", "modality_by": "data.modality_by", "alpha": "data.alpha",
     "window_s": "data.window_s", "downsample": "data.downsample", "mode": "model.mode", "base": "model.base",
     "groups_per_modality": "model.groups_per_modality", "strategy": "strategy.name",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options
-from relief_mpi.config import RunConfig
+from relief_mpi.config import RNG_STREAMS, RunConfig
 from relief_mpi.errors import ReliefError
 from relief_mpi.mpirun_types import Resolved
 from relief_mpi.stops import Interrupted, RunStopped, describe, exit_process
@@ -81,6 +81,20 @@ def find_log(path: Path) -> Path:
     return path
 
 
+def check_rng(rng: str, transport: str, resuming: bool) -> None:
+    """--rng authors is one generator that the clients draw from in turn (relief_mpi/rng.py): it needs
+    every client in this process, and it is not in a checkpoint."""
+    if rng != "authors":
+        return
+    if transport != "inprocess":
+        raise ReliefError("--rng authors needs --transport inprocess: it is the authors' single global generator, "
+                          "drawn by the clients one after another, while under MPI each client rank owns its own "
+                          "stream (use --rng ours, the default, under mpirun)")
+    if resuming:
+        raise ReliefError("a run with --rng authors cannot be resumed: the authors' global generator is not in the "
+                          "checkpoint; rerun it from the start (same seed, same numbers)")
+
+
 def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     """The run to continue: its own config, the last checkpoint, and nothing the user changed."""
     from relief_mpi.checkpoint import checkpoint_path, config_differences, describe_differences, load_checkpoint
@@ -142,6 +156,12 @@ def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> fl
 @click.option("--transport", type=click.Choice(["mpi", "inprocess"]), default="mpi", show_default=True,
               help="mpi: run under mpirun (rank 0 server, ranks 1..N-1 clients); inprocess: every client in "
                    "this one process (no MPI needed).")
+@click.option("--rng", type=click.Choice(RNG_STREAMS), default="ours", show_default=True,
+              help="Local batch order and dropout. ours: each client's own stream per (seed, round, client), "
+                   "the same in-process and under MPI. authors (--transport inprocess only): the authors' "
+                   "simulator's single global torch generator in their order (model init, then per client in "
+                   "turn its DataLoader shuffles and dropout, one draw per round's evaluation), so with "
+                   "--protocol paper --split paper a run repeats their run of the same seed (docs/bench.md).")
 @click.option("--clients", type=click.IntRange(min=1), default=None,
               help="Number of clients. In-process: default 4. Under MPI (N ranks): default N-1, one per client "
                    "rank (or the highest client a fleet file's tier `ranks` name, if more). More clients than "
@@ -197,6 +217,7 @@ def train(ctx: click.Context, **kw: Any) -> None:
             cfg = build_config(kw)
             p = Path(kw["out"]) if kw["out"] else default_out(cfg.strategy.name, cfg.data.dataset, cfg.seed)
             res = Resolved(cfg, check_out(p, kw["overwrite"]))
+        check_rng(res.config.rng, kw["transport"], res.resume is not None)
         res.round_timeout = kw["round_timeout"]
         if kw["clients"] is not None:
             if res.n_clients is not None and kw["clients"] != res.n_clients:
