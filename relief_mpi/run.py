@@ -22,6 +22,7 @@ from relief_mpi.client import inject
 from relief_mpi.comm.placement import clients_of
 from relief_mpi.comm.transport import Handshake, ServerTransport
 from relief_mpi.config import RunConfig
+from relief_mpi.data.split import log_datasets
 from relief_mpi.errors import ReliefError
 from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord, read_log
 from relief_mpi.model.pretrain import load_base, pretrain
@@ -222,7 +223,9 @@ def _open_log(setup: RunSetup, transport: ServerTransport, out: Path, attrs: dic
     it cannot be written no round has started: the clients are released and the stop is clean."""
     tmp = out.with_name(out.name + ".resume.tmp") if resume is not None else out
     try:
-        writer = RoundLogWriter(tmp, attrs, setup.n_clients, setup.registry.names, tier_names(setup), existing=kept)
+        split = log_datasets(setup.data.split, setup.config.data.split) if setup.data.split else None
+        writer = RoundLogWriter(tmp, attrs, setup.n_clients, setup.registry.names, tier_names(setup), existing=kept,
+                                extra=split)
         writer.fail_after = debug.log_fail_after()
         if resume is not None:
             os.replace(tmp, out)  # the rewritten log (complete rounds up to the checkpoint) takes the old one's place

@@ -96,10 +96,15 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                       "under --protocol paper."),
     click.option("--split", type=click.Choice(SPLITS), default=None,
                  help="Test set. time: the last 20% of every label run of every recording (leak-free); paper: a "
-                      "random 20% of each subject's windows, pooled (the authors' split; it leaks: with "
-                      "overlapping windows the test set holds neighbours of training windows); subject: whole "
-                      "held-out subjects (--test-subjects), who are not clients. paper and subject need "
-                      "--partition subject. Default: time, paper under --protocol paper."),
+                      "random 20% of each subject's windows, pooled, drawn as the authors' code draws it (one "
+                      "generator, subject after subject: the same seed gives their test windows; it leaks: with "
+                      "overlapping windows the test set holds neighbours of training windows); paper-streams: "
+                      "the same share drawn from one stream per subject (ours); file: --split-file's; subject: "
+                      "whole held-out subjects (--test-subjects), who are not clients. All but time need "
+                      "--partition subject. Default: time, paper-streams under --protocol paper."),
+    click.option("--split-file", type=click.Path(dir_okay=False), default=None,
+                 help="Take the test windows from FILE: a run log (its /split group) or a JSON file (format in "
+                      "docs/data.md, 'Split files'); implies --split file and --partition subject."),
     click.option("--test-subjects", type=click.IntRange(1, 1000), default=None,
                  help="--split subject: how many subjects to hold out (a seeded choice); default about 20% of "
                       "them, at least 1."),
@@ -192,7 +197,7 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
 
 
 _DATA_NAMES = ("--dataset", "--data-dir", "--modality-by", "--alpha", "--window-s", "--downsample", "--protocol",
-               "--partition", "--split", "--test-subjects")
+               "--partition", "--split", "--split-file", "--test-subjects")
 _MODEL_NAMES = ("--model", "--rho", "--b-mode", "--encoder-channels")
 _PRETRAIN_NAMES = ("--pretrain-epochs", "--pretrain-lr", "--pretrain-optimizer")
 
@@ -259,8 +264,14 @@ def data_config(kw: dict[str, Any], given: set[str]) -> DataConfig:
     fixes (data.protocol.paper_data_config) unless the user gave that option; combinations that
     make no sense are one-line errors."""
     paper = kw.get("protocol", "ours") == "paper"
-    partition = kw.get("partition") or ("subject" if paper else "dirichlet")
-    split = kw.get("split") or ("paper" if paper and partition == "subject" else "time")
+    partition = kw.get("partition") or ("subject" if paper or kw.get("split_file") else "dirichlet")
+    split_file = kw.get("split_file") or ""
+    if split_file and kw.get("split") not in (None, "file"):
+        raise ReliefError(f"--split-file gives the split: drop --split {kw['split']} (or use --split file)")
+    if kw.get("split") == "file" and not split_file:
+        raise ReliefError("--split file needs --split-file FILE")
+    split = "file" if split_file else kw.get("split") or ("paper-streams" if paper and partition == "subject"
+                                                          else "time")
     if partition == "dirichlet" and split != "time":
         raise ReliefError(f"--split {split} needs --partition subject (the Dirichlet partition cuts every label run "
                           "on time: --split time)")
@@ -275,7 +286,8 @@ def data_config(kw: dict[str, Any], given: set[str]) -> DataConfig:
                      alpha=kw["alpha"], window_s=kw["window_s"], downsample=kw.get("downsample", 1))
     if paper:
         cfg = replace(paper_data_config(cfg), **{k: kw[k] for k in ("modality_by", "downsample") if k in given})
-    return replace(cfg, partition=partition, split=split, test_subjects=kw.get("test_subjects") or 0)
+    return replace(cfg, partition=partition, split=split, split_file=split_file,
+                   test_subjects=kw.get("test_subjects") or 0)
 
 
 def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunConfig:
@@ -342,6 +354,6 @@ PARAM_KEYS = {
     "local_steps": "strategy.local_steps", "batch_size": "strategy.batch_size", "lr": "strategy.lr",
     "momentum": "strategy.momentum", "mu": "strategy.mu", "deadline": "strategy.deadline", "beta": "strategy.beta",
     "fleet": "device.fleet", "profiles_dir": "device.profiles_dir", "clock": "device.clock",
-    "protocol": "data.protocol", "partition": "data.partition", "split": "data.split",
+    "protocol": "data.protocol", "partition": "data.partition", "split": "data.split", "split_file": "data.split_file",
     "test_subjects": "data.test_subjects",
 }

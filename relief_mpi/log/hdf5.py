@@ -25,7 +25,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -151,7 +151,8 @@ class RoundLogWriter:
     """Writes one log; every write failure becomes LogWriteError and the file stays readable."""
 
     def __init__(self, path: Path, attrs: dict[str, Any], n_clients: int, block_names: Sequence[str],
-                 tier_names: Sequence[str], existing: list[RoundRecord] | None = None) -> None:
+                 tier_names: Sequence[str], existing: list[RoundRecord] | None = None,
+                 extra: Mapping[str, tuple[np.ndarray, dict[str, Any]]] | None = None) -> None:
         self.path = Path(path)
         self.n_complete = 0
         self.failed = False
@@ -194,6 +195,8 @@ class RoundLogWriter:
                     cg.create_dataset("names", data=np.array(classes, dtype=h5py.string_dtype()))
                     ds["classes/f1"] = cg.create_dataset("f1", (0, len(classes)), maxshape=(None, len(classes)),
                                                          dtype="f8", chunks=(16, len(classes)), fillvalue=np.nan)
+                for name, (arr, meta) in (extra or {}).items():  # fixed datasets, e.g. the split (data/split.py)
+                    f.create_dataset(name, data=arr).attrs.update(meta)
                 ds["n_rounds"] = f.create_dataset("n_rounds", data=np.int64(0))
                 ds["status"] = f.create_dataset("status", data=np.bytes_(RUNNING), dtype="S16")
                 f.flush()

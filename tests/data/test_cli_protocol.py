@@ -34,7 +34,7 @@ def test_protocol_paper_sets_the_published_protocol() -> None:
         cfg = parsed(["--protocol", "paper"], cmd)
         d = cfg.data
         assert (d.protocol, d.window, d.stride, d.partition, d.split, d.test_fraction) == \
-            ("paper", 256, 50, "subject", "paper", 0.2)
+            ("paper", 256, 50, "subject", "paper-streams", 0.2)
         assert (d.modality_by, d.downsample, d.server_fraction) == ("type", 1, 0.0)
         assert (cfg.device.fleet, cfg.rounds, cfg.strategy.local_epochs, cfg.strategy.batch_size) == \
             ("paper", 200, 5, 32)
@@ -103,8 +103,9 @@ def test_help_explains_the_new_options(relief) -> None:  # noqa: ANN001
     for cmd in (["train"], ["bench"], ["pretrain"], ["data", "info"]):
         code, out, _ = relief([*cmd, "--help"])
         assert code == 0
-        for text in ("--protocol [ours|paper]", "--partition [dirichlet|subject]", "--split [time|paper|subject]",
-                     "--test-subjects", "it leaks", "one client per subject", "held-out subjects"):
+        for text in ("--protocol [ours|paper]", "--partition [dirichlet|subject]",
+                     "--split [time|paper|paper-streams|subject|file]", "--split-file", "--test-subjects", "it leaks",
+                     "one client per subject", "held-out subjects"):
             assert text in " ".join(out.split()), (cmd, text)
 
 
