@@ -116,10 +116,17 @@ def check_resumable(setup: RunSetup, resume: Checkpoint | None, out: Path) -> No
                           f"{setup.data.fingerprint}, checkpoint {resume.fingerprint}); use the same dataset files")
 
 
-def format_round(rec: RoundRecord, rounds: int) -> str:
+def format_round(rec: RoundRecord, rounds: int, paper: bool = False) -> str:
+    """One progress line. Under the paper protocol the published round number (ours - 1) is beside
+    ours and macro-F1 is marked as the paper's metric; cohort-F1 is ours (the rare modality's
+    clients on their own windows), not the paper's rare-modality F1 (`bench` computes that)."""
     r = rec.row
-    return (f"round {int(r['round']):>3}/{rounds}  acc {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}  "
-            f"rare-F1 {r['rare_f1']:.3f}  round {r['wall_time_s']:.2f} s wall, {r['virtual_time_s']:.2f} s emulated")
+    rnd = int(r["round"])
+    published = f" (published {rnd - 1}/{rounds - 1})" if paper else ""
+    mark = (" (the paper's metric)", " (ours)") if paper else ("", "")
+    return (f"round {rnd:>3}/{rounds}{published}  acc {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}{mark[0]}  "
+            f"rare-cohort-F1 {r['rare_f1']:.3f}{mark[1]}  round {r['wall_time_s']:.2f} s wall, "
+            f"{r['virtual_time_s']:.2f} s emulated")
 
 
 ROUND_TIMEOUT_FLOOR_S = 120.0
@@ -295,7 +302,7 @@ class _Serving:
         if finite and every and (rnd % every == 0 or rnd == cfg.rounds):
             self._checkpoint(rnd)
         if self.progress is not None:
-            self.progress(format_round(rec, cfg.rounds))
+            self.progress(format_round(rec, cfg.rounds, cfg.data.protocol == "paper"))
         state.longest_wall_s = max(state.longest_wall_s, float(rec.row["wall_time_s"]))
         state.streak = state.streak + 1 if every_client_rejected(rec) else 0
         warning = rejected_warning(rec, state.streak)

@@ -63,7 +63,8 @@ POS_INT = click.IntRange(min=1)
 
 COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--rounds", type=POS_INT, default=20, show_default=True,
-                 help="Federated rounds (--protocol paper: 200 unless given)."),
+                 help="Federated rounds. --protocol paper: the published R, the rounds after the seeding "
+                      "round 0, so R + 1 run in all (200 unless given, as published)."),
     click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
                  help="Seed for data, partition, model init and local batch order (same seed, same numbers)."),
     click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True,
@@ -323,7 +324,7 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
     from relief_mpi.cli.config import with_settings
 
     return with_settings(RunConfig(
-        rounds=kw["rounds"], seed=kw["seed"], eval_every=kw["eval_every"],
+        rounds=total_rounds(kw["rounds"], data), seed=kw["seed"], eval_every=kw["eval_every"],
         checkpoint_every=kw.get("checkpoint_every", 0) or 0,
         data=data,
         model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"],
@@ -338,6 +339,17 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
                                 cost_model=kw.get("cost_model", "published")),
         device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
     ), kw.get("config"))  # a --config file's settings without an option (cli/config.py)
+
+
+def total_rounds(rounds: int, data: DataConfig) -> int:
+    """The rounds a run makes for --rounds: under --protocol paper R is the published R, the rounds
+    after the seeding round 0, so R + 1 in all (the authors' range(1, R + 1) after round 0)."""
+    return rounds + 1 if data.protocol == "paper" else rounds
+
+
+def rounds_option(cfg: dict[str, Any]) -> int:
+    """The --rounds that gives a RunConfig dict's `rounds` (total_rounds inverted)."""
+    return int(cfg["rounds"]) - (1 if cfg.get("data", {}).get("protocol") == "paper" else 0)
 
 
 # CLI parameter -> dotted RunConfig key (used to name what a resumed run would change).

@@ -50,6 +50,11 @@ ROUND_FIELDS: tuple[tuple[str, str], ...] = (
     # Evaluation (server.Evaluation): accuracy / macro_f1 above are the protocol's headline; these are
     # ours (each client's own windows and sensors) and the pooled full-modality test set, side by side.
     ("own_accuracy", "<f8"), ("own_macro_f1", "<f8"), ("pooled_accuracy", "<f8"), ("pooled_macro_f1", "<f8"),
+    # The authors' round number: their seeding round is round 0, so ours minus 1.
+    ("published_round", "<f8"),
+    # Ours beside the published trained_pct (which counts buffers over parameters, as the authors do):
+    # the share of the groups' parameters trained, mean over clients.
+    ("trained_params_pct", "<f8"),
 )
 ROUND_DTYPE = np.dtype(list(ROUND_FIELDS))
 
