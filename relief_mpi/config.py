@@ -45,7 +45,9 @@ class DataConfig:
     downsample: int = 1
     protocol: str = "ours"  # "ours" (train-only normalisation) or "paper" (the authors' preprocessing)
     partition: str = "dirichlet"  # "dirichlet" (label skew over n clients) or "subject" (one client per subject)
-    split: str = "time"  # "time" (last part of each label run), "paper" (random windows) or "subject"
+    split: str = "time"  # "time" (last part of each label run), "paper" / "paper-streams" / "file" (random
+    # windows: the authors' draw, one stream per subject, a split file's) or "subject" (data/split.py)
+    split_file: str = ""  # split=file: a run log or JSON naming each subject's test windows
     window: int = 0  # window length in samples; 0 = from window_s
     stride: int = 0  # window stride in samples; 0 = from overlap
     test_subjects: int = 0  # split=subject: subjects held out; 0 = ~20% of them, at least 1
@@ -121,6 +123,8 @@ class RunConfig:
         kw: dict[str, Any] = {}
         for k, v in d.items():
             if k in sub:
+                if k == "data" and v.get("split") == "paper" and "split_file" not in v:
+                    v = {**v, "split": "paper-streams"}  # a log from before issue 23: its split=paper drew this
                 fields = {f.name for f in dataclasses.fields(sub[k])}
                 vals = {kk: (tuple(vv) if isinstance(vv, list) else vv) for kk, vv in v.items() if kk in fields}
                 kw[k] = sub[k](**vals)

@@ -22,6 +22,7 @@ from relief_mpi.client import inject
 from relief_mpi.comm.placement import clients_of
 from relief_mpi.comm.transport import Handshake, ServerTransport
 from relief_mpi.config import RunConfig
+from relief_mpi.data.split import log_datasets
 from relief_mpi.errors import ReliefError
 from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord, read_log
 from relief_mpi.model.pretrain import load_base, pretrain
@@ -115,10 +116,17 @@ def check_resumable(setup: RunSetup, resume: Checkpoint | None, out: Path) -> No
                           f"{setup.data.fingerprint}, checkpoint {resume.fingerprint}); use the same dataset files")
 
 
-def format_round(rec: RoundRecord, rounds: int) -> str:
+def format_round(rec: RoundRecord, rounds: int, paper: bool = False) -> str:
+    """One progress line. Under the paper protocol the published round number (ours - 1) is beside
+    ours and macro-F1 is marked as the paper's metric; cohort-F1 is ours (the rare modality's
+    clients on their own windows), not the paper's rare-modality F1 (`bench` computes that)."""
     r = rec.row
-    return (f"round {int(r['round']):>3}/{rounds}  acc {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}  "
-            f"rare-F1 {r['rare_f1']:.3f}  round {r['wall_time_s']:.2f} s wall, {r['virtual_time_s']:.2f} s emulated")
+    rnd = int(r["round"])
+    published = f" (published {rnd - 1}/{rounds - 1})" if paper else ""
+    mark = (" (the paper's metric)", " (ours)") if paper else ("", "")
+    return (f"round {rnd:>3}/{rounds}{published}  acc {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}{mark[0]}  "
+            f"rare-cohort-F1 {r['rare_f1']:.3f}{mark[1]}  round {r['wall_time_s']:.2f} s wall, "
+            f"{r['virtual_time_s']:.2f} s emulated")
 
 
 ROUND_TIMEOUT_FLOOR_S = 120.0
@@ -222,7 +230,9 @@ def _open_log(setup: RunSetup, transport: ServerTransport, out: Path, attrs: dic
     it cannot be written no round has started: the clients are released and the stop is clean."""
     tmp = out.with_name(out.name + ".resume.tmp") if resume is not None else out
     try:
-        writer = RoundLogWriter(tmp, attrs, setup.n_clients, setup.registry.names, tier_names(setup), existing=kept)
+        split = log_datasets(setup.data.split, setup.config.data.split) if setup.data.split else None
+        writer = RoundLogWriter(tmp, attrs, setup.n_clients, setup.registry.names, tier_names(setup), existing=kept,
+                                extra=split)
         writer.fail_after = debug.log_fail_after()
         if resume is not None:
             os.replace(tmp, out)  # the rewritten log (complete rounds up to the checkpoint) takes the old one's place
@@ -292,7 +302,7 @@ class _Serving:
         if finite and every and (rnd % every == 0 or rnd == cfg.rounds):
             self._checkpoint(rnd)
         if self.progress is not None:
-            self.progress(format_round(rec, cfg.rounds))
+            self.progress(format_round(rec, cfg.rounds, cfg.data.protocol == "paper"))
         state.longest_wall_s = max(state.longest_wall_s, float(rec.row["wall_time_s"]))
         state.streak = state.streak + 1 if every_client_rejected(rec) else 0
         warning = rejected_warning(rec, state.streak)

@@ -140,7 +140,7 @@ def group_info(registry: Registry, model: Model, data: FederatedData) -> GroupIn
     chans = [len(m.channels) for m in data.spec.modalities]
     flops = group_flops(model, registry, chans, data.window_len)
     return GroupInfo(registry.names, registry.kinds, tuple(registry.modality), registry.sizes, registry.n_params,
-                     flops)
+                     flops, registry.counted, registry.n_model_params)
 
 
 def width_costs(cfg: RunConfig, data: FederatedData, width: float) -> FlopCosts:

@@ -269,7 +269,8 @@ class Server:
         losses = col["loss"][np.isfinite(col["loss"])]
         measured = col["energy_measured_j"]
         return {
-            "round": rnd, "wall_time_s": wall, "wall_elapsed_s": self.wall_elapsed, "virtual_time_s": facts.round_s,
+            "round": rnd, "published_round": rnd - 1,  # the authors count their seeding round as 0
+            "wall_time_s": wall, "wall_elapsed_s": self.wall_elapsed, "virtual_time_s": facts.round_s,
             "virtual_elapsed_s": self.virtual_elapsed,
             "accuracy": ev.accuracy if ev else math.nan, "macro_f1": ev.macro_f1 if ev else math.nan,
             "rare_f1": ev.rare_f1 if ev else math.nan,
@@ -285,7 +286,7 @@ class Server:
             "t_star": notes.t_star, "analytic_time_s": ana.time_s, "analytic_elapsed_s": self.analytic_elapsed,
             "analytic_energy_j": ana.energy_j, "analytic_energy_cum_j": self.analytic_energy,
             "analytic_mb_up": ana.up_bytes / 1e6, "analytic_mb_down": ana.down_bytes / 1e6,
-            "trained_pct": 100.0 * ana.trained_fraction,
+            "trained_pct": 100.0 * ana.trained_fraction, "trained_params_pct": 100.0 * ana.trained_param_fraction,
         }
 
     def _dump(self, rnd: int, when: str) -> None:

@@ -142,7 +142,7 @@ def _toml_value(v: Any) -> str:
 def options_for(saved: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The options (parameter name -> value) and table settings that rebuild `saved` (a RunConfig
     dict) through build_config: only options whose value differs from what the rest gives."""
-    from relief_mpi.cli.options import PARAM_KEYS, build_config
+    from relief_mpi.cli.options import PARAM_KEYS, build_config, rounds_option
     from relief_mpi.cli.train import train
 
     defaults = {p.name: p.default for p in train.params if p.name}
@@ -157,7 +157,7 @@ def options_for(saved: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[s
         if not diff and not extra:
             return chosen, tables
         for p in diff[:1]:  # one at a time: an option can change what the defaults of others give
-            chosen[p] = target[PARAM_KEYS[p]]
+            chosen[p] = rounds_option(saved) if p == "rounds" else target[PARAM_KEYS[p]]
         if not diff:
             for k in extra:
                 section, field = k.split(".", 1)
@@ -167,6 +167,7 @@ def options_for(saved: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[s
 
 def render(saved: dict[str, Any], clients: int | None, source: str) -> str:
     """The TOML text of a run's configuration."""
+    from relief_mpi.cli.options import rounds_option
     from relief_mpi.cli.train import train
 
     chosen, tables = options_for(saved)
@@ -175,7 +176,8 @@ def render(saved: dict[str, Any], clients: int | None, source: str) -> str:
              "# relief-mpi train --config THIS.toml repeats the run; options on the command line override it.",
              "# Options not listed have their default value (relief-mpi train --help)."]
     for name in ("strategy", "rounds", "seed"):  # the run's identity first, always written
-        chosen.setdefault(name, flatten(saved)[{"strategy": "strategy.name"}.get(name, name)])
+        chosen.setdefault(name, rounds_option(saved) if name == "rounds" else
+                          flatten(saved)[{"strategy": "strategy.name"}.get(name, name)])
     for name, v in chosen.items():
         lines.append(f"{long.get(name, name.replace('_', '-'))} = {_toml_value(v)}")
     if clients is not None:

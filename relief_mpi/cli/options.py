@@ -63,7 +63,8 @@ POS_INT = click.IntRange(min=1)
 
 COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--rounds", type=POS_INT, default=20, show_default=True,
-                 help="Federated rounds (--protocol paper: 200 unless given)."),
+                 help="Federated rounds. --protocol paper: the published R, the rounds after the seeding "
+                      "round 0, so R + 1 run in all (200 unless given, as published)."),
     click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
                  help="Seed for data, partition, model init and local batch order (same seed, same numbers)."),
     click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True,
@@ -96,10 +97,15 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                       "under --protocol paper."),
     click.option("--split", type=click.Choice(SPLITS), default=None,
                  help="Test set. time: the last 20% of every label run of every recording (leak-free); paper: a "
-                      "random 20% of each subject's windows, pooled (the authors' split; it leaks: with "
-                      "overlapping windows the test set holds neighbours of training windows); subject: whole "
-                      "held-out subjects (--test-subjects), who are not clients. paper and subject need "
-                      "--partition subject. Default: time, paper under --protocol paper."),
+                      "random 20% of each subject's windows, pooled, drawn as the authors' code draws it (one "
+                      "generator, subject after subject: the same seed gives their test windows; it leaks: with "
+                      "overlapping windows the test set holds neighbours of training windows); paper-streams: "
+                      "the same share drawn from one stream per subject (ours); file: --split-file's; subject: "
+                      "whole held-out subjects (--test-subjects), who are not clients. All but time need "
+                      "--partition subject. Default: time, paper-streams under --protocol paper."),
+    click.option("--split-file", type=click.Path(dir_okay=False), default=None,
+                 help="Take the test windows from FILE: a run log (its /split group) or a JSON file (format in "
+                      "docs/data.md, 'Split files'); implies --split file and --partition subject."),
     click.option("--test-subjects", type=click.IntRange(1, 1000), default=None,
                  help="--split subject: how many subjects to hold out (a seeded choice); default about 20% of "
                       "them, at least 1."),
@@ -192,7 +198,7 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
 
 
 _DATA_NAMES = ("--dataset", "--data-dir", "--modality-by", "--alpha", "--window-s", "--downsample", "--protocol",
-               "--partition", "--split", "--test-subjects")
+               "--partition", "--split", "--split-file", "--test-subjects")
 _MODEL_NAMES = ("--model", "--rho", "--b-mode", "--encoder-channels")
 _PRETRAIN_NAMES = ("--pretrain-epochs", "--pretrain-lr", "--pretrain-optimizer")
 
@@ -259,8 +265,14 @@ def data_config(kw: dict[str, Any], given: set[str]) -> DataConfig:
     fixes (data.protocol.paper_data_config) unless the user gave that option; combinations that
     make no sense are one-line errors."""
     paper = kw.get("protocol", "ours") == "paper"
-    partition = kw.get("partition") or ("subject" if paper else "dirichlet")
-    split = kw.get("split") or ("paper" if paper and partition == "subject" else "time")
+    partition = kw.get("partition") or ("subject" if paper or kw.get("split_file") else "dirichlet")
+    split_file = kw.get("split_file") or ""
+    if split_file and kw.get("split") not in (None, "file"):
+        raise ReliefError(f"--split-file gives the split: drop --split {kw['split']} (or use --split file)")
+    if kw.get("split") == "file" and not split_file:
+        raise ReliefError("--split file needs --split-file FILE")
+    split = "file" if split_file else kw.get("split") or ("paper-streams" if paper and partition == "subject"
+                                                          else "time")
     if partition == "dirichlet" and split != "time":
         raise ReliefError(f"--split {split} needs --partition subject (the Dirichlet partition cuts every label run "
                           "on time: --split time)")
@@ -275,7 +287,8 @@ def data_config(kw: dict[str, Any], given: set[str]) -> DataConfig:
                      alpha=kw["alpha"], window_s=kw["window_s"], downsample=kw.get("downsample", 1))
     if paper:
         cfg = replace(paper_data_config(cfg), **{k: kw[k] for k in ("modality_by", "downsample") if k in given})
-    return replace(cfg, partition=partition, split=split, test_subjects=kw.get("test_subjects") or 0)
+    return replace(cfg, partition=partition, split=split, split_file=split_file,
+                   test_subjects=kw.get("test_subjects") or 0)
 
 
 def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunConfig:
@@ -311,7 +324,8 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
     from relief_mpi.cli.config import with_settings
 
     return with_settings(RunConfig(
-        rounds=kw["rounds"], seed=kw["seed"], rng=kw.get("rng") or "ours", eval_every=kw["eval_every"],
+        rounds=total_rounds(kw["rounds"], data), seed=kw["seed"], rng=kw.get("rng") or "ours",
+        eval_every=kw["eval_every"],
         checkpoint_every=kw.get("checkpoint_every", 0) or 0,
         data=data,
         model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"],
@@ -326,6 +340,17 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
                                 cost_model=kw.get("cost_model", "published")),
         device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
     ), kw.get("config"))  # a --config file's settings without an option (cli/config.py)
+
+
+def total_rounds(rounds: int, data: DataConfig) -> int:
+    """The rounds a run makes for --rounds: under --protocol paper R is the published R, the rounds
+    after the seeding round 0, so R + 1 in all (the authors' range(1, R + 1) after round 0)."""
+    return rounds + 1 if data.protocol == "paper" else rounds
+
+
+def rounds_option(cfg: dict[str, Any]) -> int:
+    """The --rounds that gives a RunConfig dict's `rounds` (total_rounds inverted)."""
+    return int(cfg["rounds"]) - (1 if cfg.get("data", {}).get("protocol") == "paper" else 0)
 
 
 # CLI parameter -> dotted RunConfig key (used to name what a resumed run would change).
@@ -343,6 +368,6 @@ PARAM_KEYS = {
     "local_steps": "strategy.local_steps", "batch_size": "strategy.batch_size", "lr": "strategy.lr",
     "momentum": "strategy.momentum", "mu": "strategy.mu", "deadline": "strategy.deadline", "beta": "strategy.beta",
     "fleet": "device.fleet", "profiles_dir": "device.profiles_dir", "clock": "device.clock",
-    "protocol": "data.protocol", "partition": "data.partition", "split": "data.split",
+    "protocol": "data.protocol", "partition": "data.partition", "split": "data.split", "split_file": "data.split_file",
     "test_subjects": "data.test_subjects",
 }

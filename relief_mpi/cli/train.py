@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options
+from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options, total_rounds
 from relief_mpi.config import RNG_STREAMS, RunConfig
 from relief_mpi.errors import ReliefError
 from relief_mpi.mpirun_types import Resolved
@@ -125,7 +125,7 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     if changed:
         raise ReliefError(f"--resume {path}: the checkpoint was made with another config: "
                           f"{describe_differences(saved_json, given_cfg, changed)}; drop those options to resume")
-    rounds = kw["rounds"] if "rounds" in given else int(saved["rounds"])
+    rounds = total_rounds(kw["rounds"], saved_cfg.data) if "rounds" in given else int(saved["rounds"])
     if rounds <= ck.round:
         raise ReliefError(f"--resume {path}: the checkpoint is at round {ck.round} of {rounds}: nothing to do; "
                           "pass a larger --rounds to extend the run")

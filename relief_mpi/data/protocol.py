@@ -3,7 +3,8 @@ device type each subject's client gets, and which modalities are rare.
 
 `paper_data_config(base)` is the DataConfig the published protocol implies: the authors'
 preprocessing, one client per subject, 256-sample windows with stride 50 and a random 20% of
-each client's windows pooled into one test set. That split leaks (see docs/data.md, "Three
+each client's windows pooled into one test set (drawn one stream per subject: split
+"paper-streams"; split "paper" draws as the authors' code does). That split leaks (see docs/data.md, "Three
 test splits"); `replace(paper_data_config(cfg), split="time")` or `split="subject"` keeps the rest
 of the protocol and removes the leak.
 """
@@ -18,7 +19,9 @@ from relief_mpi.errors import ReliefError
 
 PROTOCOLS = ("ours", "paper")
 PARTITIONS = ("dirichlet", "subject")
-SPLITS = ("time", "paper", "subject")
+SPLITS = ("time", "paper", "paper-streams", "subject", "file")
+# A random share of each subject's windows to test: the authors' draw, ours per subject, a file's.
+RANDOM_SPLITS = ("paper", "paper-streams", "file")
 
 PAPER_WINDOW = 256  # samples (5.12 s at 50 Hz)
 PAPER_STRIDE = 50
@@ -46,7 +49,7 @@ _TYPE_SENSORS = {"acc_gyro": ("acc", "gyro"), "acc_only": ("acc",)}
 def paper_data_config(base: DataConfig) -> DataConfig:
     """`base` with everything the paper's protocol fixes (dataset, data_dir, alpha and the rest
     kept). No server split: the authors pretrain nothing on held-back client data."""
-    return replace(base, protocol="paper", partition="subject", split="paper", window=PAPER_WINDOW,
+    return replace(base, protocol="paper", partition="subject", split="paper-streams", window=PAPER_WINDOW,
                    stride=PAPER_STRIDE, test_fraction=PAPER_TEST_FRACTION, modality_by="type",
                    downsample=2 if base.dataset == "pamap2" else 1, server_fraction=0.0)
 
@@ -62,6 +65,9 @@ def check_data_config(cfg: DataConfig) -> None:
     for key, number in (("window", cfg.window), ("stride", cfg.stride), ("test_subjects", cfg.test_subjects)):
         if number < 0:
             raise ReliefError(f"data {key} must be >= 0, got {number}")
+    if (cfg.split == "file") != bool(cfg.split_file):
+        raise ReliefError("split=file and a split file (--split-file) go together"
+                          + ("" if cfg.split_file else "; none was given"))
     if cfg.test_subjects and cfg.split != "subject":
         raise ReliefError(f"test_subjects={cfg.test_subjects} only applies to split=subject (split is {cfg.split})")
 

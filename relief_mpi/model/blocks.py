@@ -96,6 +96,8 @@ class BlockRegistry:
         self.kinds = tuple("shared" if b.modality is None else "block" for b in blocks)
         self.modality = tuple(b.modality for b in blocks)
         self.n_params = self.sizes  # no buffers in the small model
+        self.counted = self.sizes
+        self.n_model_params = sum(p.numel() for p in model.parameters())
         self.n_stages = 0
         self.n_head = 0
         self._per_modality = groups_per_modality
