@@ -23,7 +23,7 @@ STRATEGIES = PUBLISHED_STRATEGIES + OUR_STRATEGIES
 ADAM_STRATEGIES = PUBLISHED_STRATEGIES + CONTROL_STRATEGIES  # default --lr 1e-3 (Adam), the others 0.05 (SGD)
 MODELS = ("paper", "small")
 B_MODES = ("shared", "block")
-T_STAR_BRACKETS = ("published", "contains-overhead")
+T_STAR_BRACKETS = ("published", "contains-overhead", "widened")
 COST_MODELS = ("published", "flops")
 PRETRAIN_OPTIMIZERS = ("adam", "sgd")
 DATASETS = ("synthetic", "spar", "mhealth", "pamap2")
@@ -87,7 +87,8 @@ class StrategyConfig:
     local_epochs: int = 5  # published presets: E epochs over the client's windows per round
     lam: float | None = None  # published T* interpolation (None = the preset's: 1, or 0 for relief-acc/fedavg)
     gamma: float = 0.9  # published divergence smoothing: d_bar <- gamma d + (1 - gamma) d_bar
-    t_star_bracket: str = "published"  # or "contains-overhead" (our correction, docs/design.md)
+    t_star_bracket: str = "published"  # or "contains-overhead" (our correction) or "widened" (the
+    # authors' search with hi_mult 1000, 30 steps); docs/design.md
     cost_model: str = "published"  # or "flops": FLOPs of the groups a round runs, only needed groups downloaded
 
 

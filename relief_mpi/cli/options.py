@@ -166,8 +166,10 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                  show_default=True, help="Published divergence smoothing: d_bar <- gamma d + (1 - gamma) d_bar."),
     click.option("--t-star-bracket", type=click.Choice(T_STAR_BRACKETS), default="published", show_default=True,
                  help="published: bisect T* on [0.5 min tau, 2 max tau] as the authors do (never contains the "
-                      "communication time T_o); contains-overhead: our correction, [T_o + 0.5 min tau, "
-                      "T_o + 2 max tau max|G_n|] (docs/design.md)."),
+                      "communication time T_o, 4 steps); contains-overhead: our correction, [T_o + 0.5 min tau, "
+                      "T_o + 2 max tau max|G_n|], 4 steps; widened: the authors' search with its hi_mult and "
+                      "iters raised, [0.5 min tau, 1000 max tau], 30 steps: it holds T_o and converges on the "
+                      "smallest T that fits (docs/design.md)."),
     click.option("--cost-model", type=click.Choice(COST_MODELS), default="published", show_default=True,
                  help="Analytic cost model behind T*, the budgets and the logged analytic figures "
                       "(docs/design.md). published: a round computes |S_n| x the mean group time and downloads "
