@@ -260,7 +260,7 @@ def corrected_variants(known: set[str]) -> tuple[tuple, list[str]]:
     # leak-free: the last 20% in time of every label run, z-score from training windows only (protocol
     # ours' normalisation and windows inside one label run; the paper's 256 / 50 windows and one client
     # per subject kept)
-    time_split = (("data.split", "time"), ("data.protocol", "ours"))
+    time_split = (("data.split", "time"), ("data.split_file", ""), ("data.protocol", "ours"))
     rows = [Variant("fedavg", "fedavg"), Variant("relief", "relief")]
     notes = []
     fair = "fedavg-fair" in known

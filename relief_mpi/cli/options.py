@@ -368,6 +368,7 @@ PARAM_KEYS = {
     "local_steps": "strategy.local_steps", "batch_size": "strategy.batch_size", "lr": "strategy.lr",
     "momentum": "strategy.momentum", "mu": "strategy.mu", "deadline": "strategy.deadline", "beta": "strategy.beta",
     "fleet": "device.fleet", "profiles_dir": "device.profiles_dir", "clock": "device.clock",
-    "protocol": "data.protocol", "partition": "data.partition", "split": "data.split", "split_file": "data.split_file",
+    # split_file before partition and split: it implies both (config show writes only the file)
+    "protocol": "data.protocol", "split_file": "data.split_file", "partition": "data.partition", "split": "data.split",
     "test_subjects": "data.test_subjects",
 }
