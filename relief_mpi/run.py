@@ -207,7 +207,8 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
     server.on_round = serving.on_round
     first = resume.round + 1 if resume is not None else 1
     if progress is not None:
-        progress(f"start: ready after {time.perf_counter() - t_start:.1f} s; rounds {first}..{cfg.rounds}")
+        published = f" (published {first - 1}..{cfg.rounds - 1})" if cfg.data.protocol == "paper" else ""
+        progress(f"start: ready after {time.perf_counter() - t_start:.1f} s; rounds {first}..{cfg.rounds}{published}")
     return serving.run_rounds(first, world_size, timeout_s, resumed=resume is not None)
 
 
