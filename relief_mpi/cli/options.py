@@ -88,8 +88,9 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                  help="Data protocol. ours: --window-s windows inside one label run, z-score from training "
                       "windows only, Dirichlet shards, time split. paper: the authors' (docs/data.md): PAMAP2 "
                       "subjects 101-108 at 50 Hz, NaNs forward-filled, per-subject z-score, 256-sample windows, "
-                      "stride 50, majority labels, --partition subject --split paper, and unless given "
-                      "--fleet paper --rounds 200 --local-epochs 5 --batch-size 32."),
+                      "stride 50, majority labels, --partition subject --split paper-streams, and unless given "
+                      "--fleet paper --rounds 200 (the published R: rounds 0..200) --local-epochs 5 "
+                      "--batch-size 32."),
     click.option("--partition", type=click.Choice(PARTITIONS), default=None,
                  help="Who holds which windows. dirichlet: label-skewed shards (--alpha) over the run's clients; "
                       "subject: one client per subject in sorted order (the run needs as many clients as "
