@@ -219,8 +219,8 @@ def _paper_budget(kw: dict[str, Any], given: set[str], n_seeds: int) -> tuple[di
     kw = {**kw, **set_here}
     given = given | set(set_here)
     mine = " (--rounds / --local-epochs given)" if set(chosen) - set(set_here) else ""
-    budget = (f"{kw['budget']}: {kw['rounds']} rounds, {kw['local_epochs']} local epoch(s) per round, "
-              f"{n_seeds} seed(s){mine}; the paper: {FULL['rounds']} rounds, {FULL['local_epochs']} epochs")
+    budget = (f"{kw['budget']}: R = {kw['rounds']} rounds after round 0, {kw['local_epochs']} local epoch(s) per "
+              f"round, {n_seeds} seed(s){mine}; the paper: R = {FULL['rounds']}, {FULL['local_epochs']} epochs")
     return kw, given, budget
 
 
