@@ -68,10 +68,21 @@ def info(**kw: Any) -> None:
 info = DATA_OPTIONS(info)
 
 
+def fleet_modality_sets(spec: DatasetSpec, n_clients: int, fleet: str | None = None,
+                        profiles_dir: str | None = None) -> tuple[list, list[tuple[str, ...]]]:
+    """The fleet's devices for n_clients and each one's modality set on this dataset."""
+    from relief_mpi.data.registry import modality_set_for
+    from relief_mpi.device.fleet import load_fleet, resolve_fleet
+    from relief_mpi.device.profiles import load_profiles
+
+    devices = resolve_fleet(load_fleet(fleet), n_clients, load_profiles(profiles_dir))
+    return devices, [modality_set_for(d.sensors, spec.modality_names()) for d in devices]
+
+
 def _devices(spec: DatasetSpec, n_clients: int, fleet: str | None, profiles_dir: str | None,
              dataset: str) -> tuple[list, list[tuple[str, ...]]]:
     """The devices a run would give its clients (`--fleet paper` included) and their modality sets."""
-    from relief_mpi.data.registry import fleet_modality_sets, modality_set_for
+    from relief_mpi.data.registry import modality_set_for
     from relief_mpi.device.fleet import PAPER_FLEET, paper_fleet
     from relief_mpi.device.profiles import load_profiles
 
@@ -360,7 +371,7 @@ def synth(layout: str, dest: str, seed: int, subjects: int | None, minutes: floa
     PAMAP2's heart-rate strap). The files are not the genuine ones (the loaders say so in one
     checksum warning line), and numbers measured on them say the code works, not that the paper's
     results hold."""
-    from relief_mpi.data import synth as sim
+    from relief_mpi.data import simulator as sim
 
     folder, pattern, default_n, max_n = LAYOUTS[layout]
     n = default_n if subjects is None else subjects
