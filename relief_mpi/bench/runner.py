@@ -162,8 +162,8 @@ class _MpiExec(_Exec):
         self.rank, self.size = self.world.rank, self.world.size
 
     def run(self, cfg: RunConfig, path: Path, progress: Progress | None) -> None:
+        from relief_mpi.job import Resolved
         from relief_mpi.mpirun import run_mpi
-        from relief_mpi.mpirun_types import Resolved
 
         def out_path() -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)

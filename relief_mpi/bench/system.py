@@ -129,8 +129,8 @@ def run_system(cfg: RunConfig, max_mb: int, json_out: Path | None, say: Say,
                n_clients: int | None = None) -> dict[str, object] | None:
     """The whole measurement (every rank calls it); the figures on rank 0, None elsewhere.
     n_clients: the training job's clients (None = one per client rank)."""
+    from relief_mpi.job import Resolved
     from relief_mpi.mpirun import run_mpi
-    from relief_mpi.mpirun_types import Resolved
 
     world = World()
     rank, size = world.rank, world.size

@@ -111,8 +111,8 @@ def _rank_table(devices: list[ClientDevice], sets: list[tuple[str, ...]], tiers:
 
 
 def _cohort_lines(devices: list[ClientDevice], sets: list[tuple[str, ...]], names: tuple[str, ...]) -> list[str]:
-    """Per modality the client ranks holding it (run_setup.modality_cohorts), never-trained ones too."""
-    from relief_mpi.run_setup import modality_cohorts
+    """Per modality the client ranks holding it (device.fleet.modality_cohorts), never-trained ones too."""
+    from relief_mpi.device.fleet import modality_cohorts
 
     lines = []
     for c in modality_cohorts({d.rank: s for d, s in zip(devices, sets, strict=True)}, names):

@@ -203,8 +203,8 @@ def table(infos: Sequence[RankInfo]) -> list[str]:
 
 
 def cohort_lines(infos: Sequence[RankInfo]) -> list[str]:
-    """Per modality some client holds, the client ranks holding it (run_setup.modality_cohorts)."""
-    from relief_mpi.run_setup import modality_cohorts
+    """Per modality some client holds, the client ranks holding it (device.fleet.modality_cohorts)."""
+    from relief_mpi.device.fleet import modality_cohorts
 
     held = {i.rank: i.modalities.split(",") for i in infos if i.rank > 0 and i.modalities not in ("-", "NONE")}
     if not held:

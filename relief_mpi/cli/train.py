@@ -11,18 +11,17 @@ import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
 from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options
+from relief_mpi.cli.output import Progress, exit_process
 from relief_mpi.config import RunConfig
+from relief_mpi.debug import DebugHooks
 from relief_mpi.errors import ReliefError
-from relief_mpi.mpirun_types import Resolved
-from relief_mpi.stops import Interrupted, RunStopped, describe, exit_process
-
-if TYPE_CHECKING:  # relief_mpi.run imports torch; the command line starts without it
-    from relief_mpi.run import DebugHooks, Progress
+from relief_mpi.job import Resolved
+from relief_mpi.stops import Interrupted, RunStopped, describe
 
 
 def default_out(strategy: str, dataset: str, seed: int) -> Path:
@@ -186,8 +185,6 @@ def train(ctx: click.Context, **kw: Any) -> None:
     """
     given = {p for p in kw if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
-    from relief_mpi.run import DebugHooks
-
     debug = DebugHooks(parse_fault(kw["fault"]), kw["debug_dump"])
 
     def resolve() -> Resolved:

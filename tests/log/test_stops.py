@@ -158,7 +158,7 @@ def test_report_tells_running_from_ended_and_complete(tmp_path: Path) -> None:
 
 
 def test_rejected_clients_are_a_warning_and_all_rejected_counts_toward_the_stop() -> None:
-    from relief_mpi.run import every_client_rejected, rejected_warning
+    from relief_mpi.server import every_client_rejected, rejected_warning
     from relief_mpi.stops import DIVERGED_ROUNDS
 
     rec = record(4)
