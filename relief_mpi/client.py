@@ -38,6 +38,8 @@ from relief_mpi.rounds import (
     zero_update,
 )
 
+__all__ = ["ClientRole", "LocalClients", "LocalTrainer", "inject", "split_modalities"]
+
 
 def split_modalities(x: torch.Tensor, spec: DatasetSpec, present: frozenset[int],
                      zero_fill: bool) -> list[torch.Tensor | None]:

@@ -14,6 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+__all__ = ["HEADER_LEN", "REPORT_FIELDS", "REPORT_INDEX", "UPDATE_DTYPE", "ClientRecipe", "FleetInfo", "GroupInfo",
+           "GroupSums", "PlanNotes", "RoundPlan", "add_updates", "pack_update", "plan_nbytes", "report_nbytes",
+           "update_len", "update_nbytes", "zero_update"]
+
 
 @dataclass(frozen=True)
 class GroupInfo:

@@ -2,7 +2,7 @@
 
 Start-up problems are plain ReliefError or StartupRefused (exit 2). Once rounds run, a stop has to say what the
 log keeps and how to continue, and under MPI it decides whether the clients could be released
-cleanly (between rounds) or the job must be aborted (a round in flight). serve() fills in the
+cleanly (between rounds) or the job must be aborted (a round in flight). Server.run fills in the
 log facts; the CLI prints `describe(e)` as the one line and exits with `e.exit_code`.
 RunStopped, RoundTimeout and StartupRefused live in relief_mpi.errors (comm/ raises them) and
 are re-exported here.

@@ -45,6 +45,9 @@ from relief_mpi.comm.wait import WaitTimeout, wait_all
 from relief_mpi.errors import RoundTimeout, StartupRefused
 from relief_mpi.rounds import UPDATE_DTYPE, GroupSums, RoundPlan, update_len
 
+__all__ = ["Collective", "CommCache", "MpiClientTransport", "MpiServerTransport", "decode_handshake",
+           "encode_handshake", "persistent_supported"]
+
 TAG_PLAN, TAG_ACK, TAG_REPORT = 11, 13, 14
 _HS_FIELDS = (("version", 32), ("fingerprint", 32), ("host", 64))
 _HS_LEN = sum(n for _, n in _HS_FIELDS)

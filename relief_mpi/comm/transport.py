@@ -14,6 +14,8 @@ import numpy as np
 
 from relief_mpi.rounds import GroupSums, RoundPlan
 
+__all__ = ["ClientTransport", "Handshake", "HostedClients", "RoundExchange", "ServerTransport"]
+
 
 @dataclass(frozen=True)
 class Handshake:

@@ -27,6 +27,9 @@ from relief_mpi.comm.wait import wait_all
 from relief_mpi.comm.wire import fixed_utf8, utf8_text
 from relief_mpi.errors import ReliefError, StartupRefused
 
+__all__ = ["HOST_LEN", "MSG_LEN", "World", "abort", "finalize", "library_line", "library_version", "running",
+           "world_rank", "world_size"]
+
 HOST_LEN = 64
 MSG_LEN = 512
 

@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["DatasetSpec", "FederatedData", "Modality", "RawDataset", "Recording", "WindowCutter", "WindowSet",
+           "group_modalities", "make_spec"]
+
 
 @dataclass(frozen=True)
 class Modality:

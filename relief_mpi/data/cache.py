@@ -37,6 +37,9 @@ from relief_mpi.data import simulator
 from relief_mpi.data.base import DatasetSpec, Recording
 from relief_mpi.data.windows import WindowIndex, WindowTable, channel_stats, index_windows
 
+__all__ = ["ENV", "FORMAT", "H5Store", "builtin_sessions", "cache_root", "file_lock", "key_of", "open_store",
+           "train_stats", "window_index", "write_store"]
+
 FORMAT = 1
 ENV = "RELIEF_MPI_CACHE_DIR"
 

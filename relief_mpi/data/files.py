@@ -23,6 +23,9 @@ from relief_mpi.data.preprocess import paper_recording
 from relief_mpi.data.windows import downsample
 from relief_mpi.errors import ReliefError
 
+__all__ = ["KNOWN_SHA256", "DataFile", "announce", "by_subject", "check_sha256", "checksum_note", "find_files",
+           "folder_file", "load_all", "parse_table", "read_subjects", "row_error"]
+
 # sha256 of the genuine files (from ../shared/data/README.md): a mismatch is warned about, not fatal.
 KNOWN_SHA256: dict[str, dict[str, str]] = {
     "mhealth": {

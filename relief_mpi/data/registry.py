@@ -27,6 +27,8 @@ from relief_mpi.data.subjects import build_by_subject
 from relief_mpi.data.windows import cut_windows, downsample
 from relief_mpi.errors import ReliefError
 
+__all__ = ["build_federated", "load_raw", "loader_module", "modality_set_for", "source_files"]
+
 
 def loader_module(name: str) -> ModuleType:
     mods = {"spar": spar, "mhealth": mhealth, "pamap2": pamap2}

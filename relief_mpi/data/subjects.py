@@ -28,6 +28,9 @@ from relief_mpi.data.stats import data_fingerprint, server_mask, store_of, train
 from relief_mpi.data.windows import WindowIndex, WindowTable, cut_windows, index_recordings, window_geometry
 from relief_mpi.errors import ReliefError
 
+__all__ = ["SubjectIndex", "build_by_subject", "client_count_error", "held_out_subjects", "random_split",
+           "subject_index"]
+
 
 def held_out_subjects(subjects: Sequence[int], test_subjects: int, seed: int) -> tuple[int, ...]:
     """The subjects split=subject keeps for testing: a seeded draw, returned sorted."""

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 
 from relief_mpi.device.profiles import DeviceProfile
 
+__all__ = ["DeviceClock", "sleep_for"]
+
 
 @dataclass
 class DeviceClock:

@@ -38,6 +38,9 @@ from typing import Protocol
 
 import numpy as np
 
+__all__ = ["NONE", "CounterMeter", "EnergyMeter", "PowerSampler", "Rail", "SumMeter", "detect_meter", "ina3221_meter",
+           "modeled_energy", "nvml_meter", "pick_rails", "process_meter", "rapl_meter", "source_of"]
+
 NONE = "none"
 _INPUT_RAILS = ("VDD_IN", "POM_5V_IN")  # the module input rail: Orin Nano/NX, Xavier NX (VDD_IN), Nano/TX2 (POM_5V_IN)
 

@@ -17,6 +17,9 @@ from typing import NamedTuple
 from relief_mpi.device.profiles import DeviceProfile, parse_sensors, read_toml
 from relief_mpi.errors import ReliefError
 
+__all__ = ["DEFAULT_FLEET", "PAPER_COUNTS", "PAPER_FLEET", "PAPER_TYPES", "ClientDevice", "Cohort", "Tier",
+           "load_fleet", "modality_cohorts", "paper_fleet", "paper_type_counts", "rare_modality", "resolve_fleet"]
+
 DEFAULT_FLEET = Path(__file__).parent / "fleets" / "default.toml"
 PAPER_FLEET = "paper"  # `--fleet paper`: the authors' device types, given to clients in order
 _TIER_KEYS = ("name", "profile", "sensors", "fraction", "ranks", "hosts")

@@ -20,6 +20,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
+__all__ = ["SHIPPED_DIR", "DeviceProfile", "load_profiles", "parse_profile", "parse_sensors", "read_toml"]
+
 SHIPPED_DIR = Path(__file__).parent / "profiles"
 
 

@@ -47,7 +47,7 @@ ROUND_FIELDS: tuple[tuple[str, str], ...] = (
     # The published analytic system model (design.md section 0), next to our emulated figures.
     ("t_star", "<f8"), ("analytic_time_s", "<f8"), ("analytic_elapsed_s", "<f8"), ("analytic_energy_j", "<f8"),
     ("analytic_energy_cum_j", "<f8"), ("analytic_mb_up", "<f8"), ("analytic_mb_down", "<f8"), ("trained_pct", "<f8"),
-    # Evaluation (server.Evaluation): accuracy / macro_f1 above are the protocol's headline; these are
+    # Evaluation (evaluation.Evaluation): accuracy / macro_f1 above are the protocol's headline; these are
     # ours (each client's own windows and sensors) and the pooled full-modality test set, side by side.
     ("own_accuracy", "<f8"), ("own_macro_f1", "<f8"), ("pooled_accuracy", "<f8"), ("pooled_macro_f1", "<f8"),
 )
@@ -92,7 +92,7 @@ _failed: list[Path] = []  # logs whose writes failed in this process
 def write_failed() -> bool:
     """Did a log write fail in this process? HDF5 then still holds data it can never flush, and
     its shutdown at interpreter exit retries and can crash: the CLI ends such a process with
-    os._exit after its one line (see stops.exit_process)."""
+    os._exit after its one line (see cli.output.exit_process)."""
     return bool(_failed)
 
 

@@ -54,7 +54,7 @@ def fill(disk: Path) -> None:
 
 def in_fresh_process(body: str) -> subprocess.CompletedProcess[str]:
     """Run a writer scenario in its own interpreter: after a failed write HDF5 keeps buffers it can
-    never flush, so (as the CLI does, stops.exit_process) such a process must end without touching
+    never flush, so (as the CLI does, cli.output.exit_process) such a process must end without touching
     HDF5 again; the test process reads the log afterwards."""
     script = "import os, sys\n" + f"sys.path.insert(0, {str(REPO)!r})\n" + PRELUDE + textwrap.dedent(body) + \
         "\nsys.stdout.flush(); sys.stderr.flush(); os._exit(0)\n"
