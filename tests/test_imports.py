@@ -260,6 +260,21 @@ def test_lazy_lists_are_current() -> None:
     assert all(own(t, mods) is None for _, t in LAZY_IMPORTS), "LAZY_IMPORTS is for third-party modules"
 
 
+# What comm/ may import of ours: the round types, the errors it raises, and the signal check of its wait.
+COMM_BELOW = frozenset({"relief_mpi.rounds", "relief_mpi.errors", "relief_mpi.signals", "relief_mpi.stops"})
+
+
+def test_comm_imports_nothing_above_it() -> None:
+    """The transports are handed what they need (a callable for the start-up config, the hosted
+    clients through comm.transport.HostedClients): no job type, no client, no stop module above them."""
+    g = graph()
+    above = {m: sorted(t for t in ts if not t.startswith("relief_mpi.comm") and t not in COMM_BELOW)
+             for m, ts in g.items() if m == "relief_mpi.comm" or m.startswith("relief_mpi.comm.")}
+    assert {m: ts for m, ts in above.items() if ts} == {}
+    assert {t for t in g["relief_mpi.signals"] | g["relief_mpi.stops"] | g["relief_mpi.errors"]} <= COMM_BELOW
+    assert not any(t.startswith("relief_mpi.comm") for t in g["relief_mpi.client"]), "client.py imports comm/"
+
+
 def test_graph_sees_a_cycle(tmp_path: Path) -> None:
     """The reader finds a circle hidden in a function, through `from . import` and a submodule name."""
     pkg = tmp_path / "relief_mpi"
