@@ -11,16 +11,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-# The published method presets (design.md section 0), then our own variants.
-PUBLISHED_STRATEGIES = ("fedavg", "cohort-fedavg", "relief-acc", "relief", "relief-fast", "ablation-v2",
-                        "ablation-v3", "b-uniform", "b-freeze", "b-block")
-# Ours on the published recipe (Adam, --local-epochs, the paper model): the corrected FedAvg and the
-# controls that isolate one RELIEF mechanism each (docs/design.md, "Corrections and controls").
-CONTROL_STRATEGIES = ("fedavg-fair", "skip-absent", "fedavg-deadline", "fixed-order")
-OUR_STRATEGIES = ("fedavg-sgd", "fedprox", "heterofl", "relief-ucb", "relief-ucb-cohort",
-                  "relief-ucb-random") + CONTROL_STRATEGIES
-STRATEGIES = PUBLISHED_STRATEGIES + OUR_STRATEGIES
-ADAM_STRATEGIES = PUBLISHED_STRATEGIES + CONTROL_STRATEGIES  # default --lr 1e-3 (Adam), the others 0.05 (SGD)
+# Strategy names, recipes and checks: relief_mpi/strategy/catalogue.py.
 MODELS = ("paper", "small")
 B_MODES = ("shared", "block")
 T_STAR_BRACKETS = ("published", "contains-overhead")
