@@ -10,6 +10,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from relief_mpi.cli.settings import config_option, setting_key, with_settings
 from relief_mpi.config import (
     B_MODES,
     CLOCKS,
@@ -212,8 +213,6 @@ def PRETRAIN_OPTIONS(cmd: click.Command) -> click.Command:  # noqa: N802 - used 
 
 
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    from relief_mpi.cli.config import config_option
-
     for opt in reversed(COMMON):
         f = opt(f)
     return config_option(f)
@@ -296,8 +295,6 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
     lr = kw.get("lr")
     if lr is None:
         lr = entry.default_lr
-    from relief_mpi.cli.config import with_settings
-
     cfg = with_settings(RunConfig(
         rounds=kw["rounds"], seed=kw["seed"], eval_every=kw["eval_every"],
         checkpoint_every=kw.get("checkpoint_every", 0) or 0,
@@ -318,20 +315,14 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
     return cfg
 
 
-# CLI parameter -> dotted RunConfig key (used to name what a resumed run would change).
-PARAM_KEYS = {
-    "rounds": "rounds", "seed": "seed", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
-    "dataset": "data.dataset", "data_dir": "data.data_dir", "modality_by": "data.modality_by", "alpha": "data.alpha",
-    "window_s": "data.window_s", "downsample": "data.downsample", "mode": "model.mode", "base": "model.base",
-    "groups_per_modality": "model.groups_per_modality", "strategy": "strategy.name",
-    "model_name": "model.model", "rho": "model.rho", "encoder_channels": "model.encoder_channels",
-    "b_mode": "model.b_mode", "local_epochs": "strategy.local_epochs",
-    "lam": "strategy.lam", "gamma": "strategy.gamma", "t_star_bracket": "strategy.t_star_bracket",
-    "cost_model": "strategy.cost_model", "pretrain_epochs": "model.pretrain_epochs",
-    "pretrain_lr": "model.pretrain_lr", "pretrain_optimizer": "model.pretrain_optimizer",
-    "local_steps": "strategy.local_steps", "batch_size": "strategy.batch_size", "lr": "strategy.lr",
-    "momentum": "strategy.momentum", "mu": "strategy.mu", "deadline": "strategy.deadline", "beta": "strategy.beta",
-    "fleet": "device.fleet", "profiles_dir": "device.profiles_dir", "clock": "device.clock",
-    "protocol": "data.protocol", "partition": "data.partition", "split": "data.split",
-    "test_subjects": "data.test_subjects",
-}
+def _param_keys() -> dict[str, str]:
+    probe = click.Command("probe")
+    for opt in COMMON:
+        opt(probe)  # click's option decorator appends its parameter to a Command's params
+    names = [p.name for p in probe.params if p.name] + ["checkpoint_every"]
+    return {n: k for n in names if (k := setting_key(n)) is not None}
+
+
+# CLI parameter -> dotted RunConfig key (names what a resumed run would change), from the option and
+# field names (cli/settings.setting_key): a new option named like its config field needs no entry.
+PARAM_KEYS: dict[str, str] = _param_keys()
