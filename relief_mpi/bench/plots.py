@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from relief_mpi.bench.paper import PaperSummary
-from relief_mpi.bench.summary import Summary, label_of
+from relief_mpi.bench.results import label_of
+from relief_mpi.bench.summary import Summary
 from relief_mpi.log.hdf5 import RunLog
 
 if TYPE_CHECKING:
