@@ -178,7 +178,7 @@ def _client_metrics(facts: _RoundFacts) -> dict[str, np.ndarray]:
     """The round's per-client arrays (log.hdf5.CLIENT_METRICS)."""
     col, plan, notes, ana = facts.col, facts.plan, facts.notes, facts.ana
     clients = {
-        "busy_s": col["busy_s"], "wait_s": facts.idle, "idle_s": facts.idle, "compute_wall_s": col["compute_wall_s"],
+        "busy_s": col["busy_s"], "idle_s": facts.idle, "compute_wall_s": col["compute_wall_s"],
         "lag_s": col["lag_s"], "download_s": col["download_s"], "upload_s": col["upload_s"],
         "bytes_up": col["bytes_up"], "bytes_down": col["bytes_down"], "energy_j": facts.energy,
         "energy_measured_j": col["energy_measured_j"], "steps": col["steps"], "samples": col["samples"],
