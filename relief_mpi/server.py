@@ -18,6 +18,7 @@ from relief_mpi.comm.transport import ServerTransport
 from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundRecord
 from relief_mpi.metrics import accuracy, macro_f1, per_class_f1, published_macro_f1
+from relief_mpi.model.registry import ParamRegistry
 from relief_mpi.rounds import PlanNotes, RoundPlan
 from relief_mpi.run_setup import Model, RunSetup, modeled_energy
 from relief_mpi.strategy.system import AnalyticRound
@@ -217,7 +218,7 @@ class Server:
         self.transport = transport
         self.model = model
         # setup pairs the registry with its model (BlockRegistry: MultimodalNet, GroupRegistry: PaperNet)
-        self.registry: Any = cast(Any, setup.registry)
+        self.registry = cast(ParamRegistry[Any], setup.registry)
         self.blocks = [self.registry.get(model, b) for b in range(len(self.registry))]
         self.on_round = on_round
         self.dump_dir = Path(dump_dir) if dump_dir else None

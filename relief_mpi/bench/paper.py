@@ -28,6 +28,14 @@ from relief_mpi.bench.results import NAN, Reach, Stat, fmt, label_of, last_row, 
 from relief_mpi.log.hdf5 import RunLog
 from relief_mpi.metrics import CRITICAL_F1, TARGET_F1, critical_classes, rare_modality_f1
 
+__all__ = [
+    "BASELINE", "CORRECTIONS", "Comparison", "NOT_FOUND", "OURS_FRACTION", "PAIRS", "PAIR_METRICS", "PAIR_REACH",
+    "PAPER_FIGURES", "PaperRun", "PaperSummary", "REACH_LIKE", "ROW_METRICS", "Row", "cell", "compare",
+    "corrections_markdown", "markdown", "pair", "pair_reasons", "paper_run", "summarize", "write_csv",
+    "write_json"
+]
+
+
 BASELINE = "fedavg"
 OURS_FRACTION = 0.95  # our earlier protocol's target: 95% of FedAvg's final macro-F1, same seed
 

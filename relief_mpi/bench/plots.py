@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
+__all__ = ["ALLOCATION_ROWS", "BUDGET_NAMES", "Colors", "MARKERS", "STYLES", "write_figures", "write_paper_figures"]
+
+
 Colors = dict[str, tuple[float, float, float, float]]  # bench row -> its colour in every figure
 STYLES = ["-", "--", "-.", ":"]  # line styles and markers differ per row, so equal curves stay visible
 MARKERS = ["o", "s", "^", "v", "D", "x", "+", "*"]

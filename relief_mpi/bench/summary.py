@@ -34,6 +34,13 @@ from relief_mpi.bench.results import (
 )
 from relief_mpi.log.hdf5 import RunLog, read_log
 
+__all__ = [
+    "BASELINE", "METRICS", "PAIRED_METRICS", "RATIO_LIKE", "RunResult", "StrategySummary", "Summary",
+    "TARGET_FRACTION", "TIME_LIKE", "apply_target", "best_lr", "cell", "load_logs", "lr_search_table", "markdown",
+    "meta_from_logs", "run_logs", "run_result", "summarize", "write_csv", "write_runs_csv", "write_summary"
+]
+
+
 BASELINE = "fedavg"
 TARGET_FRACTION = 0.95
 

@@ -23,6 +23,12 @@ from relief_mpi.errors import ReliefError
 if TYPE_CHECKING:
     from relief_mpi.bench.runner import BenchPlan
 
+__all__ = [
+    "FULL", "FULL_EXTRAS", "PAPER_EXTRAS", "PAPER_STRATEGIES", "QUICK", "QUICK_SEEDS", "command",
+    "corrected_variants"
+]
+
+
 # --protocol paper: the published presets and, when registered, our controls and (full budget)
 # fedprox, our SGD baseline. heterofl scales the small model's widths: not the paper model's.
 PAPER_STRATEGIES = ("fedavg", "cohort-fedavg", "relief-acc", "relief", "ablation-v2", "ablation-v3")

@@ -14,6 +14,8 @@ from relief_mpi.config import DataConfig
 from relief_mpi.data.base import DatasetSpec, FederatedData, RawDataset
 from relief_mpi.errors import ReliefError
 
+__all__ = ["LAYOUTS", "URLS", "command", "fetch", "info", "synth"]
+
 
 @click.group(name="data")
 def command() -> None:

@@ -30,6 +30,11 @@ from relief_mpi.data.protocol import PARTITIONS, PROTOCOLS, SPLITS, paper_data_c
 from relief_mpi.errors import ReliefError
 from relief_mpi.strategy import catalogue
 
+__all__ = [
+    "COMMON", "DATA_OPTIONS", "MODEL_OPTIONS", "PAPER_RUN_DEFAULTS", "PARAM_KEYS", "POS_INT", "PRETRAIN_OPTIONS",
+    "Widths", "build_config", "common_options", "data_config", "given_options", "with_protocol_defaults"
+]
+
 
 def _deadline(ctx: click.Context, param: click.Parameter, value: str) -> str:
     del ctx, param

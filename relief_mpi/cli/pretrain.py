@@ -10,6 +10,8 @@ import click
 from relief_mpi.cli.options import DATA_OPTIONS, MODEL_OPTIONS, PRETRAIN_OPTIONS, build_config
 from relief_mpi.errors import ReliefError
 
+__all__ = ["command"]
+
 
 @click.command(name="pretrain")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,

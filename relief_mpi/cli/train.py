@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # relief_mpi.run imports torch; the command line starts witho
     from relief_mpi.run import DebugHooks, Progress
 
 
+__all__ = ["check_out", "check_writable", "default_out", "find_log", "parse_fault", "resolve_resume", "train"]
+
+
 def default_out(strategy: str, dataset: str, seed: int) -> Path:
     return Path("runs") / f"{strategy}-{dataset}-seed{seed}-{time.strftime('%Y%m%d-%H%M%S')}.h5"
 

@@ -36,6 +36,13 @@ import numpy as np
 
 from relief_mpi.stops import LogWriteError
 
+__all__ = [
+    "CLIENT_METRICS", "ROUND_DTYPE", "ROUND_FIELDS", "RUNNING", "RoundLogWriter", "RoundRecord", "RunLog",
+    "SCHEMA_VERSION", "TIER_ARRAYS", "complete_rounds", "open_log", "read_log", "write_error_cause",
+    "write_failed"
+]
+
+
 SCHEMA_VERSION = 2  # 2: /n_rounds (complete rounds) and /status (end marker)
 RUNNING = "running"
 

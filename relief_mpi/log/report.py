@@ -12,6 +12,8 @@ import numpy as np
 from relief_mpi.bench.results import fmt
 from relief_mpi.log.hdf5 import RunLog
 
+__all__ = ["run_status", "summary_table", "tier_times", "write_plots", "writer_alive"]
+
 
 def writer_alive(run: RunLog) -> bool | None:
     """Is the process that writes this log still running? None when it cannot be told from here

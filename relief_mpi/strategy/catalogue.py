@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
+from relief_mpi.config import BMode, CostModelName, Mode, ModelName, TStarBracket
 from relief_mpi.errors import ReliefError
 
 if TYPE_CHECKING:
@@ -45,7 +46,7 @@ class CommonParams:
     """What every strategy reads: the batch size and the analytic cost model (strategy/system.py)."""
 
     batch_size: int = 32
-    cost_model: str = "published"
+    cost_model: CostModelName = "published"
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ class EpochParams(CommonParams):
     local_epochs: int = 5
     lam: float | None = None
     gamma: float = 0.9
-    t_star_bracket: str = "published"
+    t_star_bracket: TStarBracket = "published"
 
 
 @dataclass(frozen=True)
@@ -95,9 +96,9 @@ class Entry:
     optimizer: Optimizer
     doc: str = ""  # a phrase for --help ("" = the name alone)
     params: type[CommonParams] = CommonParams
-    model: Literal["paper", "small"] | None = None  # the --model it needs (None: any)
-    modes: tuple[Literal["cnn", "lora"], ...] = ("cnn", "lora")
-    b_mode: Literal["shared", "block"] | None = None  # the --b-mode it implies (None: as given)
+    model: ModelName | None = None  # the --model it needs (None: any)
+    modes: tuple[Mode, ...] = ("cnn", "lora")
+    b_mode: BMode | None = None  # the --b-mode it implies (None: as given)
     extra_check: Callable[[RunConfig], None] = _no_check
     cls: str = ""  # "module:Name" of its class (strategy/registry imports it), or of a dict of classes by name
 
