@@ -321,7 +321,7 @@ def preset_class(preset_name: str, preset: Preset, doc: str = "") -> type[Publis
     """The strategy class of one preset (its name, preset and zero-fill policy as class attributes)."""
     return type(f"Preset_{preset_name.replace('-', '_')}", (PublishedRelief,),
                 {"name": preset_name, "preset": preset, "zero_fill": preset.zero_fill,
-                 "__doc__": doc or f"Preset {preset_name}."})
+                 "__doc__": doc or f"Preset {preset_name}.", "__module__": __name__})
 
 
 PUBLISHED: dict[str, type[PublishedRelief]] = {n: preset_class(n, p) for n, p in PRESETS.items()}

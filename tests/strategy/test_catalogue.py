@@ -5,6 +5,7 @@ without editing a package file and run in-process for two rounds."""
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from relief_mpi.model.flops import FlopCosts
 from relief_mpi.rounds import FleetInfo, GroupInfo, RoundPlan
 from relief_mpi.run import run_inprocess
 from relief_mpi.strategy import catalogue
-from relief_mpi.strategy.base import SampleWeighted, StrategyContext
+from relief_mpi.strategy.base import SampleWeighted, Strategy, StrategyContext
 from relief_mpi.strategy.catalogue import Entry, StepParams
 from relief_mpi.strategy.registry import make_strategy, register, strategy_classes
 from tests.helpers import fast_config
@@ -37,9 +38,26 @@ def _context(e: Entry) -> StrategyContext:
                            FlopCosts((1.0, 1.0), (1.0, 1.0), 1.0, 1.0, 32), 2, 0)
 
 
+def _package_strategy_classes() -> dict[str, type[Strategy]]:
+    """Every named Strategy class the package defines (the presets' generated classes included)."""
+    for mod in ("controls", "fedavg", "heterofl", "relief", "relief_ucb"):
+        importlib.import_module(f"relief_mpi.strategy.{mod}")
+    found: dict[str, type[Strategy]] = {}
+    todo = list(Strategy.__subclasses__())
+    while todo:
+        cls = todo.pop()
+        todo += cls.__subclasses__()
+        if cls.__module__.startswith("relief_mpi.strategy.") and cls.name != "base":
+            assert found.setdefault(cls.name, cls) is cls, f"two classes named {cls.name}"
+    return found
+
+
 def test_every_catalogued_strategy_has_a_class_and_every_class_is_catalogued() -> None:
+    package = _package_strategy_classes()
+    assert sorted(package) == sorted(catalogue.names())
     assert list(strategy_classes()) == list(catalogue.names())
     assert len(set(catalogue.names())) == len(catalogue.names()) >= 20
+    assert all(strategy_classes()[n] is cls for n, cls in package.items())
 
 
 @pytest.mark.parametrize("name", list(catalogue.CATALOGUE))
