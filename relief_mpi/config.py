@@ -78,6 +78,11 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class StrategyConfig:
+    """Every strategy's knobs in one flat record: the form every log stores (so old logs load and a
+    fixed-seed log's JSON stays the same). Each algorithm's own set is its catalogue entry's params
+    dataclass (strategy/catalogue.py, Entry.params_of); a new parameter is a field here and there,
+    same name and default (tests/strategy/test_catalogue.py checks they agree)."""
+
     name: str = "fedavg"
     local_steps: int = 10
     batch_size: int = 32
