@@ -25,6 +25,7 @@ from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.device.clock import DeviceClock
 from relief_mpi.model.flops import FlopCosts
 from relief_mpi.model.optim import Adam, Optimizer, Sgd
+from relief_mpi.model.registry import ParamRegistry
 from relief_mpi.rounds import (
     REPORT_FIELDS,
     REPORT_INDEX,
@@ -136,7 +137,7 @@ class LocalTrainer:
     by every client it hosts: a client keeps no parameters between rounds, since it receives every
     group it owns at the start of each round and its training changes only those groups)."""
 
-    def __init__(self, role: ClientRole, model: Any, registry: Any, spec: DatasetSpec,
+    def __init__(self, role: ClientRole, model: Any, registry: ParamRegistry[Any], spec: DatasetSpec,
                  data: WindowSet, clock: DeviceClock, costs: FlopCosts, ownership: np.ndarray,
                  keep_windows: bool = True) -> None:
         self.role = role

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class ClientRecipe:
     """How a client trains, from its strategy's hooks (the client has no per-algorithm flags)."""
 
     zero_fill: bool = False  # absent sensors: zero inputs through their encoders (True) or not encoded
-    optimizer: str = "sgd"  # "sgd" | "adam", created fresh every round
+    optimizer: Literal["sgd", "adam"] = "sgd"  # created fresh every round
     lr: float = 0.05
     momentum: float = 0.0
     prox_mu: float = 0.0  # FedProx proximal weight

@@ -30,6 +30,7 @@ from relief_mpi.model.groups import GroupRegistry
 from relief_mpi.model.net import ModalityEncoder, MultimodalNet, kept
 from relief_mpi.model.paper import PaperNet
 from relief_mpi.rounds import FleetInfo, GroupInfo
+from relief_mpi.strategy import catalogue
 from relief_mpi.strategy.base import Strategy, StrategyContext
 from relief_mpi.strategy.heterofl import HeteroFL
 from relief_mpi.strategy.registry import make_strategy
@@ -190,8 +191,7 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
     """`hostnames` by rank (MPI: the world's); the clients sit on `n_ranks` client ranks (default one
     each) as comm.placement says, and a fleet's host globs match the host of a client's rank."""
     profiles = load_profiles(cfg.device.profiles_dir)
-    if cfg.strategy.name == "b-block" and cfg.model.b_mode != "block":
-        raise ReliefError("--strategy b-block is the published preset with one B per modality: use --b-mode block")
+    catalogue.entry(cfg.strategy.name).check(cfg)
     devices = _devices(cfg, n_clients, hostnames, n_ranks or n_clients, profiles)
     raw = load_raw(cfg.data, cfg.seed)
     names = raw.spec.modality_names()
@@ -244,8 +244,6 @@ def _fleet_info(devices: list[ClientDevice], data: FederatedData, mod_sets: list
 
 def _strategy(cfg: RunConfig, ctx: StrategyContext, registry: Registry, probe: Model) -> Strategy:
     """The run's strategy; HeteroFL also gets the entry masks of its sub-model widths."""
-    if cfg.strategy.name == "heterofl" and cfg.model.mode != "cnn":
-        raise ReliefError("--strategy heterofl scales layer widths and is defined for --mode cnn only")
     strategy = make_strategy(cfg.strategy.name, ctx)
     if isinstance(strategy, HeteroFL) and isinstance(registry, BlockRegistry) and isinstance(probe, MultimodalNet):
         strategy.set_entry_masks({w: entry_masks(registry, probe, w) for w in set(strategy.widths)})

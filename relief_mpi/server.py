@@ -28,6 +28,7 @@ from relief_mpi.debug import DebugHooks
 from relief_mpi.device.energy import modeled_energy
 from relief_mpi.evaluation import Evaluation, evaluate, tier_names
 from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundLogWriter, RoundRecord
+from relief_mpi.model.registry import ParamRegistry
 from relief_mpi.rounds import REPORT_FIELDS, PlanNotes, RoundPlan
 from relief_mpi.run_setup import Model, RunSetup
 from relief_mpi.stops import DIVERGED_ROUNDS, Diverged, Interrupted, LogWriteError, RunStopped
@@ -106,7 +107,7 @@ def _client_metrics(facts: _RoundFacts) -> dict[str, np.ndarray]:
     """The round's per-client arrays (log.hdf5.CLIENT_METRICS)."""
     col, plan, notes, ana = facts.col, facts.plan, facts.notes, facts.ana
     clients = {
-        "busy_s": col["busy_s"], "wait_s": facts.idle, "idle_s": facts.idle, "compute_wall_s": col["compute_wall_s"],
+        "busy_s": col["busy_s"], "idle_s": facts.idle, "compute_wall_s": col["compute_wall_s"],
         "lag_s": col["lag_s"], "download_s": col["download_s"], "upload_s": col["upload_s"],
         "bytes_up": col["bytes_up"], "bytes_down": col["bytes_down"], "energy_j": facts.energy,
         "energy_measured_j": col["energy_measured_j"], "steps": col["steps"], "samples": col["samples"],
@@ -169,7 +170,7 @@ class Server:
         self.per_rank = per_rank
         self.state = ServingState()
         # setup pairs the registry with its model (BlockRegistry: MultimodalNet, GroupRegistry: PaperNet)
-        self.registry: Any = cast(Any, setup.registry)
+        self.registry = cast(ParamRegistry[Any], setup.registry)
         self.blocks = [self.registry.get(model, b) for b in range(len(self.registry))]
         self.dump_dir = Path(debug.dump_dir) if debug.dump_dir else None
         self.wall_elapsed = 0.0

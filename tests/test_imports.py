@@ -54,25 +54,23 @@ _CLI_HEAVY = "the command line starts without torch, h5py or MPI; loaded only by
 LAZY_OWN: dict[str, tuple[frozenset[str], str]] = {
     "relief_mpi.cli": (frozenset({"relief_mpi.cli.report", "relief_mpi.cli.train"}),
                        "the commands register after the group is defined (cli._register)"),
-    "relief_mpi.cli.train": (frozenset({"relief_mpi.checkpoint", "relief_mpi.comm", "relief_mpi.comm.world",
-                                        "relief_mpi.config", "relief_mpi.log.hdf5", "relief_mpi.mpirun",
+    "relief_mpi.cli.train": (frozenset({"relief_mpi.checkpoint", "relief_mpi.config", "relief_mpi.log.hdf5",
+                                        "relief_mpi.mpirun",
                                         "relief_mpi.run", "relief_mpi.signals"}), _CLI_HEAVY),
     "relief_mpi.cli.report": (frozenset({"relief_mpi.log.hdf5", "relief_mpi.log.report"}), _CLI_HEAVY),
     "relief_mpi.cli.output": (frozenset({"relief_mpi.log.hdf5", "relief_mpi.comm.world"}),
                               "h5py only to ask whether a log write failed; comm.world only once MPI runs"),
-    "relief_mpi.cli.data": (frozenset({"relief_mpi.cli.options"}), "part B's cli/options circle (branch r25b)"),
+    "relief_mpi.cli.errors": (frozenset({"relief_mpi.comm", "relief_mpi.comm.world"}),
+                              "MPI is asked about (and initialised) only when a job ends under it"),
     "relief_mpi.cli.fleet": (frozenset({"relief_mpi.client", "relief_mpi.model.flops", "relief_mpi.model.net",
                                         "relief_mpi.model.optim", "relief_mpi.run_setup"}), _CLI_HEAVY),
     "relief_mpi.cli.hosts": (frozenset({"relief_mpi.comm.world", "relief_mpi.run_setup"}), _CLI_HEAVY),
     "relief_mpi.cli.pretrain": (frozenset({"relief_mpi.model.pretrain", "relief_mpi.run", "relief_mpi.run_setup"}),
                                 _CLI_HEAVY),
-    # issue 25 part B (branch r25b) untangles cli/options <-> cli/config <-> cli/bench <-> cli/train and bench/
-    "relief_mpi.cli.bench": (frozenset({"relief_mpi.bench.runner", "relief_mpi.bench.system", "relief_mpi.cli.train",
+    "relief_mpi.cli.bench": (frozenset({"relief_mpi.bench.runner", "relief_mpi.bench.system",
                                         "relief_mpi.comm.world", "relief_mpi.mpirun",
                                         "relief_mpi.strategy.registry"}), _CLI_HEAVY),
-    "relief_mpi.cli.config": (frozenset({"relief_mpi.cli.bench", "relief_mpi.cli.options", "relief_mpi.cli.train",
-                                         "relief_mpi.log.hdf5"}), _CLI_HEAVY),
-    "relief_mpi.cli.options": (frozenset({"relief_mpi.cli.config"}), _CLI_HEAVY),
+    "relief_mpi.cli.config": (frozenset({"relief_mpi.log.hdf5"}), _CLI_HEAVY),
     "relief_mpi.bench.runner": (frozenset({"relief_mpi.bench.paper", "relief_mpi.bench.plots", "relief_mpi.comm.world",
                                            "relief_mpi.job", "relief_mpi.model.pretrain", "relief_mpi.mpirun",
                                            "relief_mpi.run", "relief_mpi.run_setup"}),
@@ -225,14 +223,8 @@ def function_level(package: Path = PACKAGE) -> list[Import]:
     return [i for i in imports(package) if i.in_function]
 
 
-# The one circle left for issue 25 part B (branch r25b: cli/options <-> cli/config <-> cli/bench <->
-# cli/train, with the private _abort imported across files). Delete this allowance when r25b is merged.
-PART_B_CIRCLE = frozenset({"relief_mpi.cli.bench", "relief_mpi.cli.config", "relief_mpi.cli.options",
-                           "relief_mpi.cli.train"})
-
-
 def test_no_import_cycle() -> None:
-    found = [c for c in cycles(graph()) if not set(c) <= PART_B_CIRCLE]
+    found = cycles(graph())
     assert not found, "import circles:\n" + "\n".join(" -> ".join(c) for c in found)
 
 

@@ -30,6 +30,12 @@ from relief_mpi.bench import summary as sm
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
 
+__all__ = [
+    "BenchPlan", "Progress", "VALIDATION_FRACTION", "Variant", "complete", "parse_list", "peak_rss_mb",
+    "planned_order", "pretrain_base", "read_bench_json", "run_bench", "with_changes", "write_outputs"
+]
+
+
 Progress = Callable[[str], None]
 
 

@@ -33,6 +33,9 @@ from relief_mpi.comm.placement import clients_of
 from relief_mpi.comm.world import World
 from relief_mpi.config import RunConfig
 
+__all__ = ["Say", "host_cores", "overhead_from_log", "per_rank", "run_system", "small_block_ratio", "throughput"]
+
+
 Say = Callable[[str], None]
 
 

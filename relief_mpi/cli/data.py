@@ -9,7 +9,7 @@ from typing import Any
 import click
 import numpy as np
 
-from relief_mpi.cli.options import DATA_OPTIONS
+from relief_mpi.cli.options import DATA_OPTIONS, data_config, given_options, with_protocol_defaults
 from relief_mpi.config import DataConfig
 from relief_mpi.data import simulator as sim
 from relief_mpi.data.base import DatasetSpec, FederatedData, RawDataset
@@ -22,6 +22,8 @@ from relief_mpi.data.windows import MemoryStore, window_geometry
 from relief_mpi.device.fleet import PAPER_FLEET, load_fleet, paper_fleet, resolve_fleet
 from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
+
+__all__ = ["LAYOUTS", "URLS", "command", "fetch", "info", "synth"]
 
 
 @click.group(name="data")
@@ -50,8 +52,6 @@ def info(**kw: Any) -> None:
     window counts and train label histogram. With --partition subject (--protocol paper) one row
     per subject: its client, device type and train/test windows. Reads the prepared cache
     (building it on first use)."""
-    from relief_mpi.cli.options import data_config, given_options, with_protocol_defaults
-
     given = given_options(kw)
     kw = with_protocol_defaults(kw, given)
     if kw["dataset"] != "synthetic" and kw["data_dir"] is None:

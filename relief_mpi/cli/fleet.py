@@ -16,6 +16,8 @@ from relief_mpi.device.fleet import ClientDevice, Tier, load_fleet, modality_coh
 from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
 
+__all__ = ["calibrate", "command", "show"]
+
 
 @click.group("fleet")
 def command() -> None:

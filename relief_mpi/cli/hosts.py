@@ -36,6 +36,12 @@ from relief_mpi.hostfile import SYNTAXES, Hostfile, parse_hostfile
 # ---------------------------------------------------------------------------------------------
 # What each rank reports
 
+__all__ = [
+    "RECORD_LEN", "RankInfo", "check", "cohort_lines", "command", "disagreement", "list_hosts", "local_info",
+    "primary_address", "summary", "table", "torch_device", "verdict"
+]
+
+
 _FIELDS = ("host", "address", "arch", "relief", "python", "torch", "mpi", "profile", "tier", "modalities",
            "device", "dataset", "fingerprint", "error")
 _SEP = "\x1f"

@@ -13,6 +13,8 @@ from relief_mpi.data.subjects import subject_index
 from relief_mpi.errors import ReliefError
 from relief_mpi.metrics import macro_f1
 
+__all__ = ["command"]
+
 
 @click.command(name="pretrain")
 @click.option("--out", type=click.Path(dir_okay=False), required=True,

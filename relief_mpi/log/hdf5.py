@@ -36,6 +36,13 @@ import numpy as np
 
 from relief_mpi.stops import LogWriteError
 
+__all__ = [
+    "CLIENT_METRICS", "ROUND_DTYPE", "ROUND_FIELDS", "RUNNING", "RoundLogWriter", "RoundRecord", "RunLog",
+    "SCHEMA_VERSION", "TIER_ARRAYS", "complete_rounds", "open_log", "read_log", "write_error_cause",
+    "write_failed"
+]
+
+
 SCHEMA_VERSION = 2  # 2: /n_rounds (complete rounds) and /status (end marker)
 RUNNING = "running"
 
@@ -53,7 +60,7 @@ ROUND_FIELDS: tuple[tuple[str, str], ...] = (
 )
 ROUND_DTYPE = np.dtype(list(ROUND_FIELDS))
 
-CLIENT_METRICS = ("busy_s", "wait_s", "idle_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
+CLIENT_METRICS = ("busy_s", "idle_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
                   "bytes_up", "bytes_down", "energy_j", "energy_measured_j", "steps", "samples",
                   "rejected", "loss", "flops", "budget", "n_groups", "analytic_time_s", "analytic_energy_j")
 
@@ -374,7 +381,8 @@ def read_log(path: str | Path) -> RunLog:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
         return RunLog(
             attrs=attrs, rounds=rows[:n],
-            clients={k: f["clients"][k][:n] for k in f["clients"]},
+            # logs before issue 25 also held wait_s, the same array as idle_s: read once, as idle_s
+            clients={k: f["clients"][k][:n] for k in f["clients"] if k != "wait_s"},
             block_names=[s.decode() if isinstance(s, bytes) else s for s in f["blocks/names"][:]],
             divergence=f["blocks/divergence"][:n], alloc=f["alloc"][:n],
             tier_names=[s.decode() if isinstance(s, bytes) else s for s in f["tiers/names"][:]],
