@@ -24,6 +24,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+__all__ = [
+    "BRACKETS", "WIDENED_HI_MULT", "WIDENED_ITERS", "elastic_budget", "full_training_target", "greedy_selection",
+    "interpolate_t_star", "max_round_time", "random_selection", "round_robin_floor", "search_t_star"
+]
+
+
 BRACKETS = ("published", "contains-overhead", "widened")
 # The widened search: the authors' bracket and bisection with hi_mult and iters raised from their
 # defaults (2, 4) so that the bracket holds T_o on the published fleets and the search converges.

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from relief_mpi.cli.output import format_round
 from relief_mpi.log.hdf5 import read_log
-from relief_mpi.run import format_round
 from tests.helpers import run_here
 
 PAPER = ["train", "--transport", "inprocess", "--clients", "10", "--protocol", "paper", "--local-epochs", "1",
