@@ -17,7 +17,8 @@ from relief_mpi.config import ModelConfig, RunConfig, StrategyConfig
 from relief_mpi.errors import ReliefError
 from relief_mpi.model.groups import GroupRegistry
 from relief_mpi.model.paper import PaperNet
-from relief_mpi.run import DebugHooks, run_inprocess
+from relief_mpi.debug import DebugHooks
+from relief_mpi.run import run_inprocess
 from relief_mpi.run_setup import build_setup
 from tests.helpers import run_mpi
 

@@ -16,11 +16,19 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
+from relief_mpi.cli.errors import abort_job
 from relief_mpi.cli.options import build_config, common_options
+from relief_mpi.cli.settings import register_command
 from relief_mpi.errors import ReliefError
 
 if TYPE_CHECKING:
     from relief_mpi.bench.runner import BenchPlan
+
+__all__ = [
+    "FULL", "FULL_EXTRAS", "PAPER_EXTRAS", "PAPER_STRATEGIES", "QUICK", "QUICK_SEEDS", "command",
+    "corrected_variants"
+]
+
 
 # --protocol paper: the published presets and, when registered, our controls and (full budget)
 # fedprox, our SGD baseline. heterofl scales the small model's widths: not the paper model's.
@@ -146,6 +154,9 @@ def command(ctx: click.Context, **kw: Any) -> None:
     _run_plan(plan, kw)
 
 
+register_command(command)  # its option names are known to --config files of other commands
+
+
 def _refuse_single_run_options(ctx: click.Context) -> None:
     """`train`'s --strategy / --seed mean one run; a bench runs lists of them (and a --config file
     written for a run may hold them, so only the command line and the environment count)."""
@@ -219,8 +230,8 @@ def _paper_budget(kw: dict[str, Any], given: set[str], n_seeds: int) -> tuple[di
     kw = {**kw, **set_here}
     given = given | set(set_here)
     mine = " (--rounds / --local-epochs given)" if set(chosen) - set(set_here) else ""
-    budget = (f"{kw['budget']}: {kw['rounds']} rounds, {kw['local_epochs']} local epoch(s) per round, "
-              f"{n_seeds} seed(s){mine}; the paper: {FULL['rounds']} rounds, {FULL['local_epochs']} epochs")
+    budget = (f"{kw['budget']}: R = {kw['rounds']} rounds after round 0, {kw['local_epochs']} local epoch(s) per "
+              f"round, {n_seeds} seed(s){mine}; the paper: R = {FULL['rounds']}, {FULL['local_epochs']} epochs")
     return kw, given, budget
 
 
@@ -260,7 +271,7 @@ def corrected_variants(known: set[str]) -> tuple[tuple, list[str]]:
     # leak-free: the last 20% in time of every label run, z-score from training windows only (protocol
     # ours' normalisation and windows inside one label run; the paper's 256 / 50 windows and one client
     # per subject kept)
-    time_split = (("data.split", "time"), ("data.protocol", "ours"))
+    time_split = (("data.split", "time"), ("data.split_file", ""), ("data.protocol", "ours"))
     rows = [Variant("fedavg", "fedavg"), Variant("relief", "relief")]
     notes = []
     fair = "fedavg-fair" in known
@@ -289,7 +300,6 @@ def _saved_meta(d: dict[str, Any] | None) -> dict[str, object] | None:
 
 
 def _guarded(fn):  # noqa: ANN001, ANN202 - run under MPI; any failure on any rank ends the whole job
-    from relief_mpi.cli.train import _abort
     from relief_mpi.comm.world import world_rank, world_size
     from relief_mpi.mpirun import StartupRefused
 
@@ -301,10 +311,10 @@ def _guarded(fn):  # noqa: ANN001, ANN202 - run under MPI; any failure on any ra
         sys.exit(2)
     except ReliefError:
         if world_size() > 1 and world_rank() != 0:
-            _abort()
+            abort_job()
         raise
     except BaseException:  # noqa: BLE001
-        _abort()
+        abort_job()
 
 
 def _system(kw: dict[str, Any], explicit_strategies: bool, n_clients: int | None) -> None:

@@ -27,8 +27,12 @@ from relief_mpi.config import DataConfig
 from relief_mpi.data.base import FederatedData, RawDataset, WindowSet
 from relief_mpi.data.protocol import RANDOM_SPLITS, n_test_subjects
 from relief_mpi.data.split import SubjectSplit, check_split, draw_paper, draw_streams, read_split_file
+from relief_mpi.data.stats import data_fingerprint, server_mask, store_of, training_stats
 from relief_mpi.data.windows import WindowIndex, WindowTable, cut_windows, index_recordings, window_geometry
 from relief_mpi.errors import ReliefError
+
+__all__ = ["SubjectIndex", "apply_split", "build_by_subject", "client_count_error", "draw_split", "held_out_subjects",
+           "random_split", "subject_index", "subject_rows"]
 
 
 def held_out_subjects(subjects: Sequence[int], test_subjects: int, seed: int) -> tuple[int, ...]:
@@ -97,8 +101,6 @@ class SubjectIndex:
 def subject_index(cfg: DataConfig, seed: int, raw: RawDataset) -> SubjectIndex:
     """Index the windows (labels only, nothing cut) and decide the clients: how many a
     partition=subject run needs is len(subject_index(...).clients)."""
-    from relief_mpi.data.registry import store_of
-
     spec = raw.spec
     store = store_of(raw)
     length, hop = window_geometry(spec.sample_rate_hz, cfg.window_s, cfg.overlap, cfg.window, cfg.stride)
@@ -127,8 +129,6 @@ def subject_index(cfg: DataConfig, seed: int, raw: RawDataset) -> SubjectIndex:
 def build_by_subject(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[str, ...]],
                      raw: RawDataset) -> FederatedData:
     """FederatedData with client k = the k-th subject in sorted order (see the module docstring)."""
-    from relief_mpi.data.registry import data_fingerprint, server_mask, store_of, training_stats
-
     spec = raw.spec
     store = store_of(raw)
     paper = cfg.protocol == "paper"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from relief_mpi.cli.output import format_round
 from relief_mpi.log.hdf5 import read_log
-from relief_mpi.run import format_round
 from tests.helpers import run_here
 
 PAPER = ["train", "--transport", "inprocess", "--clients", "10", "--protocol", "paper", "--local-epochs", "1",
@@ -23,6 +23,7 @@ def test_paper_rounds_are_the_published_r(tmp_path: Path) -> None:
     log = tmp_path / "p.h5"
     res = run_here([*PAPER, "--rounds", "1", "--checkpoint-every", "1", "--out", str(log)])
     assert res.returncode == 0, res.stderr
+    assert "; rounds 1..2 (published 0..1)" in res.stdout
     rows = [LINE.match(x) for x in res.stdout.splitlines() if x.startswith("round ")]
     assert all(rows) and [m.groups() for m in rows if m] == [("1", "2", "0", "1"), ("2", "2", "1", "1")], res.stdout
     run = read_log(log)

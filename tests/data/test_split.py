@@ -108,6 +108,8 @@ def test_split_file_from_a_log_repeats_that_run(tmp_path: Path, relief) -> None:
     code, _, err = relief([*TRAIN, "--split-file", str(a), "--seed", "1", "--out", str(b)])
     assert code == 0, err
     assert _split_of(b) == split
+    code, shown, _ = relief(["config", "show", str(b)])  # the file implies --split file --partition subject
+    assert code == 0 and f'split-file = "{a}"' in shown and "\nsplit = " not in shown and "partition" not in shown
     ra, rb = _rounds(a), _rounds(b)
     assert np.isfinite(ra["macro_f1"]).all()
     for name in ("accuracy", "macro_f1", "rare_f1", "pooled_macro_f1", "train_loss", "bytes_up", "virtual_time_s"):

@@ -14,6 +14,7 @@ import pytest
 from relief_mpi.cli.options import build_config
 from relief_mpi.cli.train import train
 from relief_mpi.run_setup import build_setup
+from relief_mpi.strategy import budget
 from relief_mpi.strategy.system import CostModel, analytic_round
 from tests.helpers import SPAR_DIR, need_shared
 
@@ -100,3 +101,28 @@ def test_fedavg_trains_more_than_100_percent_as_published(spar) -> None:  # noqa
     ana = analytic_round(g, fleet, np.ones((10, 9), bool), everything, [E * n for n in fleet.n_train])
     assert math.isclose(100.0 * ana.trained_fraction, 100.0 * sum(AUTHORS_VALUES) / sum(PARAMS), rel_tol=1e-12)
     assert round(100.0 * ana.trained_fraction, 1) == 100.8 and ana.trained_param_fraction == 1.0
+
+
+def test_widened_bracket_gives_the_authors_budgets_on_spar() -> None:
+    """SPAR, E = 1: the authors' simulator with its widened search gave the fast tier k_n 38-78;
+    contains-overhead gives 43-88 (the side-by-side run of issue 23). By hand, the widened search
+    converges on T_o + max_n k_min tau_n (the acc_only clients' one A group)."""
+    need_shared()
+    with train.make_context("train", ["--protocol", "paper", "--dataset", "spar", "--data-dir", str(SPAR_DIR),
+                                      "--strategy", "relief", "--split", "paper", "--local-epochs", "1"]) as ctx:
+        cfg = build_config(dict(ctx.params))
+    setup = build_setup(cfg, 10)
+    g, fleet = setup.strategy.ctx.groups, setup.strategy.ctx.fleet
+    cost = CostModel(g, fleet)
+    taus = [cost.tau(k, FULL_ACC[k], fleet.n_train[k]) for k in range(10)]
+    t_o = cost.overhead(FULL_ACC)
+    k_min, n_g = [2] * 5 + [1] * 5, [9] * 5 + [6] * 5
+    ranges = {}
+    for bracket in ("contains-overhead", "widened"):
+        t_f = budget.search_t_star(t_o, taus, k_min, n_g, bracket=bracket)
+        ks = [budget.elastic_budget(t_f, t_o, taus[k], k_min[k]) for k in range(10)]
+        assert ks[5:] == [1] * 5  # acc_only: k_min
+        ranges[bracket] = (min(ks[:5]), max(ks[:5]))
+        if bracket == "widened":
+            assert math.isclose(t_f, t_o + max(k * t for k, t in zip(k_min, taus, strict=True)), rel_tol=1e-7)
+    assert ranges == {"contains-overhead": (43, 88), "widened": (38, 78)}
