@@ -94,7 +94,7 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                  help="Data protocol. ours: --window-s windows inside one label run, z-score from training "
                       "windows only, Dirichlet shards, time split. paper: the authors' (docs/data.md): PAMAP2 "
                       "subjects 101-108 at 50 Hz, NaNs forward-filled, per-subject z-score, 256-sample windows, "
-                      "stride 50, majority labels, --partition subject --split paper-streams, and unless given "
+                      "stride 50, majority labels, --partition subject --split paper, and unless given "
                       "--fleet paper --rounds 200 (the published R: rounds 0..200) --local-epochs 5 "
                       "--batch-size 32."),
     click.option("--partition", type=click.Choice(PARTITIONS), default=None,
@@ -109,7 +109,7 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                       "overlapping windows the test set holds neighbours of training windows); paper-streams: "
                       "the same share drawn from one stream per subject (ours); file: --split-file's; subject: "
                       "whole held-out subjects (--test-subjects), who are not clients. All but time need "
-                      "--partition subject. Default: time, paper-streams under --protocol paper."),
+                      "--partition subject. Default: time, paper under --protocol paper."),
     click.option("--split-file", type=click.Path(dir_okay=False), default=None,
                  help="Take the test windows from FILE: a run log (its /split group) or a JSON file (format in "
                       "docs/data.md, 'Split files'); implies --split file and --partition subject."),
@@ -268,7 +268,7 @@ def data_config(kw: dict[str, Any], given: set[str]) -> DataConfig:
         raise ReliefError(f"--split-file gives the split: drop --split {kw['split']} (or use --split file)")
     if kw.get("split") == "file" and not split_file:
         raise ReliefError("--split file needs --split-file FILE")
-    split = "file" if split_file else kw.get("split") or ("paper-streams" if paper and partition == "subject"
+    split = "file" if split_file else kw.get("split") or ("paper" if paper and partition == "subject"
                                                           else "time")
     if partition == "dirichlet" and split != "time":
         raise ReliefError(f"--split {split} needs --partition subject (the Dirichlet partition cuts every label run "
