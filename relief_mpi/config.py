@@ -29,6 +29,7 @@ PRETRAIN_OPTIMIZERS = ("adam", "sgd")
 DATASETS = ("synthetic", "spar", "mhealth", "pamap2")
 MODES = ("cnn", "lora")
 CLOCKS = ("virtual", "real")
+DEVICES = ("auto", "cpu", "cuda")  # where ranks train (device/gpu.py)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class DeviceConfig:
     fleet: str | None = None  # fleet file; None = the default three-tier fleet
     profiles_dir: str | None = None
     clock: str = "virtual"
+    device: str = "auto"  # --device: auto (CUDA where a rank sees a GPU, else CPU), cpu or cuda
 
 
 @dataclass(frozen=True)

@@ -106,6 +106,7 @@ def log_attrs(setup: RunSetup, hosts: list[str], mpi_library: str, world_size: i
         "writer_pid": os.getpid(), "writer_host": socket.gethostname(),
         # measured-energy meter per client ("ina3221", "rapl", "nvml", "rapl+nvml" or "none"); modeled always
         "energy_source": json.dumps([p["energy_source"] for p in profiles]),
+        "server_device": json.dumps(setup.rank_device.record()),  # where rank 0 evaluates (device/gpu.py)
     }
 
 
@@ -369,14 +370,17 @@ def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress 
     each), as the MPI transport places them."""
     set_process_threads()
     from relief_mpi.comm.inprocess import InProcessServerTransport
+    from relief_mpi.device.throttle import process_device
     from relief_mpi.run_setup import build_setup
 
     n_ranks = n_ranks or n_clients
     t0 = time.perf_counter()
+    host = socket.gethostname()
+    rdev = process_device(cfg.device.device, None, [host], 0)  # one device for every client here
     if progress is not None:
         progress(startup_line(cfg, n_clients))
-    host = socket.gethostname()
     setup = build_setup(cfg, n_clients, None, n_ranks)
+    setup.rank_device = rdev
     if progress is not None:
         progress(setup_done_line(setup, time.perf_counter() - t0))
     faults = {r - 1: f for r in range(1, n_ranks + 1) if (f := debug.client_fault(r)) is not None}

@@ -16,6 +16,8 @@ from relief_mpi.client import split_modalities
 from relief_mpi.comm import wire
 from relief_mpi.comm.transport import ServerTransport
 from relief_mpi.data.base import DatasetSpec, WindowSet
+from relief_mpi.device.energy import attribute_gpu_energy
+from relief_mpi.device.throttle import energy_gpus
 from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundRecord
 from relief_mpi.metrics import accuracy, macro_f1, per_class_f1, published_macro_f1
 from relief_mpi.rounds import PlanNotes, RoundPlan
@@ -53,13 +55,14 @@ def predict(model: Model, spec: DatasetSpec, ws: WindowSet, present: frozenset[i
     are zeros (zero-fill strategies) or its encoder is not run (the others), as in training."""
     drop = [c for m, mod in enumerate(spec.modalities) if m not in present for c in mod.channels]
     out = []
+    dev = next(model.parameters()).device  # rank 0 evaluates where its model is (--device)
     with torch.no_grad():
         for i in range(0, len(ws), batch):
-            x = torch.from_numpy(ws.x[i:i + batch])
+            x = torch.from_numpy(ws.x[i:i + batch]).to(dev)
             if zero_fill and drop:
                 x = x.clone()
                 x[:, drop, :] = 0.0
-            out.append(model(split_modalities(x, spec, present, zero_fill)).argmax(1).numpy())
+            out.append(model(split_modalities(x, spec, present, zero_fill)).argmax(1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 
@@ -240,6 +243,9 @@ class Server:
         self._dump(rnd, "before")
         ex = self.transport.run_round(plan, self.blocks)
         col = {name: ex.reports[:, i] for i, name in enumerate(wire.REPORT_FIELDS)}
+        if any(gpus := energy_gpus(setup.device_info, setup.n_clients)):  # ranks sharing a GPU split its energy
+            col["energy_measured_j"] = attribute_gpu_energy(col["energy_measured_j"], col["compute_wall_s"],
+                                                            np.array([d.rank for d in setup.devices]), gpus)
         agg = strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
         self.blocks, div = agg.groups, agg.divergence
         self._dump(rnd, "after")

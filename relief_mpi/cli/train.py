@@ -116,6 +116,8 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
         raise ReliefError(f"--resume {path}: the checkpoint is at round {ck.round} of {rounds}: nothing to do; "
                           "pass a larger --rounds to extend the run")
     cfg = dataclasses.replace(saved_cfg, rounds=rounds)
+    if "device" in given:  # a resumed run may move to another device (docs/devices.md#gpu)
+        cfg = dataclasses.replace(cfg, device=dataclasses.replace(cfg.device, device=kw["device"]))
     return Resolved(cfg, path, ck, world_size=int(log.attrs["world_size"]), n_clients=len(log.profiles))
 
 
