@@ -8,6 +8,7 @@ from typing import Any
 import click
 
 from relief_mpi.cli.options import DATA_OPTIONS, MODEL_OPTIONS, PRETRAIN_OPTIONS, build_config
+from relief_mpi.config import DEVICES
 from relief_mpi.errors import ReliefError
 
 
@@ -18,6 +19,8 @@ from relief_mpi.errors import ReliefError
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed; use the run's seed so the server split is the one the run holds out.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="Where to train: auto = CUDA where torch sees a GPU, else the CPU; cuda = exit 2 without one.")
 def command(**kw: Any) -> None:
     """Train encoders, fusion and head centrally on the server split (a --server-fraction share of
     the training windows, all sensors) and save them as a LoRA base: then
@@ -45,7 +48,13 @@ def command(**kw: Any) -> None:
         from relief_mpi.data.subjects import subject_index
 
         n_clients = len(subject_index(cfg.data, cfg.seed, load_raw(cfg.data, cfg.seed)).clients)
+    import socket
+
+    from relief_mpi.device.throttle import process_device
+
+    rdev = process_device(cfg.device.device, None, [socket.gethostname()], 0)  # no GPU for cuda: exit 2 here
     setup = build_setup(cfg, n_clients)
+    setup.rank_device = rdev
     model = setup.make_model()
     mc = cfg.model
     res = pretrain(model, setup.data.spec, setup.data.server_train, mc.pretrain_epochs, kw["batch_size"],
@@ -54,8 +63,8 @@ def command(**kw: Any) -> None:
     test = setup.data.pooled_test if setup.data.pooled_test is not None else setup.data.clients_test[0]
     chans = [list(m.channels) for m in setup.data.spec.modalities]
     with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(test.x))
-        pred = model([x[:, c, :] for c in chans]).argmax(1).numpy()
+        x = torch.from_numpy(np.ascontiguousarray(test.x)).to(rdev.torch_device)
+        pred = model([x[:, c, :] for c in chans]).argmax(1).cpu().numpy()
     f1 = macro_f1(test.y, pred, len(setup.data.spec.classes))
     out.parent.mkdir(parents=True, exist_ok=True)
     save_base(model, setup.data.spec, out)
