@@ -187,3 +187,27 @@ def test_no_nvml_here_is_no_meter() -> None:
         assert nvml_power_meter(0) is None
     else:
         pytest.skip("pynvml is installed: the no-NVML path is not this host's")
+
+
+def test_ranks_sharing_a_gpu_are_grouped_for_the_split() -> None:
+    from relief_mpi.device.throttle import energy_gpus, read_reports
+
+    recs = ["", '{"energy_source":"nvml","cuda_device":0}', '{"energy_source":"nvml","cuda_device":1}',
+            '{"energy_source":"none","cuda_device":null}', '{"energy_source":"nvml","cuda_device":0}']
+    by_rank = read_reports(recs, ["h0", "h1", "h1", "h1", "h2"])
+    assert [by_rank[r].get("energy_gpu", "") for r in (1, 2, 3, 4)] == ["h1/cuda:0", "h1/cuda:1", "", "h2/cuda:0"]
+    info = {k: by_rank[k + 1] for k in range(4)}
+    assert energy_gpus(info, 5) == ["h1/cuda:0", "h1/cuda:1", "", "h2/cuda:0", ""]
+
+
+def test_process_device_per_rank() -> None:
+    from relief_mpi.device.profiles import load_profiles
+    from relief_mpi.device.throttle import process_device
+
+    prof = load_profiles()["raspberry-pi-4"]
+    assert process_device("cpu", prof, ["a", "a", "a"], 2).device == "cpu"
+    server = process_device("cpu", None, ["a", "a"], 0)
+    assert server.why == "--device cpu" and server.share_method == "cpu"
+    if not CUDA:
+        rd = process_device("auto", prof, ["a", "a", "a"], 2)
+        assert rd.device == "cpu" and "CPU fallback" in rd.why
