@@ -105,3 +105,26 @@ def test_device_cuda_without_gpu_is_one_error_line(tmp_path: Path) -> None:
     assert len(lines) == 1 and lines[0].startswith("error: --device cuda, but torch"), res.stderr
     assert "sees no CUDA device" in lines[0] and "round" not in res.stdout
     assert not out.exists()
+
+
+@pytest.mark.parametrize("small", [False, True], ids=["paper", "small"])
+def test_a_training_step_stays_on_the_model_device(small: bool) -> None:
+    """On the meta device (no data, but every tensor says where it lives) a step with an absent
+    sensor and a HeteroFL width fails if any tensor is made on the CPU: what a CUDA run would hit."""
+    import torch.nn.functional as F
+
+    from relief_mpi.device.gpu import DeviceWindows
+    from relief_mpi.model.net import MultimodalNet
+    from relief_mpi.model.optim import Adam
+    from relief_mpi.model.paper import PaperNet
+
+    meta = torch.device("meta")
+    model = (MultimodalNet([3, 3], 5) if small else PaperNet([3, 3], 5, encoder_channels=(8, 16))).to(meta)
+    windows = DeviceWindows(torch.zeros(6, 6, 32), torch.zeros(6, dtype=torch.long), meta, 0.0)
+    xb, yb = windows.batch(torch.tensor([0, 2, 4]))
+    xs = [xb[:, :3, :], None]  # the second sensor absent
+    out = model(xs, frozenset(), 0.5) if small else model(xs)
+    opt = Adam(list(model.parameters()), lr=1e-3)
+    F.cross_entropy(out, yb).backward()
+    opt.step()
+    assert out.device == meta and all(p.device == meta for p in model.parameters())
