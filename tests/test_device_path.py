@@ -16,7 +16,7 @@ import torch
 
 from relief_mpi.comm.wire import R
 from relief_mpi.run_setup import build_setup
-from relief_mpi.server import evaluate
+from relief_mpi.evaluation import evaluate
 from tests.helpers import FAST, fast_config, run_cli, run_mpi
 
 CPU = torch.device("cpu")

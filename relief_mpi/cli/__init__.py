@@ -14,6 +14,9 @@ import click
 from relief_mpi import __version__
 from relief_mpi.errors import ReliefError
 
+__all__ = ["cli", "fail", "launcher_rank", "main"]
+
+
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
 
 

@@ -8,21 +8,23 @@ import math
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from relief_mpi.cli.errors import abort_job, stop_here
 from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options
+from relief_mpi.cli.output import Progress
+from relief_mpi.cli.settings import register_command
 from relief_mpi.config import RunConfig
+from relief_mpi.debug import DebugHooks
 from relief_mpi.errors import ReliefError
-from relief_mpi.mpirun_types import Resolved
-from relief_mpi.stops import Interrupted, RunStopped, describe, exit_process
+from relief_mpi.job import Resolved
+from relief_mpi.stops import Interrupted, RunStopped
 
-if TYPE_CHECKING:  # relief_mpi.run imports torch; the command line starts without it
-    from relief_mpi.run import DebugHooks, Progress
+__all__ = ["check_out", "check_writable", "default_out", "find_log", "parse_fault", "resolve_resume", "train"]
 
 
 def default_out(strategy: str, dataset: str, seed: int) -> Path:
@@ -106,7 +108,8 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     # A log written before a setting existed ran with that setting's default.
     saved_cfg = RunConfig.from_dict(saved)
     flat = flatten(saved_cfg.to_dict())
-    changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] != "rounds"
+    free = ("rounds", "device.device")  # an extended run; another device (numbers then within docs/devices.md#gpu)
+    changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] not in free
                      and given_cfg[PARAM_KEYS[p]] != flat[PARAM_KEYS[p]])
     if changed:
         raise ReliefError(f"--resume {path}: the checkpoint was made with another config: "
@@ -188,8 +191,6 @@ def train(ctx: click.Context, **kw: Any) -> None:
     """
     given = {p for p in kw if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
-    from relief_mpi.run import DebugHooks
-
     debug = DebugHooks(parse_fault(kw["fault"]), kw["debug_dump"])
 
     def resolve() -> Resolved:
@@ -222,27 +223,6 @@ def train(ctx: click.Context, **kw: Any) -> None:
     _train_mpi(resolve, progress, debug)
 
 
-def stop_line(e: RunStopped | Interrupted) -> str:
-    """The one line of a run that stopped early."""
-    return describe(e) if isinstance(e, Interrupted) else f"error: {describe(e)}"
-
-
-def stop_here(e: RunStopped | Interrupted) -> None:
-    """Print the stop's line and leave with its exit code. Under MPI, a stop that could not release
-    the clients (a round was in flight, or a client stopped answering) ends the job with MPI_Abort,
-    so that the launcher exits with this code (not with the signal it then kills a stopped rank
-    with); the library's own abort line is kept off stderr, the user has ours."""
-    from relief_mpi.comm import mpi_loaded
-
-    click.echo(stop_line(e), err=True)
-    if mpi_loaded() and not e.clean:
-        from relief_mpi.comm.world import abort, world_size
-
-        if world_size() > 1:
-            abort(e.exit_code, quiet=True)
-    exit_process(e.exit_code)
-
-
 def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug: DebugHooks) -> None:
     from relief_mpi.mpirun import StartupRefused, run_mpi
 
@@ -253,29 +233,9 @@ def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug
             click.echo(f"error: {e}", err=True)
         sys.exit(2)
     except BaseException:  # noqa: BLE001 - any failure on any rank must end the whole job, never hang
-        _abort(released_ok=True)
+        abort_job(released_ok=True)
     if out is not None:
         click.echo(f"log: {out}")
 
 
-def _abort(released_ok: bool = False) -> None:
-    """End the whole job from the exception being handled: a stop of the run (stops) is its one
-    line and exit code; anything else is a traceback and MPI_Abort. released_ok: the clients of a
-    cleanly stopped run leave by themselves (train); a caller whose clients would go on to another
-    run (bench) leaves it False, and the job is aborted with the stop's code."""
-    from relief_mpi.comm.world import abort, world_rank
-
-    e = sys.exc_info()[1]
-    if isinstance(e, (RunStopped, Interrupted)):
-        e.clean = e.clean and released_ok
-        stop_here(e)
-    if isinstance(e, KeyboardInterrupt):  # a signal before the handlers were installed: no traceback
-        sys.stderr.flush()
-        os._exit(130)
-    rank = world_rank()
-    sys.stderr.write(f"relief-mpi: rank {rank} failed, aborting the job:\n{traceback.format_exc()}")
-    sys.stderr.flush()
-    # Give the launcher a moment to forward the traceback: Abort tears every process down at once,
-    # and output still in a pipe can be lost with it.
-    time.sleep(0.5)
-    abort(1)
+register_command(train)  # its option names are known to --config files of other commands

@@ -34,6 +34,9 @@ from relief_mpi.device.energy import process_meter, source_of
 from relief_mpi.device.gpu import RankDevice, rank_device
 from relief_mpi.device.profiles import DeviceProfile
 
+__all__ = ["REPORT_LEN", "ThrottleReport", "apply_throttle", "cgroup_cpu_max", "energy_gpus", "local_placement",
+           "plan_cores", "process_device", "rank_report", "read_reports"]
+
 REPORT_LEN = 640
 
 
