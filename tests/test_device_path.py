@@ -15,8 +15,8 @@ import pytest
 import torch
 
 from relief_mpi.comm.wire import R
-from relief_mpi.run_setup import build_setup
 from relief_mpi.evaluation import evaluate
+from relief_mpi.run_setup import build_setup
 from tests.helpers import FAST, fast_config, run_cli, run_mpi
 
 CPU = torch.device("cpu")
