@@ -29,6 +29,10 @@ import torch
 
 from relief_mpi.errors import ReliefError
 
+__all__ = ["CUBLAS_WORKSPACE", "DEVICES", "DeviceWindows", "MPS_DEFAULT_PIPE", "RankDevice", "WINDOWS_SHARE",
+           "choose_device", "deterministic", "model_device", "mps_percentage", "mps_pipe", "prepare_cuda_env",
+           "rank_device", "share_method", "synchronizer", "visible_gpus", "windows_cap_bytes"]
+
 DEVICES = ("auto", "cpu", "cuda")
 MPS_DEFAULT_PIPE = "/tmp/nvidia-mps"
 CUBLAS_WORKSPACE = ":4096:8"
