@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 
 __all__ = [
     "BMode", "B_MODES", "CLOCKS", "COST_MODELS", "Clock", "CostModelName", "DATASETS", "DataConfig",
-    "DeviceConfig", "MODELS", "MODES", "Mode", "ModelConfig", "ModelName", "PRETRAIN_OPTIMIZERS",
+    "DEVICES", "Device", "DeviceConfig", "MODELS", "MODES", "Mode", "ModelConfig", "ModelName", "PRETRAIN_OPTIMIZERS",
     "PretrainOptimizer", "RunConfig", "StrategyConfig", "TStarBracket", "T_STAR_BRACKETS", "flatten"
 ]
 
@@ -26,6 +26,7 @@ TStarBracket = Literal["published", "contains-overhead", "widened"]
 CostModelName = Literal["published", "flops"]
 PretrainOptimizer = Literal["adam", "sgd"]
 Clock = Literal["virtual", "real"]
+Device = Literal["auto", "cpu", "cuda"]
 MODELS: tuple[ModelName, ...] = get_args(ModelName)
 B_MODES: tuple[BMode, ...] = get_args(BMode)
 T_STAR_BRACKETS: tuple[TStarBracket, ...] = get_args(TStarBracket)
@@ -34,6 +35,7 @@ PRETRAIN_OPTIMIZERS: tuple[PretrainOptimizer, ...] = get_args(PretrainOptimizer)
 DATASETS = ("synthetic", "spar", "mhealth", "pamap2")
 MODES: tuple[Mode, ...] = get_args(Mode)
 CLOCKS: tuple[Clock, ...] = get_args(Clock)
+DEVICES: tuple[Device, ...] = get_args(Device)  # where ranks train (device/gpu.py)
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ class DeviceConfig:
     fleet: str | None = None  # fleet file; None = the default three-tier fleet
     profiles_dir: str | None = None
     clock: Clock = "virtual"
+    device: Device = "auto"  # --device: auto (CUDA where a rank sees a GPU, else CPU), cpu or cuda
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from relief_mpi.config import (
     CLOCKS,
     COST_MODELS,
     DATASETS,
+    DEVICES,
     MODELS,
     MODES,
     PRETRAIN_OPTIMIZERS,
@@ -191,6 +192,10 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--clock", type=click.Choice(CLOCKS), default="virtual", show_default=True,
                  help="virtual: emulated times computed, no sleeping (fast); real: clients sleep so each "
                       "step and transfer lasts as long as on the emulated device."),
+    click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                 help="Where ranks train: auto = a profile's `device`, else CUDA where the rank's torch sees a "
+                      "GPU (client ranks of a host spread over its visible GPUs), else the CPU; cuda = fail "
+                      "(exit 2) where none is seen. docs/devices.md#gpu."),
     click.option("--eval-every", type=POS_INT, default=1, show_default=True,
                  help="Evaluate the global model every K rounds (and after the last)."),
 ]
@@ -331,7 +336,8 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
                                 beta=kw["beta"], local_epochs=kw.get("local_epochs", 5), lam=kw.get("lam"),
                                 gamma=kw.get("gamma", 0.9), t_star_bracket=kw.get("t_star_bracket", "published"),
                                 cost_model=kw.get("cost_model", "published")),
-        device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
+        device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"],
+                            device=kw.get("device", "auto")),
     ), kw.get("config"))  # a --config file's settings without an option (cli/config.py)
     entry.check(cfg)
     return cfg
