@@ -13,9 +13,9 @@ from typing import Any, Literal, get_args
 
 __all__ = [
     "BMode", "B_MODES", "CLOCKS", "COST_MODELS", "Clock", "CostModelName", "DATASETS", "DataConfig",
-    "DeviceConfig", "MODELS", "MODES", "Mode", "ModelConfig", "ModelName", "PRETRAIN_OPTIMIZERS",
-    "PretrainOptimizer", "RNG_STREAMS", "RngStream", "RunConfig", "StrategyConfig", "TStarBracket",
-    "T_STAR_BRACKETS", "flatten"
+    "DEVICES", "Device", "DeviceConfig", "MODELS", "MODES", "Mode", "ModelConfig", "ModelName",
+    "PRETRAIN_OPTIMIZERS", "PretrainOptimizer", "RNG_STREAMS", "RngStream", "RunConfig", "StrategyConfig",
+    "TStarBracket", "T_STAR_BRACKETS", "flatten"
 ]
 
 
@@ -28,6 +28,7 @@ CostModelName = Literal["published", "flops"]
 PretrainOptimizer = Literal["adam", "sgd"]
 Clock = Literal["virtual", "real"]
 RngStream = Literal["ours", "authors"]  # a client's batch order and dropout (relief_mpi/rng.py)
+Device = Literal["auto", "cpu", "cuda"]
 MODELS: tuple[ModelName, ...] = get_args(ModelName)
 B_MODES: tuple[BMode, ...] = get_args(BMode)
 T_STAR_BRACKETS: tuple[TStarBracket, ...] = get_args(TStarBracket)
@@ -37,6 +38,7 @@ DATASETS = ("synthetic", "spar", "mhealth", "pamap2")
 MODES: tuple[Mode, ...] = get_args(Mode)
 CLOCKS: tuple[Clock, ...] = get_args(Clock)
 RNG_STREAMS: tuple[RngStream, ...] = get_args(RngStream)
+DEVICES: tuple[Device, ...] = get_args(Device)  # where ranks train (device/gpu.py)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ class DeviceConfig:
     fleet: str | None = None  # fleet file; None = the default three-tier fleet
     profiles_dir: str | None = None
     clock: Clock = "virtual"
+    device: Device = "auto"  # --device: auto (CUDA where a rank sees a GPU, else CPU), cpu or cuda
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from relief_mpi.comm.transport import Handshake, HostedClients, ServerTransport
 from relief_mpi.config import RunConfig
 from relief_mpi.data.split import log_datasets
 from relief_mpi.debug import DebugHooks
+from relief_mpi.device.throttle import process_device
 from relief_mpi.errors import ReliefError
 from relief_mpi.evaluation import tier_names
 from relief_mpi.log.attrs import log_attrs
@@ -143,10 +144,12 @@ def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress 
     set_process_threads()
     n_ranks = n_ranks or n_clients
     t0 = time.perf_counter()
+    host = socket.gethostname()
+    rdev = process_device(cfg.device.device, None, [host], 0)  # one device for every client here
     if progress is not None:
         progress(startup_line(cfg, n_clients))
-    host = socket.gethostname()
     setup = build_setup(cfg, n_clients, None, n_ranks)
+    setup.rank_device = rdev
     if progress is not None:
         progress(setup_done_line(setup, time.perf_counter() - t0))
     faults = {r - 1: f for r in range(1, n_ranks + 1) if (f := debug.client_fault(r)) is not None}

@@ -25,7 +25,8 @@ from relief_mpi.cli.output import Progress, eprint, format_round
 from relief_mpi.client import inject
 from relief_mpi.comm.transport import ServerTransport
 from relief_mpi.debug import DebugHooks
-from relief_mpi.device.energy import modeled_energy
+from relief_mpi.device.energy import attribute_gpu_energy, modeled_energy
+from relief_mpi.device.throttle import energy_gpus
 from relief_mpi.evaluation import Evaluation, evaluate, tier_names
 from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundLogWriter, RoundRecord
 from relief_mpi.model.registry import ParamRegistry
@@ -233,6 +234,9 @@ class Server:
         self._dump(rnd, "before")
         ex = self.transport.run_round(plan, self.blocks)
         col = {name: ex.reports[:, i] for i, name in enumerate(REPORT_FIELDS)}
+        if any(gpus := energy_gpus(setup.device_info, setup.n_clients)):  # ranks sharing a GPU split its energy
+            col["energy_measured_j"] = attribute_gpu_energy(col["energy_measured_j"], col["compute_wall_s"],
+                                                            np.array([d.rank for d in setup.devices]), gpus)
         agg = strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
         self.blocks, div = agg.groups, agg.divergence
         self._dump(rnd, "after")

@@ -16,6 +16,7 @@ from relief_mpi.config import (
     CLOCKS,
     COST_MODELS,
     DATASETS,
+    DEVICES,
     MODELS,
     MODES,
     PRETRAIN_OPTIMIZERS,
@@ -94,7 +95,7 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                  help="Data protocol. ours: --window-s windows inside one label run, z-score from training "
                       "windows only, Dirichlet shards, time split. paper: the authors' (docs/data.md): PAMAP2 "
                       "subjects 101-108 at 50 Hz, NaNs forward-filled, per-subject z-score, 256-sample windows, "
-                      "stride 50, majority labels, --partition subject --split paper-streams, and unless given "
+                      "stride 50, majority labels, --partition subject --split paper, and unless given "
                       "--fleet paper --rounds 200 (the published R: rounds 0..200) --local-epochs 5 "
                       "--batch-size 32."),
     click.option("--partition", type=click.Choice(PARTITIONS), default=None,
@@ -109,7 +110,7 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                       "overlapping windows the test set holds neighbours of training windows); paper-streams: "
                       "the same share drawn from one stream per subject (ours); file: --split-file's; subject: "
                       "whole held-out subjects (--test-subjects), who are not clients. All but time need "
-                      "--partition subject. Default: time, paper-streams under --protocol paper."),
+                      "--partition subject. Default: time, paper under --protocol paper."),
     click.option("--split-file", type=click.Path(dir_okay=False), default=None,
                  help="Take the test windows from FILE: a run log (its /split group) or a JSON file (format in "
                       "docs/data.md, 'Split files'); implies --split file and --partition subject."),
@@ -191,6 +192,10 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--clock", type=click.Choice(CLOCKS), default="virtual", show_default=True,
                  help="virtual: emulated times computed, no sleeping (fast); real: clients sleep so each "
                       "step and transfer lasts as long as on the emulated device."),
+    click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                 help="Where ranks train: auto = a profile's `device`, else CUDA where the rank's torch sees a "
+                      "GPU (client ranks of a host spread over its visible GPUs), else the CPU; cuda = fail "
+                      "(exit 2) where none is seen. docs/devices.md#gpu."),
     click.option("--eval-every", type=POS_INT, default=1, show_default=True,
                  help="Evaluate the global model every K rounds (and after the last)."),
 ]
@@ -268,7 +273,7 @@ def data_config(kw: dict[str, Any], given: set[str]) -> DataConfig:
         raise ReliefError(f"--split-file gives the split: drop --split {kw['split']} (or use --split file)")
     if kw.get("split") == "file" and not split_file:
         raise ReliefError("--split file needs --split-file FILE")
-    split = "file" if split_file else kw.get("split") or ("paper-streams" if paper and partition == "subject"
+    split = "file" if split_file else kw.get("split") or ("paper" if paper and partition == "subject"
                                                           else "time")
     if partition == "dirichlet" and split != "time":
         raise ReliefError(f"--split {split} needs --partition subject (the Dirichlet partition cuts every label run "
@@ -332,7 +337,8 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
                                 beta=kw["beta"], local_epochs=kw.get("local_epochs", 5), lam=kw.get("lam"),
                                 gamma=kw.get("gamma", 0.9), t_star_bracket=kw.get("t_star_bracket", "published"),
                                 cost_model=kw.get("cost_model", "published")),
-        device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
+        device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"],
+                            device=kw.get("device", "auto")),
     ), kw.get("config"))  # a --config file's settings without an option (cli/config.py)
     entry.check(cfg)
     return cfg

@@ -122,7 +122,8 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     # A log written before a setting existed ran with that setting's default.
     saved_cfg = RunConfig.from_dict(saved)
     flat = flatten(saved_cfg.to_dict())
-    changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] != "rounds"
+    free = ("rounds", "device.device")  # an extended run; another device (numbers then within docs/devices.md#gpu)
+    changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] not in free
                      and given_cfg[PARAM_KEYS[p]] != flat[PARAM_KEYS[p]])
     if changed:
         raise ReliefError(f"--resume {path}: the checkpoint was made with another config: "
@@ -132,6 +133,8 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
         raise ReliefError(f"--resume {path}: the checkpoint is at round {ck.round} of {rounds}: nothing to do; "
                           "pass a larger --rounds to extend the run")
     cfg = dataclasses.replace(saved_cfg, rounds=rounds)
+    if "device" in given:  # a resumed run may move to another device (docs/devices.md#gpu)
+        cfg = dataclasses.replace(cfg, device=dataclasses.replace(cfg.device, device=kw["device"]))
     return Resolved(cfg, path, ck, world_size=int(log.attrs["world_size"]), n_clients=len(log.profiles))
 
 

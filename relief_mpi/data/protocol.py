@@ -3,8 +3,8 @@ device type each subject's client gets, and which modalities are rare.
 
 `paper_data_config(base)` is the DataConfig the published protocol implies: the authors'
 preprocessing, one client per subject, 256-sample windows with stride 50 and a random 20% of
-each client's windows pooled into one test set (drawn one stream per subject: split
-"paper-streams"; split "paper" draws as the authors' code does). That split leaks (see docs/data.md, "Three
+each client's windows pooled into one test set, drawn as the authors' code draws it (split
+"paper"; "paper-streams" draws the same share from one stream per subject). That split leaks (see docs/data.md, "Three
 test splits"); `replace(paper_data_config(cfg), split="time")` or `split="subject"` keeps the rest
 of the protocol and removes the leak.
 """
@@ -53,7 +53,7 @@ _TYPE_SENSORS = {"acc_gyro": ("acc", "gyro"), "acc_only": ("acc",)}
 def paper_data_config(base: DataConfig) -> DataConfig:
     """`base` with everything the paper's protocol fixes (dataset, data_dir, alpha and the rest
     kept). No server split: the authors pretrain nothing on held-back client data."""
-    return replace(base, protocol="paper", partition="subject", split="paper-streams", window=PAPER_WINDOW,
+    return replace(base, protocol="paper", partition="subject", split="paper", window=PAPER_WINDOW,
                    stride=PAPER_STRIDE, test_fraction=PAPER_TEST_FRACTION, modality_by="type",
                    downsample=2 if base.dataset == "pamap2" else 1, server_fraction=0.0)
 

@@ -8,7 +8,7 @@ split is, per client subject, the sorted numbers of its test windows. Three ways
   consumed subject after subject in sorted order: `permutation` of the subject's windows, the
   first min(round(fraction x n), n - 1) to test (Python's round: half to even). A subject with
   fewer than 2 windows takes no draw (the authors drop it; here it keeps its window to train).
-- `draw_streams` (split "paper-streams", the default under --protocol paper): the same count
+- `draw_streams` (split "paper-streams", ours; --protocol paper draws "paper"): the same count
   from one stream per subject (SeedSequence([seed, 0x9A9E, subject])), so adding a subject
   changes no other subject's test set.
 - `read_split_file` + `check_split` (split "file"): a split written by a log (its /split group)

@@ -99,10 +99,14 @@ class GroupRegistry:
     def _names(self, g: int) -> tuple[str, ...]:
         return self.groups[g].params + self.groups[g].buffers
 
-    def get(self, model: nn.Module, g: int) -> np.ndarray:
+    def get_tensor(self, model: nn.Module, g: int) -> torch.Tensor:
+        """Group g's values (parameters, then buffers as float) as a new flat tensor on the model's device."""
         t = _tensors(model)
         with torch.no_grad():
-            return torch.cat([t[n].reshape(-1).float() for n in self._names(g)]).numpy().astype(np.float32, copy=True)
+            return torch.cat([t[n].reshape(-1).float() for n in self._names(g)])
+
+    def get(self, model: nn.Module, g: int) -> np.ndarray:
+        return self.get_tensor(model, g).cpu().numpy().astype(np.float32, copy=True)
 
     def set(self, model: nn.Module, g: int, vec: np.ndarray) -> None:
         if vec.size != self.sizes[g]:
@@ -114,7 +118,7 @@ class GroupRegistry:
             return np.zeros(0, np.float32)
         t = _tensors(model)
         with torch.no_grad():
-            return torch.cat([t[n].reshape(-1) for n in self.base_params]).numpy().astype(np.float32)
+            return torch.cat([t[n].reshape(-1) for n in self.base_params]).cpu().numpy().astype(np.float32)
 
     def set_base(self, model: nn.Module, vec: np.ndarray) -> None:
         need = sum(_tensors(model)[n].numel() for n in self.base_params)

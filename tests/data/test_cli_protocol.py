@@ -34,7 +34,7 @@ def test_protocol_paper_sets_the_published_protocol() -> None:
         cfg = parsed(["--protocol", "paper"], cmd)
         d = cfg.data
         assert (d.protocol, d.window, d.stride, d.partition, d.split, d.test_fraction) == \
-            ("paper", 256, 50, "subject", "paper-streams", 0.2)
+            ("paper", 256, 50, "subject", "paper", 0.2)
         assert (d.modality_by, d.downsample, d.server_fraction) == ("type", 1, 0.0)
         assert (cfg.device.fleet, cfg.rounds, cfg.strategy.local_epochs, cfg.strategy.batch_size) == \
             ("paper", 201, 5, 32)  # --rounds 200 is the published R: round 0 then 1..200
