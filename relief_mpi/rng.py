@@ -21,7 +21,9 @@ repeats their run of the same seed draw for draw:
 Nothing else in their loop draws from torch's generator (their numpy generators drive the split
 and the random ablation; ours reproduce those apart from this module). One stream is shared by
 every client of the process, so this cannot run under MPI, where each client rank owns its
-generator: `train` refuses it there (cli/train.py, check_rng).
+generator: `train` refuses it there (cli/train.py, check_rng). It holds the CPU generator's state
+(their run on the CPU); on a GPU, dropout would draw from the device's generator, so run_setup
+refuses a non-CPU device with it.
 
 Our own code between the authors' draws (the server's model, evaluation, strategies) may use the
 global generator too: the authors' stream keeps its own state and puts it in place only while a

@@ -163,10 +163,11 @@ def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> fl
                    "this one process (no MPI needed).")
 @click.option("--rng", type=click.Choice(RNG_STREAMS), default="ours", show_default=True,
               help="Local batch order and dropout. ours: each client's own stream per (seed, round, client), "
-                   "the same in-process and under MPI. authors (--transport inprocess only): the authors' "
-                   "simulator's single global torch generator in their order (model init, then per client in "
-                   "turn its DataLoader shuffles and dropout, one draw per round's evaluation), so with "
-                   "--protocol paper --split paper a run repeats their run of the same seed (docs/bench.md).")
+                   "the same in-process and under MPI. authors (--transport inprocess, on the CPU): the "
+                   "authors' simulator's single global torch generator in their order (model init, then per "
+                   "client in turn its DataLoader shuffles and dropout, one draw per round's evaluation), so with "
+                   "--protocol paper --split paper a run draws what their run of the same seed draws (docs/bench.md "
+                   "3.6: how close the numbers come, and why not closer).")
 @click.option("--clients", type=click.IntRange(min=1), default=None,
               help="Number of clients. In-process: default 4. Under MPI (N ranks): default N-1, one per client "
                    "rank (or the highest client a fleet file's tier `ranks` name, if more). More clients than "
