@@ -98,3 +98,58 @@ def test_bad_config_file_is_one_line(tmp_path: Path, text: str, needle: str, cap
     code, err = main_in_process(["train", "--transport", "inprocess", "--config", str(cfg)], capsys, monkeypatch)
     assert code == 2, err
     assert needle in err and "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("text,needle", [
+    ("lr = [1, 2]\n", "--lr = [1, 2]: must be a number, not a list"),
+    ("rounds = 2.5\n", "--rounds = 2.5: must be an integer, not a number"),
+    ("rounds = true\n", "--rounds = True: must be an integer, not a boolean"),
+    ("strategy = 3\n", "--strategy = 3: must be a string"),
+    ("quiet = 1\n", "--quiet = 1: must be true or false"),
+    ("encoder-channels = [8, 1.5]\n", "must be a list of integers"),
+    ('[model]\nfusion_dim = "wide"\n', "[model] fusion_dim = 'wide': must be an integer, not a string"),
+    ("[model]\nlora_rank = -1\n", "[model] lora_rank = -1: must be in [1, 4096]"),
+    ("[model]\nlora_alpha = nan\n", "[model] lora_alpha = nan: must be in"),
+    ("[strategy]\nheterofl_widths = [0, -1]\n", "[strategy] heterofl_widths = [0, -1]: each must be in (0.0, 1.0]"),
+    ("[strategy]\nheterofl_widths = []\n", "must be a non-empty list of numbers"),
+    ("[data]\ntest_fraction = 1.5\n", "[data] test_fraction = 1.5: must be in (0.0, 1.0)"),
+    ("[data]\nwindow = 2.0\n", "[data] window = 2.0: must be an integer"),
+])
+def test_config_file_values_follow_the_flags_rules(tmp_path: Path, text: str, needle: str,
+                                                   capsys: pytest.CaptureFixture[str],
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22 case 10: a config file's value of the wrong kind or out of range is one `error:` line
+    and exit 2 (click would coerce 2.5 to 2 and true to 1, or trace back on a list)."""
+    monkeypatch.chdir(tmp_path)
+    cfg = tmp_path / "run.toml"
+    cfg.write_text(text)
+    code, err = main_in_process(["train", "--transport", "inprocess", "--config", str(cfg)], capsys, monkeypatch)
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
+    assert not list(tmp_path.rglob("*.h5"))
+
+
+def test_config_file_takes_a_number_for_a_deadline(tmp_path: Path) -> None:
+    """The strict check keeps what is right: `deadline = 30` (a number for a word-or-number option)
+    and a float option given as an integer (`lr = 1`) build the run's config."""
+    from relief_mpi.cli.options import build_config
+    from relief_mpi.cli.train import train
+
+    cfg = tmp_path / "run.toml"
+    cfg.write_text("deadline = 30\nlr = 1\nrounds = 3\n[model]\nlora_rank = 4\n")
+    ctx = train.make_context("train", ["--config", str(cfg)])
+    built = build_config(ctx.params)
+    assert (built.strategy.deadline, built.strategy.lr, built.rounds, built.model.lora_rank) == ("30", 1.0, 3, 4)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "0"])
+def test_deadline_must_be_finite(tmp_path: Path, value: str, capsys: pytest.CaptureFixture[str],
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 22 case 11: `--deadline nan` / `inf` are refused like `--round-timeout`'s."""
+    monkeypatch.chdir(tmp_path)
+    code, err = main_in_process(["train", "--transport", "inprocess", "--rounds", "1", "--deadline", value],
+                                capsys, monkeypatch)
+    assert code == 2, err
+    assert "--deadline" in err and "Traceback" not in err, err
+    assert not list(tmp_path.rglob("*.h5"))
