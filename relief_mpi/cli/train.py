@@ -186,6 +186,10 @@ def train(ctx: click.Context, **kw: Any) -> None:
     """
     given = {p for p in kw if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
+    from relief_mpi.cli.startup import loading_line
+
+    if progress is not None and (line := loading_line(kw["transport"])) is not None:
+        progress(line)  # before torch is imported on every rank (issue 22, case 18)
     from relief_mpi.run import DebugHooks
 
     debug = DebugHooks(parse_fault(kw["fault"]), kw["debug_dump"])
@@ -202,6 +206,9 @@ def train(ctx: click.Context, **kw: Any) -> None:
             if res.n_clients is not None and kw["clients"] != res.n_clients:
                 raise ReliefError(f"the run being resumed had {res.n_clients} clients, not {kw['clients']}")
             res.n_clients = kw["clients"]
+            from relief_mpi.bounds import check_clients_fit
+
+            check_clients_fit(res.config, res.n_clients)  # before anything is allocated (issue 22, case 7)
         return res
 
     if kw["transport"] == "inprocess":

@@ -123,7 +123,11 @@ def test_config_file_values_follow_the_flags_rules(tmp_path: Path, text: str, ne
     monkeypatch.chdir(tmp_path)
     cfg = tmp_path / "run.toml"
     cfg.write_text(text)
-    code, err = main_in_process(["train", "--transport", "inprocess", "--config", str(cfg)], capsys, monkeypatch)
+    # a short run where the value is (wrongly) accepted: --rounds on the command line wins over the file's,
+    # but the file's value is checked all the same
+    code, err = main_in_process(["train", "--transport", "inprocess", "--config", str(cfg), "--rounds", "1",
+                                 "--clients", "2", "--local-epochs", "1", "--encoder-channels", "4,4"],
+                                capsys, monkeypatch)
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], err
@@ -153,3 +157,31 @@ def test_deadline_must_be_finite(tmp_path: Path, value: str, capsys: pytest.Capt
     assert code == 2, err
     assert "--deadline" in err and "Traceback" not in err, err
     assert not list(tmp_path.rglob("*.h5"))
+
+
+def test_more_clients_than_memory_holds_is_one_line(tmp_path: Path) -> None:
+    """Issue 22 case 7: `--clients 99999999999` is refused before anything is allocated (it grew past
+    3 GB in 18 s, allocating a device per client, before the data could refuse it)."""
+    res = run_here(["train", "--transport", "inprocess", "--clients", "99999999999", "--out", str(tmp_path / "r.h5")],
+                   timeout=60)
+    assert res.returncode == 2, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: --clients 99999999999: needs at least "), res.stderr
+    assert "PB of memory" in lines[0] and "this host has free" in lines[0]
+    assert not list(tmp_path.rglob("*.h5"))
+
+
+def test_client_bound_follows_the_memory_free() -> None:
+    """The bound is the least a run needs (8 training windows and a device per client, the data): 1000
+    clients fit in 4 GB, 100 million do not, and the line says how much is needed."""
+    import pytest as _pytest
+
+    from relief_mpi.bounds import CLIENT_BYTES, check_clients_fit, needed_bytes
+    from relief_mpi.config import RunConfig
+    from relief_mpi.errors import ReliefError
+
+    cfg = RunConfig()
+    check_clients_fit(cfg, 1000, free=4 * 10**9)
+    assert needed_bytes(cfg, 10**8) >= 10**8 * CLIENT_BYTES
+    with _pytest.raises(ReliefError, match=r"--clients 100000000: needs at least .* more than half of the 4 GB"):
+        check_clients_fit(cfg, 10**8, free=4 * 10**9)
