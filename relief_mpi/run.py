@@ -10,7 +10,7 @@ import sys
 import time
 from collections.abc import Callable
 from contextlib import nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +23,7 @@ from relief_mpi.comm.placement import clients_of
 from relief_mpi.comm.transport import Handshake, ServerTransport
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
+from relief_mpi.learning import LearningWatch
 from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord, read_log
 from relief_mpi.model.pretrain import load_base, pretrain
 from relief_mpi.run_setup import Model, RunSetup
@@ -166,6 +167,7 @@ class _RunState:
     checkpoint_round: int | None = None
     streak: int = 0  # consecutive rounds in which every client was rejected
     longest_wall_s: float = 0.0
+    learning: LearningWatch = field(default_factory=lambda: LearningWatch(0))
 
 
 def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[str], mpi_library: str,
@@ -189,7 +191,8 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
     kept = read_log(out).records()[:resume.round] if resume is not None else None
     writer = _open_log(setup, transport, out, log_attrs(setup, hosts, mpi_library, world_size), resume, kept, debug)
     server = Server(setup, transport, model, None, debug.dump_dir)
-    state = _RunState(checkpoint_round=resume.round if resume is not None else None)
+    state = _RunState(checkpoint_round=resume.round if resume is not None else None,
+                      learning=LearningWatch(len(setup.data.spec.classes)))
     if resume is not None:
         last = kept[-1].row if kept else {}
         server.restore(resume.blocks, resume.wall_elapsed, resume.virtual_elapsed,
@@ -298,6 +301,10 @@ class _Serving:
         warning = rejected_warning(rec, state.streak)
         if warning:
             eprint(warning)
+        for kind, line in state.learning.observe(rec.row):  # not learning: a line, and a /warnings row
+            eprint(line)
+            with signals.critical():
+                self.writer.add_warning(rnd, kind, line)
         _raise_if_diverged(rnd, finite, state.streak)
         fault = self.debug.client_fault(0)
         if fault is not None and fault[1] == rnd and fault[0] in ("raise", "kill"):
