@@ -123,3 +123,4 @@ def _host_clients(world: World, setup: RunSetup, hosts: list[str], local: list[i
         blocks = transport.receive_blocks(plan)
         updates, table = clients.train(plan, blocks)
         transport.send(plan, updates, table)
+    signals.finished("released by the server")  # a signal now ends this rank at once (cli.entry)

@@ -181,6 +181,7 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
     (e.clean), else the caller must end the job."""
     cfg = setup.config
     t_start = time.perf_counter()
+    signals.finished(None)  # a signal stops this run through Interrupted again (a bench runs several)
     check_resumable(setup, resume, out)
     model, base = _starting_model(setup, resume, initial)
     if progress is not None:
@@ -269,7 +270,9 @@ class _Serving:
                     records.append(self.server.run_round(rnd))
             transport.set_round_timeout(None)
             transport.stop()
-            self.writer.close("complete")
+            with signals.critical():  # a signal in the final write waits for it, then ends the process at once
+                self.writer.close("complete")
+                signals.finished(f"the log {self.writer.path} is complete ({cfg.rounds} rounds)")
         except (RunStopped, Interrupted) as e:
             e.clean = not state.in_round
             if e.clean:

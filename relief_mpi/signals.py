@@ -36,6 +36,7 @@ _critical = 0
 _pending: int | None = None
 _pending_at = 0.0
 _raised = False
+_done: str | None = None  # set once the run's log is complete: a signal then ends the process at once
 
 
 def install(role: str) -> None:
@@ -52,12 +53,16 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     del frame
     global _pending, _raised, _pending_at
     if _role == "client":
+        if _done is not None:
+            leave(0)  # released by the server: nothing is left to lose, and the server's line says it
         if _pending is None:
             _pending = signum
             t = threading.Timer(CLIENT_GRACE_S, _client_leave, (signum,))
             t.daemon = True
             t.start()
         return
+    if _done is not None:
+        _leave_done(signum)
     if _raised:
         return  # already stopping: let the clean-up finish (the launcher's second Ctrl-C forces it)
     if _critical:
@@ -66,6 +71,40 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         return
     _raised = True
     raise Interrupted(signum)
+
+
+def finished(what: str | None) -> None:
+    """The run's log is complete (`what` says so, e.g. "the log runs/r.h5 is complete"): from now
+    on a signal on the server does not raise into the clean-up that is left (the last lines, closing
+    MPI, the interpreter's own shutdown, where an exception became a traceback and exit 0 or 1) but
+    prints one line and leaves with the signal's code. None: a new run starts (bench)."""
+    global _done
+    _done = what
+
+
+def done() -> bool:
+    """Whether a run's log is complete (finished() was called since the last run started)."""
+    return _done is not None
+
+
+def _leave_done(signum: int) -> None:
+    sys.stdout.flush()
+    sys.stderr.write(f"interrupted by {signal.Signals(signum).name} after the run completed; {_done}\n")
+    leave(128 + signum)
+
+
+def leave(code: int) -> None:
+    """Exit with `code` now: output flushed, MPI finalized if it runs (the clients were released and
+    finalize too, so the launcher sees a clean exit code), no interpreter shutdown."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    from relief_mpi.comm import mpi_loaded
+
+    if mpi_loaded():
+        from relief_mpi.comm.world import finalize
+
+        finalize()
+    os._exit(code)
 
 
 def _client_leave(signum: int) -> None:
@@ -95,4 +134,6 @@ def critical() -> Iterator[None]:
         _critical -= 1
     if _critical == 0 and _pending is not None and _role == "server" and not _raised:
         signum, _pending, _raised = _pending, None, True
+        if _done is not None:  # the section completed the run's log: nothing to stop, only to leave
+            _leave_done(signum)
         raise Interrupted(signum)

@@ -79,3 +79,15 @@ def main() -> None:
         sys.exit(e.exit_code)
     except ReliefError as e:
         fail(str(e), printable=getattr(e, "printable", True))
+
+
+def entry() -> None:
+    """The program (`relief-mpi`, `python -m relief_mpi`): main(), then, once a run's log is complete,
+    leave at once (output flushed, MPI finalized) instead of through the interpreter's shutdown, which
+    puts the default signal handlers back: a Ctrl-C there killed the process with no line. Tests call
+    main() in their own process and keep it."""
+    main()
+    from relief_mpi import signals
+
+    if signals.done():
+        signals.leave(0)
