@@ -26,6 +26,7 @@ from relief_mpi.errors import ReliefError
 from relief_mpi.learning import LearningWatch
 from relief_mpi.log.hdf5 import RoundLogWriter, RoundRecord, read_log
 from relief_mpi.model.pretrain import load_base, pretrain
+from relief_mpi.round_bound import first_round_limit
 from relief_mpi.run_setup import Model, RunSetup
 from relief_mpi.server import Server, tier_names
 from relief_mpi.stops import DIVERGED_ROUNDS, Diverged, Interrupted, LogWriteError, RunStopped
@@ -126,14 +127,17 @@ ROUND_TIMEOUT_FLOOR_S = 120.0
 ROUND_TIMEOUT_FACTOR = 10.0
 
 
-def round_timeout(given: float | None, longest_wall_s: float, real_clock: bool, per_rank: int = 1) -> float | None:
+def round_timeout(given: float | None, longest_wall_s: float, real_clock: bool, per_rank: int = 1,
+                  first_s: float | None = None) -> float | None:
     """The watchdog's limit for the next round (None: none): `given` (--round-timeout), else max(120 s,
     10x the longest round so far); before the first round, 120 s per client on the busiest rank
-    (`per_rank`: a rank trains its clients in turn). With --clock real the clients sleep as long as
-    the emulated device would take, which is not known before the first round: that round has no limit."""
+    (`per_rank`: a rank trains its clients in turn), or `first_s` where given (round_bound: with --clock
+    real the clients sleep as long as the emulated device would take; without it that round has no limit)."""
     if given is not None:
         return given
     if longest_wall_s == 0.0:
+        if first_s is not None:
+            return first_s
         return None if real_clock else ROUND_TIMEOUT_FLOOR_S * per_rank
     return max(ROUND_TIMEOUT_FLOOR_S, ROUND_TIMEOUT_FACTOR * longest_wall_s)
 
@@ -264,7 +268,7 @@ class _Serving:
         try:
             for rnd in range(first, cfg.rounds + 1):
                 transport.set_round_timeout(round_timeout(timeout_s, state.longest_wall_s, cfg.device.clock == "real",
-                                                          busiest))
+                                                          busiest, first_round_limit(self.setup, busiest)))
                 state.in_round = True
                 with signals.critical() if transport.atomic_rounds else nullcontext():
                     records.append(self.server.run_round(rnd))

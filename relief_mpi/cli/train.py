@@ -249,6 +249,7 @@ def stop_here(e: RunStopped | Interrupted) -> None:
 
 
 def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug: DebugHooks) -> None:
+    from relief_mpi.comm.watchdog import ServerSilent
     from relief_mpi.mpirun import StartupRefused, run_mpi
 
     try:
@@ -257,6 +258,11 @@ def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug
         if e.printable:
             click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except ServerSilent as e:  # a client rank: the server is gone; this line is the job's one line
+        from relief_mpi.comm.world import abort
+
+        click.echo(f"error: {e}", err=True)
+        abort(e.exit_code, quiet=True)
     except BaseException:  # noqa: BLE001 - any failure on any rank must end the whole job, never hang
         _abort(released_ok=True)
     if out is not None:
