@@ -83,11 +83,11 @@ def main() -> None:
 
 def entry() -> None:
     """The program (`relief-mpi`, `python -m relief_mpi`): main(), then, once a run's log is complete,
-    leave at once (output flushed, MPI finalized) instead of through the interpreter's shutdown, which
-    puts the default signal handlers back: a Ctrl-C there killed the process with no line. Tests call
-    main() in their own process and keep it."""
+    signals.end_process: a signal after the final write is one line and its exit code, and none can
+    land in the interpreter's shutdown (which puts the default handlers back: a Ctrl-C there killed
+    the process with no line). Tests call main() in their own process and keep it."""
     main()
     from relief_mpi import signals
 
     if signals.done():
-        signals.leave(0)
+        signals.end_process()
