@@ -40,7 +40,10 @@ else:
         return run_round(self, rnd)
     server.Server.run_round = last_round
 sys.argv = ["relief-mpi"] + sys.argv[4:]
-from relief_mpi.cli import entry
+try:
+    from relief_mpi.cli import entry
+except ImportError:  # a tree from before cli.entry: its program was main()
+    from relief_mpi.cli import main as entry
 entry()
 """
 RUN = ["train", "--rounds", "2", "--local-epochs", "1", "--encoder-channels", "4,4", "--checkpoint-every", "1"]
