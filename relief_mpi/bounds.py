@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from relief_mpi.config import RunConfig
+from relief_mpi.data.synthetic import SUBJECT_BYTES, subjects_for
 from relief_mpi.errors import ReliefError
 
 MIN_TRAIN_WINDOWS = 8  # data.partition's floor per client
@@ -37,8 +38,6 @@ def needed_bytes(cfg: RunConfig, n_clients: int) -> int:
     """The least memory a process of the run needs for `n_clients` clients and their data."""
     need = n_clients * CLIENT_BYTES
     if cfg.data.dataset == "synthetic":
-        from relief_mpi.data.synthetic import SUBJECT_BYTES, subjects_for
-
         need += subjects_for(n_clients, cfg.data) * SUBJECT_BYTES
     return need
 

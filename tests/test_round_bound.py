@@ -10,8 +10,8 @@ from relief_mpi.cli.train import train
 from relief_mpi.comm.watchdog import GAP_FLOOR_S, STAGGER_S, ServerWatch
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.round_bound import FACTOR, FLOOR_S, first_round_emulated_s, first_round_limit
-from relief_mpi.run import round_timeout
 from relief_mpi.run_setup import build_setup
+from relief_mpi.server import round_timeout
 from tests.helpers import run_here
 
 FAST = ["--local-epochs", "1", "--encoder-channels", "8,16"]

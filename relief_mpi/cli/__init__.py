@@ -6,26 +6,15 @@ the same argv and reaches the same verdict; only rank 0 prints it.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from relief_mpi import __version__
+from relief_mpi import __version__, signals
+from relief_mpi.cli.startup import launcher_rank
 from relief_mpi.errors import ReliefError
 
-_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
-
-
-def launcher_rank() -> int:
-    """This process's MPI rank as the launcher announced it (0 when not under a launcher)."""
-    for var in _RANK_VARS:
-        if var in os.environ:
-            try:
-                return int(os.environ[var])
-            except ValueError:
-                continue
-    return 0
+__all__ = ["cli", "entry", "fail", "launcher_rank", "main"]
 
 
 def fail(message: str, code: int = 2, printable: bool = True) -> None:
@@ -87,7 +76,5 @@ def entry() -> None:
     land in the interpreter's shutdown (which puts the default handlers back: a Ctrl-C there killed
     the process with no line). Tests call main() in their own process and keep it."""
     main()
-    from relief_mpi import signals
-
     if signals.done():
         signals.end_process()

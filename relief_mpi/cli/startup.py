@@ -9,9 +9,21 @@ from __future__ import annotations
 
 import os
 
-from relief_mpi.cli import launcher_rank
+__all__ = ["launcher_rank", "launcher_size", "loading_line"]
 
+_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "MV2_COMM_WORLD_SIZE", "SLURM_NTASKS")
+
+
+def launcher_rank() -> int:
+    """This process's MPI rank as the launcher announced it (0 when not under a launcher)."""
+    for var in _RANK_VARS:
+        if var in os.environ:
+            try:
+                return int(os.environ[var])
+            except ValueError:
+                continue
+    return 0
 
 
 def launcher_size() -> int | None:

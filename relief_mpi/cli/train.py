@@ -8,21 +8,26 @@ import math
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from relief_mpi.bounds import check_clients_fit
+from relief_mpi.cli.errors import abort_job, stop_here
 from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options
+from relief_mpi.cli.output import Progress
+from relief_mpi.cli.settings import register_command
+from relief_mpi.cli.startup import loading_line
+from relief_mpi.comm.watchdog import ServerSilent
 from relief_mpi.config import RunConfig
+from relief_mpi.debug import DebugHooks
 from relief_mpi.errors import ReliefError
-from relief_mpi.mpirun_types import Resolved
-from relief_mpi.stops import Interrupted, RunStopped, describe, exit_process
+from relief_mpi.job import Resolved
+from relief_mpi.stops import Interrupted, RunStopped
 
-if TYPE_CHECKING:  # relief_mpi.run imports torch; the command line starts without it
-    from relief_mpi.run import DebugHooks, Progress
+__all__ = ["check_out", "check_writable", "default_out", "find_log", "parse_fault", "resolve_resume", "train"]
 
 
 def default_out(strategy: str, dataset: str, seed: int) -> Path:
@@ -159,10 +164,8 @@ def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> fl
               help="Round watchdog (MPI): if a round has not finished after this many seconds (a client stopped, "
                    "hung or lost its link), rank 0 ends the job with one line naming the rank and host, keeps "
                    "the log and the last checkpoint, and exits 4. auto = max(120 s, 10x the longest round so "
-                   "far; the first round: 120 s per client on the busiest rank, plus with --clock real 10x the "
-                   "slowest client's emulated round from its profile); none = wait forever. The clients watch "
-                   "rank 0 the same way (plus at least 30 s for its work between rounds): a silent server is "
-                   "one line naming it, exit 4.")
+                   "far; the first round: 120 s per client on the busiest rank, or no limit with --clock real); "
+                   "none = wait forever.")
 @click.option("--fault", hidden=True, default=None,
               help="Test only: KIND:RANK:ROUND injects nan (client update), raise or kill (any rank), or "
                    "logfull (the log write of ROUND fails as on a full disk).")
@@ -188,12 +191,8 @@ def train(ctx: click.Context, **kw: Any) -> None:
     """
     given = {p for p in kw if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
-    from relief_mpi.cli.startup import loading_line
-
     if progress is not None and (line := loading_line(kw["transport"])) is not None:
         progress(line)  # before torch is imported on every rank (issue 22, case 18)
-    from relief_mpi.run import DebugHooks
-
     debug = DebugHooks(parse_fault(kw["fault"]), kw["debug_dump"])
 
     def resolve() -> Resolved:
@@ -208,8 +207,6 @@ def train(ctx: click.Context, **kw: Any) -> None:
             if res.n_clients is not None and kw["clients"] != res.n_clients:
                 raise ReliefError(f"the run being resumed had {res.n_clients} clients, not {kw['clients']}")
             res.n_clients = kw["clients"]
-            from relief_mpi.bounds import check_clients_fit
-
             check_clients_fit(res.config, res.n_clients)  # before anything is allocated (issue 22, case 7)
         return res
 
@@ -229,31 +226,7 @@ def train(ctx: click.Context, **kw: Any) -> None:
     _train_mpi(resolve, progress, debug)
 
 
-def stop_line(e: RunStopped | Interrupted) -> str:
-    """The one line of a run that stopped early."""
-    return describe(e) if isinstance(e, Interrupted) else f"error: {describe(e)}"
-
-
-def stop_here(e: RunStopped | Interrupted) -> None:
-    """Print the stop's line and leave with its exit code. Under MPI, a stop that could not release
-    the clients (a round was in flight, or a client stopped answering) ends the job with MPI_Abort,
-    so that the launcher exits with this code (not with the signal it then kills a stopped rank
-    with); the library's own abort line is kept off stderr, the user has ours."""
-    from relief_mpi import signals
-    from relief_mpi.comm import mpi_loaded
-
-    signals.ignore()  # the line says it all: a second Ctrl-C while leaving changes nothing
-    click.echo(stop_line(e), err=True)
-    if mpi_loaded() and not e.clean:
-        from relief_mpi.comm.world import abort, world_size
-
-        if world_size() > 1:
-            abort(e.exit_code, quiet=True)
-    exit_process(e.exit_code)
-
-
 def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug: DebugHooks) -> None:
-    from relief_mpi.comm.watchdog import ServerSilent
     from relief_mpi.mpirun import StartupRefused, run_mpi
 
     try:
@@ -268,29 +241,9 @@ def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug
         click.echo(f"error: {e}", err=True)
         abort(e.exit_code, quiet=True)
     except BaseException:  # noqa: BLE001 - any failure on any rank must end the whole job, never hang
-        _abort(released_ok=True)
+        abort_job(released_ok=True)
     if out is not None:
         click.echo(f"log: {out}")
 
 
-def _abort(released_ok: bool = False) -> None:
-    """End the whole job from the exception being handled: a stop of the run (stops) is its one
-    line and exit code; anything else is a traceback and MPI_Abort. released_ok: the clients of a
-    cleanly stopped run leave by themselves (train); a caller whose clients would go on to another
-    run (bench) leaves it False, and the job is aborted with the stop's code."""
-    from relief_mpi.comm.world import abort, world_rank
-
-    e = sys.exc_info()[1]
-    if isinstance(e, (RunStopped, Interrupted)):
-        e.clean = e.clean and released_ok
-        stop_here(e)
-    if isinstance(e, KeyboardInterrupt):  # a signal before the handlers were installed: no traceback
-        sys.stderr.flush()
-        os._exit(130)
-    rank = world_rank()
-    sys.stderr.write(f"relief-mpi: rank {rank} failed, aborting the job:\n{traceback.format_exc()}")
-    sys.stderr.flush()
-    # Give the launcher a moment to forward the traceback: Abort tears every process down at once,
-    # and output still in a pipe can be lost with it.
-    time.sleep(0.5)
-    abort(1)
+register_command(train)  # its option names are known to --config files of other commands

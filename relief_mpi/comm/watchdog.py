@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-from relief_mpi.stops import RoundTimeout
+from relief_mpi.errors import RoundTimeout
 
 FLOOR_S = 120.0
 FACTOR = 10.0

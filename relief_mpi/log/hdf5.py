@@ -36,6 +36,13 @@ import numpy as np
 
 from relief_mpi.stops import LogWriteError
 
+__all__ = [
+    "CLIENT_METRICS", "ROUND_DTYPE", "ROUND_FIELDS", "RUNNING", "RoundLogWriter", "RoundRecord", "RunLog",
+    "SCHEMA_VERSION", "TIER_ARRAYS", "complete_rounds", "open_log", "read_log", "write_error_cause",
+    "write_failed"
+]
+
+
 SCHEMA_VERSION = 2  # 2: /n_rounds (complete rounds) and /status (end marker)
 RUNNING = "running"
 
@@ -47,7 +54,7 @@ ROUND_FIELDS: tuple[tuple[str, str], ...] = (
     # The published analytic system model (design.md section 0), next to our emulated figures.
     ("t_star", "<f8"), ("analytic_time_s", "<f8"), ("analytic_elapsed_s", "<f8"), ("analytic_energy_j", "<f8"),
     ("analytic_energy_cum_j", "<f8"), ("analytic_mb_up", "<f8"), ("analytic_mb_down", "<f8"), ("trained_pct", "<f8"),
-    # Evaluation (server.Evaluation): accuracy / macro_f1 above are the protocol's headline; these are
+    # Evaluation (evaluation.Evaluation): accuracy / macro_f1 above are the protocol's headline; these are
     # ours (each client's own windows and sensors) and the pooled full-modality test set, side by side.
     ("own_accuracy", "<f8"), ("own_macro_f1", "<f8"), ("pooled_accuracy", "<f8"), ("pooled_macro_f1", "<f8"),
 )
@@ -55,7 +62,7 @@ ROUND_DTYPE = np.dtype(list(ROUND_FIELDS))
 WARNING_TEXT = 400
 WARNING_DTYPE = np.dtype([("round", "<i4"), ("kind", "S24"), ("text", f"S{WARNING_TEXT}")])  # /warnings rows
 
-CLIENT_METRICS = ("busy_s", "wait_s", "idle_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
+CLIENT_METRICS = ("busy_s", "idle_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
                   "bytes_up", "bytes_down", "energy_j", "energy_measured_j", "steps", "samples",
                   "rejected", "loss", "flops", "budget", "n_groups", "analytic_time_s", "analytic_energy_j")
 
@@ -94,7 +101,7 @@ _failed: list[Path] = []  # logs whose writes failed in this process
 def write_failed() -> bool:
     """Did a log write fail in this process? HDF5 then still holds data it can never flush, and
     its shutdown at interpreter exit retries and can crash: the CLI ends such a process with
-    os._exit after its one line (see stops.exit_process)."""
+    os._exit after its one line (see cli.output.exit_process)."""
     return bool(_failed)
 
 
@@ -398,7 +405,8 @@ def read_log(path: str | Path) -> RunLog:
         attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
         return RunLog(
             attrs=attrs, rounds=rows[:n],
-            clients={k: f["clients"][k][:n] for k in f["clients"]},
+            # logs before issue 25 also held wait_s, the same array as idle_s: read once, as idle_s
+            clients={k: f["clients"][k][:n] for k in f["clients"] if k != "wait_s"},
             block_names=[s.decode() if isinstance(s, bytes) else s for s in f["blocks/names"][:]],
             divergence=f["blocks/divergence"][:n], alloc=f["alloc"][:n],
             tier_names=[s.decode() if isinstance(s, bytes) else s for s in f["tiers/names"][:]],
