@@ -164,8 +164,10 @@ def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> fl
               help="Round watchdog (MPI): if a round has not finished after this many seconds (a client stopped, "
                    "hung or lost its link), rank 0 ends the job with one line naming the rank and host, keeps "
                    "the log and the last checkpoint, and exits 4. auto = max(120 s, 10x the longest round so "
-                   "far; the first round: 120 s per client on the busiest rank, or no limit with --clock real); "
-                   "none = wait forever.")
+                   "far; the first round: 120 s per client on the busiest rank, plus with --clock real 10x the "
+                   "slowest client's emulated round from its profile); none = wait forever. The clients watch "
+                   "rank 0 the same way (plus at least 30 s for its work between rounds): a silent server is "
+                   "one line naming it, exit 4.")
 @click.option("--fault", hidden=True, default=None,
               help="Test only: KIND:RANK:ROUND injects nan (client update), raise or kill (any rank), or "
                    "logfull (the log write of ROUND fails as on a full disk).")
