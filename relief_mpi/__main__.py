@@ -1,3 +1,3 @@
-from relief_mpi.cli import entry
+from relief_mpi.program import entry
 
 entry()

@@ -52,6 +52,8 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
 # import) only inside the command that needs it: `--help` and bad input answer without them.
 _CLI_HEAVY = "the command line starts without torch, h5py or MPI; loaded only by the command that runs"
 LAZY_OWN: dict[str, tuple[frozenset[str], str]] = {
+    "relief_mpi.program": (frozenset({"relief_mpi.cli"}),
+                           "the first start-up line is printed before click, numpy and the commands load"),
     "relief_mpi.cli": (frozenset({"relief_mpi.cli.report", "relief_mpi.cli.train"}),
                        "the commands register after the group is defined (cli._register)"),
     "relief_mpi.cli.train": (frozenset({"relief_mpi.checkpoint", "relief_mpi.comm.world", "relief_mpi.config",

@@ -19,7 +19,7 @@ from relief_mpi.cli.errors import abort_job, stop_here
 from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options
 from relief_mpi.cli.output import Progress
 from relief_mpi.cli.settings import register_command
-from relief_mpi.cli.startup import loading_line
+from relief_mpi.cli.startup import loading_line, said_start
 from relief_mpi.comm.watchdog import ServerSilent
 from relief_mpi.config import RunConfig
 from relief_mpi.debug import DebugHooks
@@ -193,7 +193,7 @@ def train(ctx: click.Context, **kw: Any) -> None:
     """
     given = {p for p in kw if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
-    if progress is not None and (line := loading_line(kw["transport"])) is not None:
+    if progress is not None and not said_start() and (line := loading_line(kw["transport"])) is not None:
         progress(line)  # before torch is imported on every rank (issue 22, case 18)
     debug = DebugHooks(parse_fault(kw["fault"]), kw["debug_dump"])
 
