@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
+from relief_mpi.bounds import check_clients_fit
 from relief_mpi.cli.errors import abort_job
 from relief_mpi.cli.options import build_config, common_options
 from relief_mpi.cli.settings import register_command
@@ -257,6 +258,7 @@ def _run_plan(plan: BenchPlan, kw: dict[str, Any]) -> None:
         click.echo(line)
 
     if kw["transport"] == "inprocess":
+        check_clients_fit(plan.base, kw["clients"])  # before any run allocates them (issue 22, case 7)
         files = run_bench(plan, "inprocess", kw["clients"], progress, say)
     else:
         files = _guarded(lambda: run_bench(plan, "mpi", 0, progress, say))
