@@ -29,7 +29,7 @@ from relief_mpi.comm.watchdog import ServerWatch
 from relief_mpi.comm.world import World, library_line
 from relief_mpi.config import RunConfig
 from relief_mpi.debug import DebugHooks
-from relief_mpi.device.throttle import REPORT_LEN, rank_report, read_reports
+from relief_mpi.device.throttle import REPORT_LEN, process_device, rank_report, read_reports
 from relief_mpi.errors import ReliefError, StartupRefused
 from relief_mpi.job import Resolved, check_clients
 from relief_mpi.round_bound import server_watch
@@ -96,6 +96,9 @@ def _start_up(world: World, cfg: RunConfig, n_clients: int, hosts: list[str],
     initial = None
     try:
         setup = build_setup(cfg, n_clients, hosts, world.size - 1)
+        first = clients_of(world.rank, n_clients, world.size - 1)[:1] if world.rank else []
+        setup.rank_device = process_device(cfg.device.device, setup.devices[first[0]].profile if first else None,
+                                           hosts, world.rank)  # --device cuda with no GPU: a start-up error
         if resolved is not None:
             check_resumable(setup, resolved.resume, resolved.out)
             if resolved.resume is None:
@@ -112,9 +115,10 @@ def _gather_device_info(world: World, setup: RunSetup, hosts: list[str], local: 
     profile and find their energy meter; rank 0 gathers each client's settings for the log.
     A rank hosting several clients (--clock virtual only) is throttled by its first client's profile."""
     rank, size = world.rank, world.size
-    reports = world.gather_text(rank_report(setup.devices[local[0]].profile, hosts, rank) if rank else "", REPORT_LEN)
+    reports = world.gather_text(rank_report(setup.devices[local[0]].profile, hosts, rank, setup.rank_device)
+                                if rank else "", REPORT_LEN)
     if reports is not None:
-        by_rank = read_reports(reports)
+        by_rank = read_reports(reports, hosts)
         setup.device_info.update({k: by_rank[host_rank(k, size - 1)] for k in range(n_clients)})
 
 

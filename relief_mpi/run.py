@@ -22,7 +22,9 @@ from relief_mpi.comm.inprocess import InProcessServerTransport
 from relief_mpi.comm.placement import clients_of
 from relief_mpi.comm.transport import Handshake, HostedClients, ServerTransport
 from relief_mpi.config import RunConfig
+from relief_mpi.data.split import log_datasets
 from relief_mpi.debug import DebugHooks
+from relief_mpi.device.throttle import process_device
 from relief_mpi.errors import ReliefError
 from relief_mpi.evaluation import tier_names
 from relief_mpi.log.attrs import log_attrs
@@ -84,7 +86,7 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
         server.restore(resume, kept or [])
     first = resume.round + 1 if resume is not None else 1
     if progress is not None:
-        progress(ready_line(time.perf_counter() - t_start, first, cfg.rounds))
+        progress(ready_line(time.perf_counter() - t_start, first, cfg.rounds, cfg.data.protocol == "paper"))
     return server.run(first, resumed=resume is not None)
 
 
@@ -107,7 +109,9 @@ def _open_log(setup: RunSetup, transport: ServerTransport, out: Path, attrs: dic
     it cannot be written no round has started: the clients are released and the stop is clean."""
     tmp = out.with_name(out.name + ".resume.tmp") if resume is not None else out
     try:
-        writer = RoundLogWriter(tmp, attrs, setup.n_clients, setup.registry.names, tier_names(setup), existing=kept)
+        split = log_datasets(setup.data.split, setup.config.data.split) if setup.data.split else None
+        writer = RoundLogWriter(tmp, attrs, setup.n_clients, setup.registry.names, tier_names(setup), existing=kept,
+                                extra=split)
         writer.fail_after = debug.log_fail_after()
         if resume is not None:
             os.replace(tmp, out)  # the rewritten log (complete rounds up to the checkpoint) takes the old one's place
@@ -142,10 +146,12 @@ def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress 
     set_process_threads()
     n_ranks = n_ranks or n_clients
     t0 = time.perf_counter()
+    host = socket.gethostname()
+    rdev = process_device(cfg.device.device, None, [host], 0)  # one device for every client here
     if progress is not None:
         progress(startup_line(cfg, n_clients))
-    host = socket.gethostname()
     setup = build_setup(cfg, n_clients, None, n_ranks)
+    setup.rank_device = rdev
     if progress is not None:
         progress(setup_done_line(setup, time.perf_counter() - t0))
     faults = {r - 1: f for r in range(1, n_ranks + 1) if (f := debug.client_fault(r)) is not None}

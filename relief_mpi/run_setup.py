@@ -22,6 +22,7 @@ from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
 from relief_mpi.device.clock import DeviceClock
 from relief_mpi.device.energy import process_meter, source_of
 from relief_mpi.device.fleet import PAPER_FLEET, ClientDevice, load_fleet, paper_fleet, rare_modality, resolve_fleet
+from relief_mpi.device.gpu import RankDevice, synchronizer, windows_cap_bytes
 from relief_mpi.device.profiles import DeviceProfile, load_profiles
 from relief_mpi.errors import ReliefError
 from relief_mpi.model.blocks import BlockRegistry
@@ -56,6 +57,7 @@ class RunSetup:
     # Device emulation (issue 5): per client, its energy meter source and throttle settings (the log's
     # `profiles`); filled by trainer() in this process and by device.throttle.prepare_ranks under MPI.
     device_info: dict[int, dict] = field(default_factory=dict)
+    rank_device: RankDevice = field(default_factory=RankDevice)  # this process's device (device/gpu.py)
     _width_costs: dict[float, FlopCosts] = field(default_factory=dict)  # HeteroFL: measured once per width
     _arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -73,7 +75,7 @@ class RunSetup:
 
     def make_model(self) -> Model:
         torch.manual_seed(self.config.seed)
-        return _net(self.config, self.data)
+        return _net(self.config, self.data).to(self.rank_device.torch_device)
 
     def client_modalities(self, k: int) -> frozenset[int]:
         names = self.data.spec.modality_names()
@@ -87,16 +89,20 @@ class RunSetup:
         width = recipe.width
         role = ClientRole(client=k, modalities=self.client_modalities(k), recipe=recipe,
                           batch_size=cfg.strategy.batch_size, seed=cfg.seed, fault=fault, dump_dir=dump_dir)
-        clock = DeviceClock(self.devices[k].profile, cfg.device.clock)
+        prof, rdev = self.devices[k].profile, self.rank_device
+        clock = DeviceClock(prof, cfg.device.clock, factor=rdev.clock_factor(prof.gpu_share),
+                            sync=synchronizer(rdev.torch_device))
         if width < 1.0 and width not in self._width_costs:
             self._width_costs[width] = width_costs(cfg, self.data, width)
         costs = self.costs if width >= 1.0 else self._width_costs[width]
         trainer = LocalTrainer(role, model if model is not None else self.make_model(), self.registry,
                                self.data.spec, self.data.clients_train[k], clock, costs, self.strategy.ownership(),
-                               keep_windows)
+                               keep_windows, rdev.torch_device, windows_cap_bytes(rdev.torch_device, prof.memory_mb))
         # Device emulation (issue 5): this process's energy meter (INA3221, RAPL, NVML) or None.
         trainer.energy_meter = process_meter()
         self.device_info.setdefault(k, {})["energy_source"] = source_of(trainer.energy_meter)
+        for key, value in rdev.record().items():  # the process's device and share (device/gpu.py)
+            self.device_info[k].setdefault(key, value)
         return trainer
 
     def local_clients(self, ks: list[int], faults: dict[int, tuple[str, int]] | None = None,
@@ -139,7 +145,7 @@ def group_info(registry: Registry, model: Model, data: FederatedData) -> GroupIn
     chans = [len(m.channels) for m in data.spec.modalities]
     flops = group_flops(model, registry, chans, data.window_len)
     return GroupInfo(registry.names, registry.kinds, tuple(registry.modality), registry.sizes, registry.n_params,
-                     flops)
+                     flops, registry.counted, registry.n_model_params)
 
 
 def width_costs(cfg: RunConfig, data: FederatedData, width: float) -> FlopCosts:

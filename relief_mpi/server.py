@@ -25,7 +25,8 @@ from relief_mpi.cli.output import Progress, eprint, format_round
 from relief_mpi.client import inject
 from relief_mpi.comm.transport import ServerTransport
 from relief_mpi.debug import DebugHooks
-from relief_mpi.device.energy import modeled_energy
+from relief_mpi.device.energy import attribute_gpu_energy, modeled_energy
+from relief_mpi.device.throttle import energy_gpus
 from relief_mpi.evaluation import Evaluation, evaluate, tier_names
 from relief_mpi.learning import LearningWatch
 from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundLogWriter, RoundRecord
@@ -242,6 +243,9 @@ class Server:
         self._dump(rnd, "before")
         ex = self.transport.run_round(plan, self.blocks)
         col = {name: ex.reports[:, i] for i, name in enumerate(REPORT_FIELDS)}
+        if any(gpus := energy_gpus(setup.device_info, setup.n_clients)):  # ranks sharing a GPU split its energy
+            col["energy_measured_j"] = attribute_gpu_energy(col["energy_measured_j"], col["compute_wall_s"],
+                                                            np.array([d.rank for d in setup.devices]), gpus)
         agg = strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
         self.blocks, div = agg.groups, agg.divergence
         self._dump(rnd, "after")
@@ -274,7 +278,7 @@ class Server:
         if finite and every and (rnd % every == 0 or rnd == cfg.rounds):
             self._checkpoint(rnd)
         if self.progress is not None:
-            self.progress(format_round(rec, cfg.rounds))
+            self.progress(format_round(rec, cfg.rounds, cfg.data.protocol == "paper"))
         state.longest_wall_s = max(state.longest_wall_s, float(rec.row["wall_time_s"]))
         state.streak = state.streak + 1 if every_client_rejected(rec) else 0
         warning = rejected_warning(rec, state.streak)
@@ -305,7 +309,8 @@ class Server:
         losses = col["loss"][np.isfinite(col["loss"])]
         measured = col["energy_measured_j"]
         return {
-            "round": rnd, "wall_time_s": wall, "wall_elapsed_s": self.wall_elapsed, "virtual_time_s": facts.round_s,
+            "round": rnd, "published_round": rnd - 1,  # the authors count their seeding round as 0
+            "wall_time_s": wall, "wall_elapsed_s": self.wall_elapsed, "virtual_time_s": facts.round_s,
             "virtual_elapsed_s": self.virtual_elapsed,
             "accuracy": ev.accuracy if ev else math.nan, "macro_f1": ev.macro_f1 if ev else math.nan,
             "rare_f1": ev.rare_f1 if ev else math.nan,
@@ -321,7 +326,7 @@ class Server:
             "t_star": notes.t_star, "analytic_time_s": ana.time_s, "analytic_elapsed_s": self.analytic_elapsed,
             "analytic_energy_j": ana.energy_j, "analytic_energy_cum_j": self.analytic_energy,
             "analytic_mb_up": ana.up_bytes / 1e6, "analytic_mb_down": ana.down_bytes / 1e6,
-            "trained_pct": 100.0 * ana.trained_fraction,
+            "trained_pct": 100.0 * ana.trained_fraction, "trained_params_pct": 100.0 * ana.trained_param_fraction,
         }
 
     def _dump(self, rnd: int, when: str) -> None:

@@ -237,8 +237,8 @@ def _paper_budget(kw: dict[str, Any], given: set[str], n_seeds: int) -> tuple[di
     kw = {**kw, **set_here}
     given = given | set(set_here)
     mine = " (--rounds / --local-epochs given)" if set(chosen) - set(set_here) else ""
-    budget = (f"{kw['budget']}: {kw['rounds']} rounds, {kw['local_epochs']} local epoch(s) per round, "
-              f"{n_seeds} seed(s){mine}; the paper: {FULL['rounds']} rounds, {FULL['local_epochs']} epochs")
+    budget = (f"{kw['budget']}: R = {kw['rounds']} rounds after round 0, {kw['local_epochs']} local epoch(s) per "
+              f"round, {n_seeds} seed(s){mine}; the paper: R = {FULL['rounds']}, {FULL['local_epochs']} epochs")
     return kw, given, budget
 
 
@@ -279,7 +279,7 @@ def corrected_variants(known: set[str]) -> tuple[tuple, list[str]]:
     # leak-free: the last 20% in time of every label run, z-score from training windows only (protocol
     # ours' normalisation and windows inside one label run; the paper's 256 / 50 windows and one client
     # per subject kept)
-    time_split = (("data.split", "time"), ("data.protocol", "ours"))
+    time_split = (("data.split", "time"), ("data.split_file", ""), ("data.protocol", "ours"))
     rows = [Variant("fedavg", "fedavg"), Variant("relief", "relief")]
     notes = []
     fair = "fedavg-fair" in known

@@ -16,7 +16,7 @@ import click
 
 from relief_mpi.bounds import check_clients_fit
 from relief_mpi.cli.errors import abort_job, stop_here
-from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options
+from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options, total_rounds
 from relief_mpi.cli.output import Progress
 from relief_mpi.cli.settings import register_command
 from relief_mpi.cli.startup import loading_line, said_start
@@ -111,16 +111,19 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     # A log written before a setting existed ran with that setting's default.
     saved_cfg = RunConfig.from_dict(saved)
     flat = flatten(saved_cfg.to_dict())
-    changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] != "rounds"
+    free = ("rounds", "device.device")  # an extended run; another device (numbers then within docs/devices.md#gpu)
+    changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] not in free
                      and given_cfg[PARAM_KEYS[p]] != flat[PARAM_KEYS[p]])
     if changed:
         raise ReliefError(f"--resume {path}: the checkpoint was made with another config: "
                           f"{describe_differences(saved_json, given_cfg, changed)}; drop those options to resume")
-    rounds = kw["rounds"] if "rounds" in given else int(saved["rounds"])
+    rounds = total_rounds(kw["rounds"], saved_cfg.data) if "rounds" in given else int(saved["rounds"])
     if rounds <= ck.round:
         raise ReliefError(f"--resume {path}: the checkpoint is at round {ck.round} of {rounds}: nothing to do; "
                           "pass a larger --rounds to extend the run")
     cfg = dataclasses.replace(saved_cfg, rounds=rounds)
+    if "device" in given:  # a resumed run may move to another device (docs/devices.md#gpu)
+        cfg = dataclasses.replace(cfg, device=dataclasses.replace(cfg.device, device=kw["device"]))
     return Resolved(cfg, path, ck, world_size=int(log.attrs["world_size"]), n_clients=len(log.profiles))
 
 

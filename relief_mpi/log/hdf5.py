@@ -25,7 +25,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,6 +57,11 @@ ROUND_FIELDS: tuple[tuple[str, str], ...] = (
     # Evaluation (evaluation.Evaluation): accuracy / macro_f1 above are the protocol's headline; these are
     # ours (each client's own windows and sensors) and the pooled full-modality test set, side by side.
     ("own_accuracy", "<f8"), ("own_macro_f1", "<f8"), ("pooled_accuracy", "<f8"), ("pooled_macro_f1", "<f8"),
+    # The authors' round number: their seeding round is round 0, so ours minus 1.
+    ("published_round", "<f8"),
+    # Ours beside the published trained_pct (which counts buffers over parameters, as the authors do):
+    # the share of the groups' parameters trained, mean over clients.
+    ("trained_params_pct", "<f8"),
 )
 ROUND_DTYPE = np.dtype(list(ROUND_FIELDS))
 WARNING_TEXT = 400
@@ -160,7 +165,8 @@ class RoundLogWriter:
     """Writes one log; every write failure becomes LogWriteError and the file stays readable."""
 
     def __init__(self, path: Path, attrs: dict[str, Any], n_clients: int, block_names: Sequence[str],
-                 tier_names: Sequence[str], existing: list[RoundRecord] | None = None) -> None:
+                 tier_names: Sequence[str], existing: list[RoundRecord] | None = None,
+                 extra: Mapping[str, tuple[np.ndarray, dict[str, Any]]] | None = None) -> None:
         self.path = Path(path)
         self.n_complete = 0
         self.failed = False
@@ -203,6 +209,8 @@ class RoundLogWriter:
                     cg.create_dataset("names", data=np.array(classes, dtype=h5py.string_dtype()))
                     ds["classes/f1"] = cg.create_dataset("f1", (0, len(classes)), maxshape=(None, len(classes)),
                                                          dtype="f8", chunks=(16, len(classes)), fillvalue=np.nan)
+                for name, (arr, meta) in (extra or {}).items():  # fixed datasets, e.g. the split (data/split.py)
+                    f.create_dataset(name, data=arr).attrs.update(meta)
                 ds["n_rounds"] = f.create_dataset("n_rounds", data=np.int64(0))
                 ds["status"] = f.create_dataset("status", data=np.bytes_(RUNNING), dtype="S16")
                 # a run that is not learning (relief_mpi.learning): one row per warning line printed
