@@ -31,6 +31,17 @@ if when == "closed":
         if status == "complete":
             send()
     hdf5.RoundLogWriter.close = closed
+elif when == "returned":  # the run is over and its log closed: the signal lands in the last lines
+    from relief_mpi import mpirun, run
+    def after(f):
+        def wrapped(*a, **k):
+            out = f(*a, **k)
+            if out is not None:  # rank 0 (or the one in-process rank)
+                send()
+            return out
+        return wrapped
+    run.run_inprocess = after(run.run_inprocess)
+    mpirun.run_mpi = after(mpirun.run_mpi)
 else:
     from relief_mpi import server
     run_round = server.Server.run_round
@@ -70,6 +81,15 @@ def test_signal_after_the_final_write(tmp_path: Path, sig: str, times: int) -> N
     assert lines == [f"interrupted by {sig} after the run completed; the log {log} is complete (2 rounds)"]
 
 
+@pytest.mark.parametrize("sig,times", [("SIGINT", 1), ("SIGINT", 2), ("SIGTERM", 1)])
+def test_signal_once_the_run_returned(tmp_path: Path, sig: str, times: int) -> None:
+    # cead07c: the signal raised into the command's last lines: a traceback ending in
+    # `Interrupted: SIGINT`, exit 1
+    code, log, lines = signalled(tmp_path, sig, "returned", times)
+    assert code == 128 + getattr(signal, sig), lines
+    assert lines == [f"interrupted by {sig} after the run completed; the log {log} is complete (2 rounds)"]
+
+
 def test_double_ctrl_c_in_the_last_round(tmp_path: Path) -> None:
     code, log, lines = signalled(tmp_path, "SIGINT", "last", 2)
     assert code == 130, lines
@@ -81,6 +101,6 @@ def test_double_ctrl_c_in_the_last_round(tmp_path: Path) -> None:
 def test_signal_on_rank_0_after_the_final_write_under_mpiexec(tmp_path: Path) -> None:
     # SIGINT: MPICH's launcher passes a rank's exit code 130 on, but reports 143 (a rank ended by
     # SIGTERM, as it ends ranks itself) as 0; a SIGTERM to the launcher is its own 143 (test_stops.py)
-    code, log, lines = signalled(tmp_path, "SIGINT", "closed", 2, mpi=True)
+    code, log, lines = signalled(tmp_path, "SIGINT", "returned", 2, mpi=True)
     assert code == 130, lines
     assert lines == [f"interrupted by SIGINT after the run completed; the log {log} is complete (2 rounds)"]
