@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from relief_mpi import signals
 from relief_mpi.checkpoint import Checkpoint
 from relief_mpi.cli.output import Progress, connecting_line, ready_line, setup_done_line, startup_line
 from relief_mpi.client import LocalClients
@@ -69,6 +70,7 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
     (e.clean), else the caller must end the job."""
     cfg = setup.config
     t_start = time.perf_counter()
+    signals.finished(None)  # a signal stops this run through Interrupted again (a bench runs several)
     check_resumable(setup, resume, out)
     model, base = _starting_model(setup, resume, initial)
     if progress is not None:

@@ -208,7 +208,7 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
     profiles = load_profiles(cfg.device.profiles_dir)
     catalogue.entry(cfg.strategy.name).check(cfg)
     devices = _devices(cfg, n_clients, hostnames, n_ranks or n_clients, profiles)
-    raw = load_raw(cfg.data, cfg.seed)
+    raw = load_raw(cfg.data, cfg.seed, n_clients=n_clients)
     names = raw.spec.modality_names()
     data = build_federated(cfg.data, cfg.seed, _sensor_sets(devices, raw.spec.name, names), raw)
     if cfg.data.validation > 0:  # the bench's lr search: score on held-back training windows, not the test set

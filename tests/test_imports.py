@@ -53,10 +53,12 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
 # import) only inside the command that needs it: `--help` and bad input answer without them.
 _CLI_HEAVY = "the command line starts without torch, h5py or MPI; loaded only by the command that runs"
 LAZY_OWN: dict[str, tuple[frozenset[str], str]] = {
+    "relief_mpi.program": (frozenset({"relief_mpi.cli"}),
+                           "the first start-up line is printed before click, numpy and the commands load"),
     "relief_mpi.cli": (frozenset({"relief_mpi.cli.report", "relief_mpi.cli.train"}),
                        "the commands register after the group is defined (cli._register)"),
-    "relief_mpi.cli.train": (frozenset({"relief_mpi.checkpoint", "relief_mpi.config", "relief_mpi.log.hdf5",
-                                        "relief_mpi.mpirun",
+    "relief_mpi.cli.train": (frozenset({"relief_mpi.checkpoint", "relief_mpi.comm.world", "relief_mpi.config",
+                                        "relief_mpi.log.hdf5", "relief_mpi.mpirun",
                                         "relief_mpi.run", "relief_mpi.signals"}), _CLI_HEAVY),
     "relief_mpi.cli.report": (frozenset({"relief_mpi.log.hdf5", "relief_mpi.log.report"}), _CLI_HEAVY),
     "relief_mpi.cli.output": (frozenset({"relief_mpi.log.hdf5", "relief_mpi.comm.world"}),

@@ -43,10 +43,10 @@ def _deadline(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if value in ("auto", "none"):
         return value
     try:
-        if float(value) <= 0:
+        if not 0 < float(value) < math.inf:  # NaN and inf are no deadline: refused like --round-timeout's
             raise ValueError
     except ValueError:
-        raise click.BadParameter(f"{value!r}: use auto, none or a number of seconds > 0") from None
+        raise click.BadParameter(f"{value!r}: use auto, none or a finite number of seconds > 0") from None
     return value
 
 

@@ -14,10 +14,13 @@ from typing import Any
 
 import click
 
+from relief_mpi.bounds import check_clients_fit
 from relief_mpi.cli.errors import abort_job, stop_here
 from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options, total_rounds
 from relief_mpi.cli.output import Progress
 from relief_mpi.cli.settings import register_command
+from relief_mpi.cli.startup import loading_line, said_start
+from relief_mpi.comm.watchdog import ServerSilent
 from relief_mpi.config import RNG_STREAMS, RunConfig
 from relief_mpi.debug import DebugHooks
 from relief_mpi.errors import ReliefError
@@ -185,8 +188,10 @@ def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> fl
               help="Round watchdog (MPI): if a round has not finished after this many seconds (a client stopped, "
                    "hung or lost its link), rank 0 ends the job with one line naming the rank and host, keeps "
                    "the log and the last checkpoint, and exits 4. auto = max(120 s, 10x the longest round so "
-                   "far; the first round: 120 s per client on the busiest rank, or no limit with --clock real); "
-                   "none = wait forever.")
+                   "far; the first round: 120 s per client on the busiest rank, plus with --clock real 10x the "
+                   "slowest client's emulated round from its profile); none = wait forever. The clients watch "
+                   "rank 0 the same way (plus at least 30 s for its work between rounds): a silent server is "
+                   "one line naming it, exit 4.")
 @click.option("--fault", hidden=True, default=None,
               help="Test only: KIND:RANK:ROUND injects nan (client update), raise or kill (any rank), or "
                    "logfull (the log write of ROUND fails as on a full disk).")
@@ -212,6 +217,8 @@ def train(ctx: click.Context, **kw: Any) -> None:
     """
     given = {p for p in kw if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
+    if progress is not None and not said_start() and (line := loading_line(kw["transport"])) is not None:
+        progress(line)  # before torch is imported on every rank (issue 22, case 18)
     debug = DebugHooks(parse_fault(kw["fault"]), kw["debug_dump"])
 
     def resolve() -> Resolved:
@@ -227,6 +234,7 @@ def train(ctx: click.Context, **kw: Any) -> None:
             if res.n_clients is not None and kw["clients"] != res.n_clients:
                 raise ReliefError(f"the run being resumed had {res.n_clients} clients, not {kw['clients']}")
             res.n_clients = kw["clients"]
+            check_clients_fit(res.config, res.n_clients)  # before anything is allocated (issue 22, case 7)
         return res
 
     if kw["transport"] == "inprocess":
@@ -254,6 +262,11 @@ def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug
         if e.printable:
             click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except ServerSilent as e:  # a client rank: the server is gone; this line is the job's one line
+        from relief_mpi.comm.world import abort
+
+        click.echo(f"error: {e}", err=True)
+        abort(e.exit_code, quiet=True)
     except BaseException:  # noqa: BLE001 - any failure on any rank must end the whole job, never hang
         abort_job(released_ok=True)
     if out is not None:

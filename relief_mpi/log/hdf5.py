@@ -64,6 +64,8 @@ ROUND_FIELDS: tuple[tuple[str, str], ...] = (
     ("trained_params_pct", "<f8"),
 )
 ROUND_DTYPE = np.dtype(list(ROUND_FIELDS))
+WARNING_TEXT = 400
+WARNING_DTYPE = np.dtype([("round", "<i4"), ("kind", "S24"), ("text", f"S{WARNING_TEXT}")])  # /warnings rows
 
 CLIENT_METRICS = ("busy_s", "idle_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
                   "bytes_up", "bytes_down", "energy_j", "energy_measured_j", "steps", "samples",
@@ -211,6 +213,9 @@ class RoundLogWriter:
                     f.create_dataset(name, data=arr).attrs.update(meta)
                 ds["n_rounds"] = f.create_dataset("n_rounds", data=np.int64(0))
                 ds["status"] = f.create_dataset("status", data=np.bytes_(RUNNING), dtype="S16")
+                # a run that is not learning (relief_mpi.learning): one row per warning line printed
+                ds["warnings"] = f.create_dataset("warnings", (0,), maxshape=(None,), dtype=WARNING_DTYPE,
+                                                  chunks=(16,))
                 f.flush()
                 f.swmr_mode = True
             if swallowed:
@@ -267,6 +272,25 @@ class RoundLogWriter:
             self._discard(keep_file=True)
             raise LogWriteError(f"writing round log {self.path} failed: {self.cause}") from None
         self.n_complete = n + 1
+
+    def add_warning(self, rnd: int, kind: str, text: str) -> None:
+        """One /warnings row (round, kind, the line printed), flushed; a failure is a LogWriteError."""
+        if self.failed or self.f is None or "warnings" not in self._ds:
+            return
+        d = self._ds["warnings"]
+        row = np.zeros(1, WARNING_DTYPE)
+        row["round"], row["kind"], row["text"] = rnd, kind.encode()[:24], text.encode()[:WARNING_TEXT]
+        try:
+            with _swallowed_errors() as swallowed:
+                d.resize(d.shape[0] + 1, axis=0)
+                d[d.shape[0] - 1] = row[0]
+                self.f.flush()
+            if swallowed:
+                raise swallowed[0]
+        except Exception as e:  # noqa: BLE001 - as append: any I/O failure is one line
+            self.cause = write_error_cause(e)
+            self._discard(keep_file=True)
+            raise LogWriteError(f"writing round log {self.path} failed: {self.cause}") from None
 
     def close(self, status: str = "complete") -> None:
         """Write the end marker and close; a failure here is a LogWriteError too (rounds stay complete)."""
