@@ -15,6 +15,9 @@ from relief_mpi.config import RunConfig
 from relief_mpi.data.synthetic import SUBJECT_BYTES, subjects_for
 from relief_mpi.errors import ReliefError
 
+__all__ = ["CLIENT_BYTES", "MIN_TRAIN_WINDOWS", "SHARE_OF_FREE", "available_bytes", "check_clients_fit",
+           "needed_bytes"]
+
 MIN_TRAIN_WINDOWS = 8  # data.partition's floor per client
 # The least memory a client takes: its 8 windows of a 2.56 s, 23-channel recording at 50 Hz in float32
 # (128 x 23 x 4 B each), and its device, index and trainer entries (measured: well under 16 KB).

@@ -15,6 +15,8 @@ from pathlib import Path
 
 from relief_mpi.errors import ReliefError
 
+__all__ = ["HostEntry", "Hostfile", "MAX_SLOTS", "SYNTAXES", "parse_hostfile"]
+
 SYNTAXES = ("mpich", "openmpi")
 _HOST_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$")
 _OMPI_KEYS = {"slots": "slots", "max_slots": "max_slots", "max-slots": "max_slots", "slots_max": "max_slots"}

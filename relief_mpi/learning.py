@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+__all__ = ["CHANCE_FACTOR", "CHANCE_ROUNDS", "KINDS", "LOSS_FACTOR", "LearningWatch"]
+
 LOSS_FACTOR = 10.0
 CHANCE_FACTOR = 1.5
 CHANCE_ROUNDS = 3

@@ -18,6 +18,8 @@ import numpy as np
 from relief_mpi.data.base import FederatedData, WindowSet
 from relief_mpi.errors import ReliefError
 
+__all__ = ["carve", "validation_view"]
+
 
 def carve(ws: WindowSet, fraction: float, length: int) -> tuple[np.ndarray, np.ndarray]:
     """(train, validation) indices of `ws`: in each recording, the last `fraction` (by start) of each

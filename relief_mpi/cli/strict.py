@@ -21,6 +21,8 @@ import click
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
 
+__all__ = ["check_option_value", "check_table_value", "check_tables"]
+
 # Options whose callback parses a string but that a file may give as a number (`deadline = 30`).
 _NUMBER_OR_WORD = ("deadline", "round_timeout")
 

@@ -16,6 +16,8 @@ import time
 
 from relief_mpi.errors import RoundTimeout
 
+__all__ = ["FACTOR", "FLOOR_S", "GAP_FLOOR_S", "STAGGER_S", "ServerSilent", "ServerWatch"]
+
 FLOOR_S = 120.0
 FACTOR = 10.0
 GAP_FLOOR_S = 30.0

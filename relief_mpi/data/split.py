@@ -30,6 +30,9 @@ import numpy as np
 
 from relief_mpi.errors import ReliefError
 
+__all__ = ["GivenSplit", "SPLIT_FORMAT", "SubjectSplit", "check_split", "draw_paper", "draw_streams", "log_datasets",
+           "n_test", "read_split_file"]
+
 SPLIT_FORMAT = "relief-mpi split 1"
 _STREAM_KEY = 0x9A9E
 
