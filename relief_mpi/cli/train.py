@@ -85,18 +85,17 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     """The run to continue: its own config, the last checkpoint, and nothing the user changed."""
     from relief_mpi.checkpoint import checkpoint_path, config_differences, describe_differences, load_checkpoint
     from relief_mpi.config import flatten
+    from relief_mpi.log.check import saved_config
     from relief_mpi.log.hdf5 import read_log
 
     if kw["out"]:
         raise ReliefError("--resume continues the log it names; drop --out")
     path = find_log(Path(kw["resume"]))
     check_writable(path, "--resume")
-    try:
-        log = read_log(path)
-        saved_json = log.attrs["config"]
-        saved = json.loads(saved_json)
-    except (OSError, KeyError, ValueError) as e:
-        raise ReliefError(f"--resume {path}: not a relief-mpi round log ({e})") from None
+    log = read_log(path)  # a damaged or foreign file is one line (log.check.LogReadError)
+    saved_json = log.attrs["config"]
+    saved_config(path, saved_json)
+    saved = json.loads(saved_json)
     ck = load_checkpoint(checkpoint_path(path))
     diff = config_differences(json.loads(ck.config_json), saved)  # rounds may differ: an extended run
     if diff:

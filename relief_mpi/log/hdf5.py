@@ -34,6 +34,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from relief_mpi.log.check import LogReadError, check_attrs, check_schema, check_shapes, not_a_log, open_for_reading
 from relief_mpi.stops import LogWriteError
 
 SCHEMA_VERSION = 2  # 2: /n_rounds (complete rounds) and /status (end marker)
@@ -295,11 +296,9 @@ class RoundLogWriter:
 
 
 def open_log(path: str | Path) -> h5py.File:
-    """Open a log for reading, also one that is being written or whose writer was killed."""
-    try:
-        return h5py.File(path, "r")
-    except OSError:
-        return h5py.File(path, "r", swmr=True)
+    """Open a log for reading, also one that is being written or whose writer was killed; a
+    truncated or foreign file is a LogReadError at once (log.check says why an open could hang)."""
+    return open_for_reading(path)
 
 
 @dataclass
@@ -365,22 +364,53 @@ def complete_rounds(f: h5py.File, rows: np.ndarray) -> int:
 
 
 def read_log(path: str | Path) -> RunLog:
-    """Everything in a log, trimmed to the complete rounds."""
+    """Everything in a log, trimmed to the complete rounds; LogReadError (one line) when the file is
+    truncated, damaged, foreign or of a newer schema."""
     with open_log(path) as f:
-        rows = _all_fields(f["rounds"][:])
-        n = complete_rounds(f, rows)
-        status = f["status"][()].decode() if "status" in f else ""
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
-        return RunLog(
-            attrs=attrs, rounds=rows[:n],
-            clients={k: f["clients"][k][:n] for k in f["clients"]},
-            block_names=[s.decode() if isinstance(s, bytes) else s for s in f["blocks/names"][:]],
-            divergence=f["blocks/divergence"][:n], alloc=f["alloc"][:n],
-            tier_names=[s.decode() if isinstance(s, bytes) else s for s in f["tiers/names"][:]],
-            tier_f1=f["tiers/f1"][:n], rows_written=len(rows), status=status,
-            class_names=[s.decode() if isinstance(s, bytes) else s for s in f["classes/names"][:]]
-            if "classes" in f else [],
-            class_f1=f["classes/f1"][:n] if "classes" in f else np.zeros((n, 0)),
-            tier_arrays={name: f[f"tiers/{name}"][:n] for _, name in TIER_ARRAYS if name in f["tiers"]},
-        )
+        try:
+            return _read(path, f)
+        except LogReadError:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever a damaged file makes h5py or numpy raise is one line
+            raise not_a_log(path, (str(e).splitlines() or [type(e).__name__])[0][:200]) from None
+
+
+def _text(values: np.ndarray) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in values]
+
+
+def _read(path: str | Path, f: h5py.File) -> RunLog:
+    check_schema(path, f.attrs, SCHEMA_VERSION)
+    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+    check_attrs(path, attrs)
+    for name in ("rounds", "clients", "blocks/names", "blocks/divergence", "alloc", "tiers/names", "tiers/f1"):
+        if name not in f:
+            raise not_a_log(path, f"no /{name}")
+    raw = f["rounds"]
+    if not isinstance(raw, h5py.Dataset) or raw.dtype.names is None or "round" not in raw.dtype.names \
+            or raw.ndim != 1:
+        raise not_a_log(path, "/rounds is not a table of rounds")
+    rows = _all_fields(raw[:])
+    n = complete_rounds(f, rows)
+    if n < 0:
+        raise not_a_log(path, f"/n_rounds is {n}")
+    status = f["status"][()].decode() if "status" in f else ""
+    k = len(json.loads(attrs["profiles"]))
+    arrays = {f"clients/{name}": f["clients"][name] for name in f["clients"]}
+    arrays.update({"blocks/divergence": f["blocks/divergence"], "alloc": f["alloc"], "tiers/f1": f["tiers/f1"]})
+    arrays.update({f"tiers/{name}": f[f"tiers/{name}"] for _, name in TIER_ARRAYS if name in f["tiers"]})
+    if "classes" in f:
+        arrays["classes/f1"] = f["classes/f1"]
+    check_shapes(path, n, k, arrays)
+    return RunLog(
+        attrs=attrs, rounds=rows[:n],
+        clients={k: f["clients"][k][:n] for k in f["clients"]},
+        block_names=_text(f["blocks/names"][:]),
+        divergence=f["blocks/divergence"][:n], alloc=f["alloc"][:n],
+        tier_names=_text(f["tiers/names"][:]),
+        tier_f1=f["tiers/f1"][:n], rows_written=len(rows), status=status,
+        class_names=_text(f["classes/names"][:]) if "classes" in f else [],
+        class_f1=f["classes/f1"][:n] if "classes" in f else np.zeros((n, 0)),
+        tier_arrays={name: f[f"tiers/{name}"][:n] for _, name in TIER_ARRAYS if name in f["tiers"]},
+    )
