@@ -28,6 +28,19 @@ def launcher_rank() -> int:
     return 0
 
 
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launcher_size() -> tuple[str, int] | None:
+    """(variable, number of ranks) as an MPI launcher announced them, None when not under one."""
+    for var in _SIZE_VARS:
+        try:
+            return var, int(os.environ[var])
+        except (KeyError, ValueError):
+            continue
+    return None
+
+
 def fail(message: str, code: int = 2, printable: bool = True) -> None:
     if printable and launcher_rank() == 0:
         click.echo(f"error: {message}", err=True)

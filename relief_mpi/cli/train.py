@@ -36,9 +36,12 @@ def check_out(path: Path, overwrite: bool) -> Path:
         raise ReliefError(f"--out {path}: the log is HDF5; give a path ending in .h5")
     if path.exists() and path.is_dir():
         raise ReliefError(f"--out {path} is a directory")
+    check_writable(path, "--out")
+    from relief_mpi.log.lock import hold
+
+    hold(path, "--out")  # one writer per log, for the whole run (log.lock)
     if path.exists() and not overwrite and path.stat().st_size > 0:
         raise ReliefError(f"--out {path} exists; pass --overwrite to replace it (or pick another path)")
-    check_writable(path, "--out")
     return path
 
 
@@ -92,6 +95,9 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
         raise ReliefError("--resume continues the log it names; drop --out")
     path = find_log(Path(kw["resume"]))
     check_writable(path, "--resume")
+    from relief_mpi.log.lock import hold
+
+    hold(path, "--resume")  # before reading: another run may be writing it (log.lock)
     log = read_log(path)  # a damaged or foreign file is one line (log.check.LogReadError)
     saved_json = log.attrs["config"]
     saved_config(path, saved_json)
@@ -203,20 +209,37 @@ def train(ctx: click.Context, **kw: Any) -> None:
             res.n_clients = kw["clients"]
         return res
 
-    if kw["transport"] == "inprocess":
-        from relief_mpi import signals
-        from relief_mpi.run import run_inprocess
+    from relief_mpi.log.lock import release_all
 
-        res = resolve()
-        n_clients = res.n_clients or 4
-        signals.install("server")
-        try:
-            run_inprocess(res.config, n_clients, res.out, progress, debug, res.resume)
-        except (RunStopped, Interrupted) as e:
-            stop_here(e)
-        click.echo(f"log: {res.out}")
-        return
-    _train_mpi(resolve, progress, debug)
+    try:  # the log's writer lock (log.lock) is held from resolve() to the end of the run
+        if kw["transport"] == "inprocess":
+            refuse_inprocess_under_launcher()
+            from relief_mpi import signals
+            from relief_mpi.run import run_inprocess
+
+            res = resolve()
+            n_clients = res.n_clients or 4
+            signals.install("server")
+            try:
+                run_inprocess(res.config, n_clients, res.out, progress, debug, res.resume)
+            except (RunStopped, Interrupted) as e:
+                stop_here(e)
+            click.echo(f"log: {res.out}")
+            return
+        _train_mpi(resolve, progress, debug)
+    finally:
+        release_all()
+
+
+def refuse_inprocess_under_launcher() -> None:
+    """`mpirun -n 3 relief-mpi train --transport inprocess` would start three whole runs on one log."""
+    from relief_mpi.cli import launcher_size
+
+    size = launcher_size()
+    if size is not None and size[1] > 1:
+        raise ReliefError(f"--transport inprocess runs the whole job in one process, but this was started as "
+                          f"{size[1]} MPI ranks ({size[0]}={size[1]}): each would run it on the same log; drop "
+                          "mpirun, or drop --transport inprocess")
 
 
 def stop_line(e: RunStopped | Interrupted) -> str:
@@ -237,6 +260,9 @@ def stop_here(e: RunStopped | Interrupted) -> None:
 
         if world_size() > 1:
             abort(e.exit_code, quiet=True)
+    from relief_mpi.log.lock import release_all
+
+    release_all()  # exit_process may leave by os._exit, past atexit
     exit_process(e.exit_code)
 
 
