@@ -104,6 +104,7 @@ def exit_process(code: int) -> None:
     with os._exit once its output is flushed."""
     import os
     import sys
+    import time
 
     from relief_mpi.log.hdf5 import write_failed
 
@@ -116,5 +117,6 @@ def exit_process(code: int) -> None:
     if mpi_loaded():
         from relief_mpi.comm.world import finalize
 
-        finalize()
+        finalize()  # a barrier: every rank got here; the clients now leave, and MPICH's launcher kills
+        time.sleep(1.0)  # (BAD TERMINATION, exit 9) any still running when a rank exits non-zero: leave after them
     os._exit(code)

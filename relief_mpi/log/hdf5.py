@@ -250,9 +250,35 @@ class RoundLogWriter:
                 raise swallowed[0]
         except Exception as e:  # noqa: BLE001 - h5py raises RuntimeError, OSError, ... for the same I/O failure
             self.cause = write_error_cause(e)
-            self._discard(keep_file=True)
+            rolled_back = self._roll_back(n)
+            if n == 0 or not rolled_back:  # no complete round: a file would only block the rerun (`exists; pass
+                self._discard(keep_file=n > 0)  # --overwrite`)
             raise LogWriteError(f"writing round log {self.path} failed: {self.cause}") from None
         self.n_complete = n + 1
+
+    def _roll_back(self, n: int) -> bool:
+        """After a failed write of round n+1: shrink every per-round dataset back to the n complete
+        rounds, set /status to "failed" and close, so that even the raw datasets (read without
+        read_log's trimming, as the README's pandas example does) show no unfinished round. Shrinking
+        drops the unwritten chunks from HDF5's cache, so this often works on a full disk too; when
+        it does not (False), the file keeps /n_rounds = n and read_log still trims to it."""
+        assert self.f is not None
+        try:
+            with _swallowed_errors() as swallowed:
+                for key, d in self._ds.items():
+                    if key not in ("n_rounds", "status") and d.shape[0] > n:
+                        d.resize(n, axis=0)
+                self._ds["status"][()] = np.bytes_("failed")
+                self.f.flush()
+                if not swallowed:
+                    self._ds.clear()
+                    self.f.close()
+            if swallowed:
+                return False
+        except Exception:  # noqa: BLE001 - the write failed again: the caller closes quietly instead
+            return False
+        self.failed = True
+        return True
 
     def close(self, status: str = "complete") -> None:
         """Write the end marker and close; a failure here is a LogWriteError too (rounds stay complete)."""
@@ -273,17 +299,26 @@ class RoundLogWriter:
 
     def remove(self) -> None:
         """Close without a trace: the file is deleted (a start that failed must not look like a run)."""
+        if self.f is not None and self.f.id.valid and not self.failed:
+            try:  # a clean close first: nothing stale is left in HDF5 (see write_failed)
+                with _swallowed_errors() as swallowed:
+                    self._ds.clear()
+                    self.f.close()
+                if swallowed:
+                    raise swallowed[0]
+            except Exception:  # noqa: BLE001, S110 - _discard closes it quietly
+                pass
         self._discard()
 
     def _discard(self, keep_file: bool = False) -> None:
         """Stop writing after a failure: close quietly (HDF5 may fail again on close) and, unless
         keep_file, delete the file. The on-disk /n_rounds still counts only complete rounds."""
         self.failed = True
-        _failed.append(self.path)
-        _quiet_stale_handles()
-        with _swallowed_errors():
-            self._ds.clear()
-            if self.f is not None:
+        if self.f is not None and self.f.id.valid:  # not closed cleanly (by _roll_back): HDF5 keeps stale buffers
+            _failed.append(self.path)
+            _quiet_stale_handles()
+            with _swallowed_errors():
+                self._ds.clear()
                 try:
                     self.f.close()
                 except Exception:  # noqa: BLE001, S110 - the failure was already reported

@@ -76,8 +76,9 @@ def hold(log: Path, what: str) -> None:
             break
         os.close(fd)
     me = {"pid": os.getpid(), "host": socket.gethostname(), "since": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-    os.ftruncate(fd, 0)
-    os.write(fd, json.dumps(me).encode())
+    with contextlib.suppress(OSError):  # who holds it is a courtesy for the refusal line (a full disk may refuse it)
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps(me).encode())
     _held[key] = (path, fd)
 
 

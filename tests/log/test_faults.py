@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import subprocess
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from tests.helpers import FAST, run_cli, run_here
+from relief_mpi.log.hdf5 import read_log
+from relief_mpi.log.lock import lock_path
+from tests.helpers import FAST, run_cli, run_here, run_mpi
 
+QUICK = ["train", "--transport", "inprocess", "--clients", "2", *FAST]
 READERS = (["report", "--no-plots"], ["config", "show"], ["train", "--transport", "inprocess", "--resume"])
 
 
@@ -107,3 +112,76 @@ def test_newer_schema_is_refused_by_name(good_log: Path, tmp_path: Path) -> None
         assert_one_line(res, f"error: {bad}: written by a newer relief-mpi (log schema_version 99; this relief-mpi "
                              "reads up to 2)")
 
+
+
+# -- disk full and failed writes -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def tiny_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 1 MB tmpfs the test fills to a given number of free bytes, or skip where mounting is not allowed."""
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({res.stderr.strip() or 'mount failed'}); "
+                    "test_failed_write_in_round_1_leaves_no_file covers the write path by fault injection")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def leave_free(disk: Path, n_bytes: int) -> None:
+    st = os.statvfs(disk)
+    with open(disk / "filler", "wb") as f:
+        f.write(b"\0" * max(0, st.f_bavail * st.f_frsize - n_bytes))
+
+
+@pytest.mark.parametrize("free_kb", [10, 30, 40])
+def test_resume_onto_a_nearly_full_disk_is_one_line_and_keeps_the_log(good_log: Path, tiny_disk: Path,
+                                                                      free_kb: int) -> None:
+    # Before: 30-45 KB free gave a Segmentation fault (exit 139) and left LOG.resume.tmp behind.
+    log = copy_of(good_log, tiny_disk, "run.h5")
+    leave_free(tiny_disk, free_kb * 1024)
+    res = run_cli(["train", "--transport", "inprocess", "--resume", str(log), "--rounds", "6", "--quiet"], timeout=120)
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert res.returncode == 1 and len(lines) == 1, (res.returncode, res.stderr[-3000:])
+    assert lines[0].startswith("error: ") and "No space left on device" in lines[0], lines
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler", "run.ckpt.pt", "run.h5"], "no temp or lock file"
+    kept = read_log(log)
+    assert list(kept.rounds["round"]) == [1, 2] and kept.status == "complete", "the log is as it was"
+
+
+def test_failed_write_in_round_1_leaves_no_file_and_the_rerun_is_not_blocked(tmp_path: Path) -> None:
+    log = tmp_path / "r1.h5"
+    res = run_cli([*QUICK, "--rounds", "2", "--quiet", "--out", str(log), "--fault", "logfull:0:1"], timeout=120)
+    assert res.returncode == 1 and res.stderr.strip().splitlines() == [
+        f"error: writing round log {log} failed: No space left on device; no log was kept (no complete round)"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [], "no log (it would block the rerun), no lock file"
+    again = run_here([*QUICK, "--rounds", "1", "--quiet", "--out", str(log)], timeout=120)
+    assert again.returncode == 0, again.stderr
+
+
+def test_failed_write_mid_run_rolls_back_the_unfinished_round_and_says_failed(tmp_path: Path) -> None:
+    log = tmp_path / "mid.h5"
+    res = run_cli([*QUICK, "--rounds", "4", "--quiet", "--out", str(log), "--fault", "logfull:0:3"], timeout=120)
+    assert res.returncode == 1, res.stderr
+    with h5py.File(log, "r") as f:  # raw, as the README's pandas example reads it: no row beyond /n_rounds
+        assert int(f["n_rounds"][()]) == 2 and f["rounds"].shape == (2,) and f["status"][()] == b"failed"
+        assert list(f["rounds"]["round"]) == [1, 2] and f["alloc"].shape[0] == 2 and f["clients/loss"].shape[0] == 2
+    assert not lock_path(log).exists()
+
+
+def test_failed_write_in_round_1_under_mpiexec_ends_cleanly(tmp_path: Path) -> None:
+    """Every rank exits with rank 0's code and no MPICH BAD TERMINATION banner (before: the banner,
+    exit 9: rank 0 left by os._exit right after MPI_Finalize and the launcher killed the clients
+    still leaving), and no file blocks the rerun."""
+    log = tmp_path / "m.h5"
+    res = run_mpi(3, ["train", *FAST, "--rounds", "2", "--quiet", "--out", str(log), "--fault", "logfull:0:1"],
+                  timeout=240)
+    assert res.returncode == 1, res.stdout + res.stderr
+    assert "BAD TERMINATION" not in res.stdout + res.stderr
+    assert [x for x in res.stderr.splitlines() if x.strip()] == [
+        f"error: writing round log {log} failed: No space left on device; no log was kept (no complete round)"]
+    assert not log.exists()
