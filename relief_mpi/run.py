@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from relief_mpi import __version__, signals
-from relief_mpi.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
+from relief_mpi.checkpoint import Checkpoint, check_fits_setup, checkpoint_path, save_checkpoint
 from relief_mpi.client import inject
 from relief_mpi.comm.placement import clients_of
 from relief_mpi.comm.transport import Handshake, ServerTransport
@@ -113,6 +113,8 @@ def check_resumable(setup: RunSetup, resume: Checkpoint | None, out: Path) -> No
     if resume is not None and resume.fingerprint != setup.data.fingerprint:
         raise ReliefError(f"cannot resume {out}: the data differ from the checkpoint's (fingerprint "
                           f"{setup.data.fingerprint}, checkpoint {resume.fingerprint}); use the same dataset files")
+    if resume is not None:
+        check_fits_setup(resume, setup, out)  # every field, before the log is touched (checkpoint.check_against_run)
 
 
 def format_round(rec: RoundRecord, rounds: int) -> str:

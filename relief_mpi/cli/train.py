@@ -86,7 +86,13 @@ def find_log(path: Path) -> Path:
 
 def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     """The run to continue: its own config, the last checkpoint, and nothing the user changed."""
-    from relief_mpi.checkpoint import checkpoint_path, config_differences, describe_differences, load_checkpoint
+    from relief_mpi.checkpoint import (
+        check_against_log,
+        checkpoint_path,
+        config_differences,
+        describe_differences,
+        load_checkpoint,
+    )
     from relief_mpi.config import flatten
     from relief_mpi.log.check import saved_config
     from relief_mpi.log.hdf5 import read_log
@@ -107,6 +113,7 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     if diff:
         raise ReliefError(f"--resume {path}: the checkpoint {checkpoint_path(path).name} belongs to another config "
                           f"(differs in {', '.join(diff)}); refusing to mix them")
+    check_against_log(ck, log.rounds, path)  # a round the log keeps, with the times it logged
     given_cfg = flatten(build_config(kw).to_dict())
     # A log written before a setting existed ran with that setting's default.
     saved_cfg = RunConfig.from_dict(saved)
