@@ -12,7 +12,7 @@ import sys
 import click
 
 from relief_mpi import __version__
-from relief_mpi.errors import ReliefError
+from relief_mpi.errors import ReliefError, WriteFailed
 
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
 
@@ -91,4 +91,4 @@ def main() -> None:
             e.show()
         sys.exit(e.exit_code)
     except ReliefError as e:
-        fail(str(e), printable=getattr(e, "printable", True))
+        fail(str(e), e.exit_code if isinstance(e, WriteFailed) else 2, printable=getattr(e, "printable", True))

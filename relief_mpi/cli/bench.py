@@ -123,6 +123,9 @@ def command(ctx: click.Context, **kw: Any) -> None:
     paper = kw.get("protocol") == "paper"
     _check_paper_options(ctx, kw, paper)
     out_dir = Path(kw["out_dir"]) if kw["out_dir"] else Path("bench") / kw["dataset"]
+    from relief_mpi.cli.train import check_writable
+
+    check_writable(out_dir / "summary.md", "--out-dir")  # read-only or a file: one line before any run
     known = strategy_classes()
     strategies, notes = _strategy_list(kw, paper, set(known))
     if kw["summary_only"]:

@@ -185,3 +185,79 @@ def test_failed_write_in_round_1_under_mpiexec_ends_cleanly(tmp_path: Path) -> N
     assert [x for x in res.stderr.splitlines() if x.strip()] == [
         f"error: writing round log {log} failed: No space left on device; no log was kept (no complete round)"]
     assert not log.exists()
+
+
+# -- outputs beside the log: plots, pretrain --out, bench --out-dir ---------------------------------------------
+
+
+@pytest.fixture
+def read_only(tmp_path: Path, good_log: Path):  # type: ignore[no-untyped-def]
+    """A read-only folder holding a copy of the log (a tmpfs remounted ro: as root, chmod would not stop us)."""
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({res.stderr.strip() or 'mount failed'})")
+    try:
+        shutil.copy(good_log, mnt / "run.h5")
+        subprocess.run(["mount", "-o", "remount,ro", str(mnt)], check=True, capture_output=True)
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+def only_line(res: object) -> str:
+    err = res.stderr  # type: ignore[attr-defined]
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
+    return lines[0]
+
+
+def test_report_in_a_read_only_folder_is_one_line(read_only: Path) -> None:
+    res = run_here(["report", str(read_only / "run.h5")], timeout=120)
+    assert res.returncode == 1 and "status: complete" in res.stdout, res.stderr[-3000:]
+    assert only_line(res) == f"error: writing plot {read_only / 'run-f1.png'} failed: Read-only file system"
+
+
+def test_plots_on_a_full_disk_are_one_line_and_leave_no_partial_png(good_log: Path, tiny_disk: Path) -> None:
+    log = copy_of(good_log, tiny_disk, "run.h5")
+    leave_free(tiny_disk, 4096)
+    res = run_here(["report", str(log)], timeout=120)
+    assert res.returncode == 1
+    assert only_line(res).endswith("failed: No space left on device")
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler", "run.ckpt.pt", "run.h5"], "no half-written PNG"
+
+
+@pytest.mark.parametrize("where", ["read-only", "under-a-file"])
+def test_pretrain_out_that_cannot_be_written_is_one_line_before_training(read_only: Path, tmp_path: Path,
+                                                                        where: str) -> None:
+    if where == "read-only":
+        out, cause = read_only / "base.pt", "Read-only file system"
+    else:
+        (tmp_path / "afile").write_text("x")
+        out, cause = tmp_path / "afile" / "base.pt", f"{tmp_path / 'afile'} is a file, not a folder"
+    res = run_here(["pretrain", "--out", str(out), "--pretrain-epochs", "1"], timeout=120)
+    assert res.returncode == 2 and only_line(res) == f"error: --out {out}: cannot write there ({cause})"
+    assert "pretrained on" not in res.stdout, "refused before the training"
+
+
+def test_bench_out_dir_read_only_is_one_line_before_any_run(read_only: Path) -> None:
+    res = run_here(["bench", "--transport", "inprocess", "--clients", "2", "--rounds", "1", *FAST,
+                    "--out-dir", str(read_only / "b")], timeout=120)
+    assert res.returncode == 2
+    first = read_only / "b" / "summary.md"
+    assert only_line(res) == f"error: --out-dir {first}: cannot write there (Read-only file system)"
+
+
+def test_base_written_whole_or_not_at_all(tiny_disk: Path) -> None:
+    """save_base on a full disk: one WriteFailed line and no file (before: torch's iostream error, a temp left)."""
+    from relief_mpi.errors import WriteFailed
+    from relief_mpi.model.pretrain import save_base
+    from relief_mpi.run_setup import build_setup
+    from tests.helpers import fast_config
+
+    setup = build_setup(fast_config(1), 2)
+    leave_free(tiny_disk, 2048)
+    with pytest.raises(WriteFailed, match="No space left on device"):
+        save_base(setup.make_model(), setup.data.spec, tiny_disk / "base.pt")
+    assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
