@@ -2,14 +2,16 @@
 
 The file is in SWMR mode while it grows, so `h5py.File(path, "r", swmr=True)` reads it during a
 run and after a crash (a killed writer leaves the file marked open; a SWMR read still works, and
-`read_log` falls back to it).
+`read_log` falls back to it, after log.check has ruled out a truncated file).
 
 A round is complete only once it is on disk: each round writes the per-client, per-block and
 per-tier arrays and the /rounds row, flushes, and only then counts itself in the /n_rounds
 counter and flushes again. The reader trims everything to that counter, so a crash, a kill or a
 failed write (disk full) never leaves a partial round, or a row of zeros, visible as data.
 
-A write that fails stops the run with LogWriteError naming the file and the cause: h5py reports
+A write that fails is rolled back where HDF5 allows (every dataset shrunk to /n_rounds, /status
+"failed", closed: even raw /rounds then shows no unfinished round), and a log with no complete
+round is removed. The failure stops the run with LogWriteError naming the file and the cause: h5py reports
 some write failures only from object destructors ("Exception ignored in ObjectID.__dealloc__"),
 so the writer keeps its datasets open (errors then surface from flush) and also treats any such
 swallowed error during a write as a failure.
