@@ -21,12 +21,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from relief_mpi.comm import wire
 from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.device.clock import DeviceClock
 from relief_mpi.model.flops import FlopCosts
 from relief_mpi.model.optim import Adam, Optimizer, Sgd
+from relief_mpi.model.registry import ParamRegistry
 from relief_mpi.rounds import (
+    REPORT_FIELDS,
+    REPORT_INDEX,
     ClientRecipe,
     RoundPlan,
     add_updates,
@@ -36,6 +38,8 @@ from relief_mpi.rounds import (
     update_nbytes,
     zero_update,
 )
+
+__all__ = ["ClientRole", "LocalClients", "LocalTrainer", "inject", "split_modalities"]
 
 
 def split_modalities(x: torch.Tensor, spec: DatasetSpec, present: frozenset[int],
@@ -133,7 +137,7 @@ class LocalTrainer:
     by every client it hosts: a client keeps no parameters between rounds, since it receives every
     group it owns at the start of each round and its training changes only those groups)."""
 
-    def __init__(self, role: ClientRole, model: Any, registry: Any, spec: DatasetSpec,
+    def __init__(self, role: ClientRole, model: Any, registry: ParamRegistry[Any], spec: DatasetSpec,
                  data: WindowSet, clock: DeviceClock, costs: FlopCosts, ownership: np.ndarray,
                  keep_windows: bool = True) -> None:
         self.role = role
@@ -287,12 +291,12 @@ class LocalTrainer:
         return updates, 0.0
 
     def _report(self, link: _RoundLink, tally: _StepTally, upload_s: float, rejected: float) -> np.ndarray:
-        """The round's report row (wire.REPORT_FIELDS), as the server logs it."""
+        """The round's report row (REPORT_FIELDS), as the server logs it."""
         measured = math.nan
         if link.meter_start is not None:
             measured = self.energy_meter.read() - link.meter_start
         steps_done = tally.steps
-        report = np.zeros(len(wire.REPORT_FIELDS), np.float64)
+        report = np.zeros(len(REPORT_FIELDS), np.float64)
         vals = {"samples": 0.0 if rejected else tally.samples, "steps": steps_done, "busy_s": self.clock.busy_s,
                 "compute_wall_s": self.clock.compute_wall_s, "lag_s": self.clock.lag_s,
                 "download_s": link.download_s, "upload_s": upload_s, "bytes_up": link.bytes_up,
@@ -300,7 +304,7 @@ class LocalTrainer:
                 "loss": tally.loss_sum / steps_done if steps_done else math.nan,
                 "flops": steps_done * tally.step_flops}
         for name, v in vals.items():
-            report[wire.R[name]] = v
+            report[REPORT_INDEX[name]] = v
         return report
 
 
@@ -321,7 +325,7 @@ class LocalClients:
         """Train every hosted client on the groups it owns; the per-group sums of their update
         buffers and their reports (float64 [clients, fields], in training order)."""
         sums: dict[int, np.ndarray] = {}
-        reports = np.zeros((len(self.trainers), len(wire.REPORT_FIELDS)), np.float64)
+        reports = np.zeros((len(self.trainers), len(REPORT_FIELDS)), np.float64)
         for i, t in enumerate(self.trainers):
             updates, reports[i] = t.train(plan, {b: blocks[b] for b in t.owned})
             add_updates(sums, updates)  # fresh buffers from pack_update: summed in place from here on

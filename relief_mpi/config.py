@@ -9,26 +9,31 @@ from __future__ import annotations
 import dataclasses
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal, get_args
 
-# The published method presets (design.md section 0), then our own variants.
-PUBLISHED_STRATEGIES = ("fedavg", "cohort-fedavg", "relief-acc", "relief", "relief-fast", "ablation-v2",
-                        "ablation-v3", "b-uniform", "b-freeze", "b-block")
-# Ours on the published recipe (Adam, --local-epochs, the paper model): the corrected FedAvg and the
-# controls that isolate one RELIEF mechanism each (docs/design.md, "Corrections and controls").
-CONTROL_STRATEGIES = ("fedavg-fair", "skip-absent", "fedavg-deadline", "fixed-order")
-OUR_STRATEGIES = ("fedavg-sgd", "fedprox", "heterofl", "relief-ucb", "relief-ucb-cohort",
-                  "relief-ucb-random") + CONTROL_STRATEGIES
-STRATEGIES = PUBLISHED_STRATEGIES + OUR_STRATEGIES
-ADAM_STRATEGIES = PUBLISHED_STRATEGIES + CONTROL_STRATEGIES  # default --lr 1e-3 (Adam), the others 0.05 (SGD)
-MODELS = ("paper", "small")
-B_MODES = ("shared", "block")
-T_STAR_BRACKETS = ("published", "contains-overhead")
-COST_MODELS = ("published", "flops")
-PRETRAIN_OPTIMIZERS = ("adam", "sgd")
+__all__ = [
+    "BMode", "B_MODES", "CLOCKS", "COST_MODELS", "Clock", "CostModelName", "DATASETS", "DataConfig",
+    "DeviceConfig", "MODELS", "MODES", "Mode", "ModelConfig", "ModelName", "PRETRAIN_OPTIMIZERS",
+    "PretrainOptimizer", "RunConfig", "StrategyConfig", "TStarBracket", "T_STAR_BRACKETS", "flatten"
+]
+
+
+# Strategy names, recipes and checks: relief_mpi/strategy/catalogue.py.
+Mode = Literal["cnn", "lora"]
+ModelName = Literal["paper", "small"]
+BMode = Literal["shared", "block"]
+TStarBracket = Literal["published", "contains-overhead"]
+CostModelName = Literal["published", "flops"]
+PretrainOptimizer = Literal["adam", "sgd"]
+Clock = Literal["virtual", "real"]
+MODELS: tuple[ModelName, ...] = get_args(ModelName)
+B_MODES: tuple[BMode, ...] = get_args(BMode)
+T_STAR_BRACKETS: tuple[TStarBracket, ...] = get_args(TStarBracket)
+COST_MODELS: tuple[CostModelName, ...] = get_args(CostModelName)
+PRETRAIN_OPTIMIZERS: tuple[PretrainOptimizer, ...] = get_args(PretrainOptimizer)
 DATASETS = ("synthetic", "spar", "mhealth", "pamap2")
-MODES = ("cnn", "lora")
-CLOCKS = ("virtual", "real")
+MODES: tuple[Mode, ...] = get_args(Mode)
+CLOCKS: tuple[Clock, ...] = get_args(Clock)
 
 
 @dataclass(frozen=True)
@@ -54,10 +59,10 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    mode: str = "cnn"
-    model: str = "paper"  # "paper" (the authors' Conv-BN encoders, factored fusion) or "small" (ours, first version)
+    mode: Mode = "cnn"
+    model: ModelName = "paper"  # paper: the authors' Conv-BN encoders, factored fusion; small: ours, first version
     rho: int = 8  # paper model: rank of the factored fusion
-    b_mode: str = "shared"  # paper model: one shared B, or one B per modality ("block")
+    b_mode: BMode = "shared"  # paper model: one shared B, or one B per modality ("block")
     encoder_channels: tuple[int, ...] = (64, 128)  # paper model: conv stage widths (the published 64, 128)
     feature_dim: int = 64
     hidden_channels: int = 32
@@ -68,11 +73,16 @@ class ModelConfig:
     base: str | None = None  # LoRA base checkpoint; None = pretrain on the server split at start
     pretrain_epochs: int = 10
     pretrain_lr: float = 1e-3  # the base's own optimizer settings, never the clients' --lr
-    pretrain_optimizer: str = "adam"  # "adam" | "sgd" (momentum 0.9)
+    pretrain_optimizer: PretrainOptimizer = "adam"  # "adam" | "sgd" (momentum 0.9)
 
 
 @dataclass(frozen=True)
 class StrategyConfig:
+    """Every strategy's knobs in one flat record: the form every log stores (so old logs load and a
+    fixed-seed log's JSON stays the same). Each algorithm's own set is its catalogue entry's params
+    dataclass (strategy/catalogue.py, Entry.params_of); a new parameter is a field here and there,
+    same name and default (tests/strategy/test_catalogue.py checks they agree)."""
+
     name: str = "fedavg"
     local_steps: int = 10
     batch_size: int = 32
@@ -85,15 +95,15 @@ class StrategyConfig:
     local_epochs: int = 5  # published presets: E epochs over the client's windows per round
     lam: float | None = None  # published T* interpolation (None = the preset's: 1, or 0 for relief-acc/fedavg)
     gamma: float = 0.9  # published divergence smoothing: d_bar <- gamma d + (1 - gamma) d_bar
-    t_star_bracket: str = "published"  # or "contains-overhead" (our correction, docs/design.md)
-    cost_model: str = "published"  # or "flops": FLOPs of the groups a round runs, only needed groups downloaded
+    t_star_bracket: TStarBracket = "published"  # or "contains-overhead" (our correction, docs/design.md)
+    cost_model: CostModelName = "published"  # or "flops": FLOPs of the groups a round runs, needed groups downloaded
 
 
 @dataclass(frozen=True)
 class DeviceConfig:
     fleet: str | None = None  # fleet file; None = the default three-tier fleet
     profiles_dir: str | None = None
-    clock: str = "virtual"
+    clock: Clock = "virtual"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+__all__ = [
+    "CRITICAL_F1", "TARGET_F1", "accuracy", "critical_classes", "first_reached", "macro_f1", "per_class_f1",
+    "published_macro_f1", "rare_modality_f1"
+]
+
+
 CRITICAL_F1 = 0.5  # the authors' critical_f1_threshold
 TARGET_F1 = 0.85  # the authors' tta_threshold
 

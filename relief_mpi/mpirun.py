@@ -21,23 +21,17 @@ from pathlib import Path
 import numpy as np
 
 from relief_mpi import signals
+from relief_mpi.cli.output import Progress, setup_done_line, startup_line
 from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
 from relief_mpi.comm.placement import clients_of, host_rank
 from relief_mpi.comm.transport import Handshake
 from relief_mpi.comm.world import World, library_line
 from relief_mpi.config import RunConfig
+from relief_mpi.debug import DebugHooks
 from relief_mpi.device.throttle import REPORT_LEN, rank_report, read_reports
-from relief_mpi.errors import ReliefError
-from relief_mpi.mpirun_types import Resolved, StartupRefused, check_clients
-from relief_mpi.run import (
-    DebugHooks,
-    Progress,
-    check_resumable,
-    serve,
-    server_model,
-    setup_done_line,
-    startup_line,
-)
+from relief_mpi.errors import ReliefError, StartupRefused
+from relief_mpi.job import Resolved, check_clients
+from relief_mpi.run import check_resumable, serve, server_model
 from relief_mpi.run_setup import Model, RunSetup, build_setup
 
 __all__ = ["StartupRefused", "run_mpi"]
@@ -59,7 +53,18 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
     say = progress if rank == 0 else None
     t0 = time.perf_counter()
     hosts = world.hosts()
-    cfg, n_clients, resolved = world.config_from_root(lambda: check_clients(resolve(), size))
+    resolved: Resolved | None = None
+
+    def on_root() -> tuple[str, int]:
+        nonlocal resolved
+        resolved = check_clients(resolve(), size)
+        if resolved.world_size is not None and resolved.world_size != size:
+            raise ReliefError(f"the run being resumed had {resolved.world_size} ranks; relaunch with "
+                              f"-n {resolved.world_size} (this job has {size})")
+        return resolved.config.to_json(), resolved.n_clients or 0
+
+    text, n_clients = world.config_from_root(on_root)
+    cfg = RunConfig.from_json(text)
     n_clients = n_clients or size - 1
     if say is not None:
         say(startup_line(cfg, n_clients) + (f" on {size - 1} client ranks" if n_clients > size - 1 else ""))

@@ -11,8 +11,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
+
+__all__ = ["HEADER_LEN", "REPORT_FIELDS", "REPORT_INDEX", "UPDATE_DTYPE", "ClientRecipe", "FleetInfo", "GroupInfo",
+           "GroupSums", "PlanNotes", "RoundPlan", "add_updates", "pack_update", "plan_nbytes", "report_nbytes",
+           "update_len", "update_nbytes", "zero_update"]
 
 
 @dataclass(frozen=True)
@@ -53,7 +58,7 @@ class ClientRecipe:
     """How a client trains, from its strategy's hooks (the client has no per-algorithm flags)."""
 
     zero_fill: bool = False  # absent sensors: zero inputs through their encoders (True) or not encoded
-    optimizer: str = "sgd"  # "sgd" | "adam", created fresh every round
+    optimizer: Literal["sgd", "adam"] = "sgd"  # created fresh every round
     lr: float = 0.05
     momentum: float = 0.0
     prox_mu: float = 0.0  # FedProx proximal weight
@@ -93,6 +98,7 @@ REPORT_FIELDS = (
     "samples", "steps", "busy_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
     "bytes_up", "bytes_down", "energy_measured_j", "rejected", "loss", "flops",
 )
+REPORT_INDEX = {name: i for i, name in enumerate(REPORT_FIELDS)}  # a report field's column (comm.wire.R)
 HEADER_LEN = 4  # plan header: int64 [round, stop, K, G]
 
 

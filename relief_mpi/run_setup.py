@@ -7,9 +7,9 @@ every rank agrees on the fleet, the data partition, the block partition and the 
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import NamedTuple, cast
+from typing import cast
 
 import numpy as np
 import torch
@@ -21,7 +21,7 @@ from relief_mpi.data.base import FederatedData
 from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
 from relief_mpi.device.clock import DeviceClock
 from relief_mpi.device.energy import process_meter, source_of
-from relief_mpi.device.fleet import PAPER_FLEET, ClientDevice, load_fleet, paper_fleet, resolve_fleet
+from relief_mpi.device.fleet import PAPER_FLEET, ClientDevice, load_fleet, paper_fleet, rare_modality, resolve_fleet
 from relief_mpi.device.profiles import DeviceProfile, load_profiles
 from relief_mpi.errors import ReliefError
 from relief_mpi.model.blocks import BlockRegistry
@@ -30,12 +30,17 @@ from relief_mpi.model.groups import GroupRegistry
 from relief_mpi.model.net import ModalityEncoder, MultimodalNet, kept
 from relief_mpi.model.paper import PaperNet
 from relief_mpi.rounds import FleetInfo, GroupInfo
+from relief_mpi.strategy import catalogue
 from relief_mpi.strategy.base import Strategy, StrategyContext
 from relief_mpi.strategy.heterofl import HeteroFL
 from relief_mpi.strategy.registry import make_strategy
+from relief_mpi.validation import validation_view
 
 Model = MultimodalNet | PaperNet
 Registry = BlockRegistry | GroupRegistry
+__all__ = ["KEEP_WINDOWS_MB", "Model", "Registry", "RunSetup", "build_setup", "check_sensors", "entry_masks",
+           "group_info", "make_registry", "width_costs"]
+
 KEEP_WINDOWS_MB = 256  # a process keeps its clients' training windows in memory up to this much
 
 
@@ -163,31 +168,6 @@ def entry_masks(registry: BlockRegistry, model: MultimodalNet, width: float) -> 
     return [registry.get(marks, b) for b in range(len(registry))]
 
 
-def rare_modality(modality_sets: list[frozenset[int]], n_modalities: int) -> int | None:
-    """The modality with the smallest non-empty cohort (ties: the later one, the rarer sensor)."""
-    sizes = [sum(m in s for s in modality_sets) for m in range(n_modalities)]
-    live = [m for m in range(n_modalities) if sizes[m] > 0]
-    if not live:
-        return None
-    return min(live, key=lambda m: (sizes[m], -m))
-
-
-class Cohort(NamedTuple):
-    modality: str
-    ranks: tuple[int, ...]  # the client ranks holding it
-    rare: bool  # the run's rare modality (rare_modality), and more than one modality is trained
-
-
-def modality_cohorts(held: Mapping[int, Sequence[str]], names: Sequence[str]) -> list[Cohort]:
-    """Per modality of names (in that order), the client ranks in held (rank -> its modalities)
-    holding it, the rare one marked by the run's own rule: what `fleet show` and `hosts check` print."""
-    ranks = {m: tuple(r for r, mods in held.items() if m in mods) for m in names}
-    rare = rare_modality([frozenset(i for i, m in enumerate(names) if m in mods) for mods in held.values()],
-                         len(names))
-    several = sum(1 for m in names if ranks[m]) > 1
-    return [Cohort(m, ranks[m], several and i == rare) for i, m in enumerate(names)]
-
-
 def check_sensors(devices: Sequence[ClientDevice], sets: Sequence[tuple[str, ...]], dataset: str,
                   names: Sequence[str]) -> None:
     """A client whose sensors are none of the dataset's modalities would train nothing: a fleet
@@ -211,15 +191,12 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
     """`hostnames` by rank (MPI: the world's); the clients sit on `n_ranks` client ranks (default one
     each) as comm.placement says, and a fleet's host globs match the host of a client's rank."""
     profiles = load_profiles(cfg.device.profiles_dir)
-    if cfg.strategy.name == "b-block" and cfg.model.b_mode != "block":
-        raise ReliefError("--strategy b-block is the published preset with one B per modality: use --b-mode block")
+    catalogue.entry(cfg.strategy.name).check(cfg)
     devices = _devices(cfg, n_clients, hostnames, n_ranks or n_clients, profiles)
     raw = load_raw(cfg.data, cfg.seed)
     names = raw.spec.modality_names()
     data = build_federated(cfg.data, cfg.seed, _sensor_sets(devices, raw.spec.name, names), raw)
     if cfg.data.validation > 0:  # the bench's lr search: score on held-back training windows, not the test set
-        from relief_mpi.validation import validation_view
-
         data = validation_view(data, cfg.data.validation)
     torch.manual_seed(cfg.seed)
     probe = _net(cfg, data)
@@ -267,16 +244,7 @@ def _fleet_info(devices: list[ClientDevice], data: FederatedData, mod_sets: list
 
 def _strategy(cfg: RunConfig, ctx: StrategyContext, registry: Registry, probe: Model) -> Strategy:
     """The run's strategy; HeteroFL also gets the entry masks of its sub-model widths."""
-    if cfg.strategy.name == "heterofl" and cfg.model.mode != "cnn":
-        raise ReliefError("--strategy heterofl scales layer widths and is defined for --mode cnn only")
     strategy = make_strategy(cfg.strategy.name, ctx)
     if isinstance(strategy, HeteroFL) and isinstance(registry, BlockRegistry) and isinstance(probe, MultimodalNet):
         strategy.set_entry_masks({w: entry_masks(registry, probe, w) for w in set(strategy.widths)})
     return strategy
-
-
-def modeled_energy(setup: RunSetup, busy: np.ndarray, round_s: float, nbytes: np.ndarray) -> np.ndarray:
-    """P_busy * busy + P_idle * (round - busy) + J/bit * bits, per client (one vector operation:
-    a round's cost does not grow with the clients in Python)."""
-    p_busy, p_idle, nj_per_bit = setup.power()
-    return p_busy * busy + p_idle * np.maximum(0.0, round_s - busy) + nj_per_bit * 1e-9 * 8 * nbytes

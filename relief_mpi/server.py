@@ -1,155 +1,84 @@
-"""The server's round loop: plan, exchange (through any transport), aggregate, evaluate, log."""
+"""The server's round loop, written once for the in-process and the MPI transport.
+
+Server.run is THE loop: for each round it sets the watchdog's limit (round_timeout), plans,
+exchanges through the transport, aggregates, evaluates when due (relief_mpi.evaluation) and
+makes the round's record; then it logs the record, checkpoints when due, prints the round's
+line, warns about rejected updates and stops a run that diverged. A stop (stops.RunStopped,
+stops.Interrupted) leaves with the log closed, its end marker set and the facts the user needs
+filled in (run.serve starts the run: the handshake, the log, a resumed run's state).
+"""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from contextlib import nullcontext, suppress
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-import torch
 
-from relief_mpi.client import split_modalities
-from relief_mpi.comm import wire
+from relief_mpi import __version__, signals
+from relief_mpi.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
+from relief_mpi.cli.output import Progress, eprint, format_round
+from relief_mpi.client import inject
 from relief_mpi.comm.transport import ServerTransport
-from relief_mpi.data.base import DatasetSpec, WindowSet
-from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundRecord
-from relief_mpi.metrics import accuracy, macro_f1, per_class_f1, published_macro_f1
-from relief_mpi.rounds import PlanNotes, RoundPlan
-from relief_mpi.run_setup import Model, RunSetup, modeled_energy
+from relief_mpi.debug import DebugHooks
+from relief_mpi.device.energy import modeled_energy
+from relief_mpi.evaluation import Evaluation, evaluate, tier_names
+from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundLogWriter, RoundRecord
+from relief_mpi.model.registry import ParamRegistry
+from relief_mpi.rounds import REPORT_FIELDS, PlanNotes, RoundPlan
+from relief_mpi.run_setup import Model, RunSetup
+from relief_mpi.stops import DIVERGED_ROUNDS, Diverged, Interrupted, LogWriteError, RunStopped
 from relief_mpi.strategy.system import AnalyticRound
 
-
-@dataclass
-class Evaluation:
-    """One evaluation of the global model. `accuracy`, `macro_f1` and `class_f1` are the headline:
-    the pooled full-modality test set whenever the data have one (one client per subject, as the
-    paper's protocol; the authors' macro-F1 over every class), else ours. Ours (`own_*`, `rare_f1`,
-    `tier_f1`): each client's own test windows seen with its own sensors. Pooled (`pooled_*`,
-    `tier_pooled_f1`): every test window with every sensor, and once with each tier's sensors only.
-    NaN where a set has no window."""
-
-    accuracy: float
-    macro_f1: float
-    rare_f1: float
-    tier_f1: dict[str, float]
-    own_accuracy: float = math.nan
-    own_macro_f1: float = math.nan
-    pooled_accuracy: float = math.nan
-    pooled_macro_f1: float = math.nan
-    class_f1: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    tier_pooled_f1: dict[str, float] = field(default_factory=dict)
+__all__ = ["ROUND_TIMEOUT_FACTOR", "ROUND_TIMEOUT_FLOOR_S", "Server", "ServingState", "every_client_rejected",
+           "rejected_warning", "round_timeout"]
 
 
-EVAL_BATCH = 128  # windows per forward pass: 1.5-2x faster than 512 on the lab's 2-core host (activations fit in cache)
+ROUND_TIMEOUT_FLOOR_S = 120.0
+ROUND_TIMEOUT_FACTOR = 10.0
 
 
-def predict(model: Model, spec: DatasetSpec, ws: WindowSet, present: frozenset[int], zero_fill: bool,
-            batch: int = EVAL_BATCH) -> np.ndarray:
-    """The model's labels for `ws` seen with the sensors in `present`: an absent sensor's channels
-    are zeros (zero-fill strategies) or its encoder is not run (the others), as in training."""
-    drop = [c for m, mod in enumerate(spec.modalities) if m not in present for c in mod.channels]
-    out = []
-    with torch.no_grad():
-        for i in range(0, len(ws), batch):
-            x = torch.from_numpy(ws.x[i:i + batch])
-            if zero_fill and drop:
-                x = x.clone()
-                x[:, drop, :] = 0.0
-            out.append(model(split_modalities(x, spec, present, zero_fill)).argmax(1).numpy())
-    return np.concatenate(out) if out else np.zeros(0, np.int64)
+def round_timeout(given: float | None, longest_wall_s: float, real_clock: bool, per_rank: int = 1) -> float | None:
+    """The watchdog's limit for the next round (None: none): `given` (--round-timeout), else max(120 s,
+    10x the longest round so far); before the first round, 120 s per client on the busiest rank
+    (`per_rank`: a rank trains its clients in turn). With --clock real the clients sleep as long as
+    the emulated device would take, which is not known before the first round: that round has no limit."""
+    if given is not None:
+        return given
+    if longest_wall_s == 0.0:
+        return None if real_clock else ROUND_TIMEOUT_FLOOR_S * per_rank
+    return max(ROUND_TIMEOUT_FLOOR_S, ROUND_TIMEOUT_FACTOR * longest_wall_s)
 
 
-def tier_modalities(setup: RunSetup) -> dict[str, frozenset[int]]:
-    """Each tier's sensors: those of its first client (every shipped fleet gives a tier one sensor set)."""
-    out: dict[str, frozenset[int]] = {}
-    for d in setup.devices:
-        out.setdefault(d.tier, setup.client_modalities(d.client))
-    return out
-
-
-def evaluate(setup: RunSetup, model: Model, batch: int = EVAL_BATCH) -> Evaluation:
-    """The global model on every test set the data offer (see Evaluation). On the pooled set each
-    sensor set is scored once; a client's own windows are its slice of the pooled set when the
-    pooled set holds them (one client per subject), so ours costs no extra pass."""
-    model.eval()
-    data = setup.data
-    spec = data.spec
-    n_classes = len(spec.classes)
-    zero_fill = setup.strategy.zero_fill
-    everything = frozenset(range(len(spec.modalities)))
-    pooled = data.pooled_test if data.pooled_test is not None and len(data.pooled_test) else None
-    cache: dict[frozenset[int], np.ndarray] = {}
-
-    def on_pooled(present: frozenset[int]) -> np.ndarray:
-        if present not in cache:
-            assert pooled is not None
-            cache[present] = predict(model, spec, pooled, present, zero_fill, batch)
-        return cache[present]
-
-    preds, trues = [], []
-    for k, ws in enumerate(data.clients_test):
-        present = setup.client_modalities(k)
-        idx = _slice_of(pooled, data.client_subjects, k, ws)
-        if idx is not None:
-            preds.append(on_pooled(present)[idx])
-        else:
-            preds.append(predict(model, spec, ws, everything if zero_fill else present, zero_fill, batch))
-        trues.append(ws.y)
-
-    def score(clients: list[int]) -> tuple[float, float, np.ndarray]:
-        y = np.concatenate([trues[k] for k in clients]) if clients else np.zeros(0, np.int64)
-        p = np.concatenate([preds[k] for k in clients]) if clients else np.zeros(0, np.int64)
-        if not y.size:
-            return math.nan, math.nan, np.full(n_classes, math.nan)
-        return accuracy(y, p), macro_f1(y, p, n_classes), per_class_f1(y, p, n_classes)
-
-    everyone = list(range(setup.n_clients))
-    own_acc, own_f1, own_pc = score(everyone)
-    tiers = {t: score([k for k in everyone if setup.devices[k].tier == t])[1] for t in tier_names(setup)}
-    rare = setup.rare_modality
-    rare_f1 = score([k for k in everyone if rare is not None and rare in setup.client_modalities(k)])[1]
-    ev = Evaluation(own_acc, own_f1, rare_f1, tiers, own_acc, own_f1, class_f1=own_pc)
-    if pooled is not None:
-        p = on_pooled(everything)
-        ev.pooled_accuracy = accuracy(pooled.y, p)
-        pc = per_class_f1(pooled.y, p, n_classes)
-        ev.pooled_macro_f1 = published_macro_f1(pc)
-        ev.tier_pooled_f1 = {t: published_macro_f1(per_class_f1(pooled.y, on_pooled(s), n_classes))
-                             for t, s in tier_modalities(setup).items()}
-        ev.accuracy, ev.macro_f1, ev.class_f1 = ev.pooled_accuracy, ev.pooled_macro_f1, pc
-    return ev
-
-
-def _slice_of(pooled: WindowSet | None, subjects: tuple[int, ...], k: int, ws: WindowSet) -> np.ndarray | None:
-    """Where client k's test windows sit in the pooled set (its subject's windows, in order), if
-    they are exactly those; None otherwise (then they are scored on their own)."""
-    if pooled is None or k >= len(subjects):
+def rejected_warning(rec: RoundRecord, streak: int) -> str | None:
+    """One line when clients' updates were rejected (non-finite), None when none were."""
+    rejected = np.flatnonzero(rec.clients["rejected"] > 0)
+    if rejected.size == 0:
         return None
-    idx = np.flatnonzero(pooled.subject == subjects[k])
-    if len(idx) != len(ws) or not np.array_equal(pooled.y[idx], ws.y):
-        return None
-    for mine, theirs in ((ws.start, pooled.start), (ws.rec, pooled.rec)):
-        if mine is not None and theirs is not None and not np.array_equal(theirs[idx], mine):
-            return None
-    return idx
+    active = int(np.count_nonzero(rec.alloc.any(axis=1)))
+    rnd = int(rec.row["round"])
+    ranks = ", ".join(str(k + 1) for k in rejected)
+    if streak:
+        return (f"warning: round {rnd}: every client's update was rejected (non-finite: the training diverged; "
+                f"ranks {ranks}); the model did not change ({streak} of {DIVERGED_ROUNDS} rounds in a row before "
+                "the run stops; a lower --lr may help)")
+    return (f"warning: round {rnd}: {rejected.size} of {active} client updates rejected (non-finite), ranks "
+            f"{ranks}; the others were aggregated")
 
 
-def tier_names(setup: RunSetup) -> list[str]:
-    seen: list[str] = []
-    for d in setup.devices:
-        if d.tier not in seen:
-            seen.append(d.tier)
-    return seen
+def every_client_rejected(rec: RoundRecord) -> bool:
+    active = int(np.count_nonzero(rec.alloc.any(axis=1)))
+    return active > 0 and int(np.count_nonzero(rec.clients["rejected"] > 0)) >= active
 
 
 @dataclass(frozen=True)
 class _RoundFacts:
     """One exchanged round as the log sees it: the plan and its notes, the clients' report columns
-    (wire.REPORT_FIELDS), the analytic figures, and what the reports give: each client's span
+    (rounds.REPORT_FIELDS), the analytic figures, and what the reports give: each client's span
     (download + busy + upload), the round's emulated length (the longest span), the idle time
     and the modeled energy of each client."""
 
@@ -170,7 +99,7 @@ def _round_facts(setup: RunSetup, plan: RoundPlan, notes: PlanNotes, col: dict[s
     round_s = float(span.max()) if span.size else 0.0
     idle = np.maximum(0.0, round_s - span)
     nbytes = col["bytes_up"] + col["bytes_down"]
-    energy = modeled_energy(setup, col["busy_s"], round_s, nbytes)
+    energy = modeled_energy(*setup.power(), col["busy_s"], round_s, nbytes)
     return _RoundFacts(plan, notes, col, ana, span, round_s, idle, energy)
 
 
@@ -178,7 +107,7 @@ def _client_metrics(facts: _RoundFacts) -> dict[str, np.ndarray]:
     """The round's per-client arrays (log.hdf5.CLIENT_METRICS)."""
     col, plan, notes, ana = facts.col, facts.plan, facts.notes, facts.ana
     clients = {
-        "busy_s": col["busy_s"], "wait_s": facts.idle, "idle_s": facts.idle, "compute_wall_s": col["compute_wall_s"],
+        "busy_s": col["busy_s"], "idle_s": facts.idle, "compute_wall_s": col["compute_wall_s"],
         "lag_s": col["lag_s"], "download_s": col["download_s"], "upload_s": col["upload_s"],
         "bytes_up": col["bytes_up"], "bytes_down": col["bytes_down"], "energy_j": facts.energy,
         "energy_measured_j": col["energy_measured_j"], "steps": col["steps"], "samples": col["samples"],
@@ -210,17 +139,40 @@ def _tier_arrays(setup: RunSetup, facts: _RoundFacts, ev: Evaluation | None) -> 
     return tier_f1, class_f1, tier_pooled, tier_time, tier_analytic
 
 
+@dataclass
+class ServingState:
+    """What the loop knows about its run when it has to stop early, and the watchdog's and the
+    divergence check's memory."""
+
+    in_round: bool = False  # a round was started on every rank and has not finished
+    checkpoint_round: int | None = None
+    streak: int = 0  # consecutive rounds in which every client was rejected
+    longest_wall_s: float = 0.0
+
+
 class Server:
-    def __init__(self, setup: RunSetup, transport: ServerTransport, model: Model,
-                 on_round: Callable[[RoundRecord], None] | None = None, dump_dir: str | None = None) -> None:
+    """Rank 0 once the log is open: the global model, the transport, the log writer and the loop's state."""
+
+    def __init__(self, setup: RunSetup, transport: ServerTransport, model: Model, writer: RoundLogWriter,
+                 base: np.ndarray, progress: Progress | None = None, debug: DebugHooks = DebugHooks(),
+                 round_timeout_s: float | None = None, per_rank: int = 1) -> None:
+        """`round_timeout_s`: --round-timeout (None: automatic); `per_rank`: the clients on the
+        busiest client rank (the first round's automatic limit)."""
         self.setup = setup
         self.transport = transport
         self.model = model
+        self.writer = writer
+        self.base = base
+        self.ckpt_path = checkpoint_path(writer.path)
+        self.progress = progress
+        self.debug = debug
+        self.round_timeout_s = round_timeout_s
+        self.per_rank = per_rank
+        self.state = ServingState()
         # setup pairs the registry with its model (BlockRegistry: MultimodalNet, GroupRegistry: PaperNet)
-        self.registry: Any = cast(Any, setup.registry)
+        self.registry = cast(ParamRegistry[Any], setup.registry)
         self.blocks = [self.registry.get(model, b) for b in range(len(self.registry))]
-        self.on_round = on_round
-        self.dump_dir = Path(dump_dir) if dump_dir else None
+        self.dump_dir = Path(debug.dump_dir) if debug.dump_dir else None
         self.wall_elapsed = 0.0
         self.virtual_elapsed = 0.0
         self.analytic_elapsed = 0.0
@@ -230,8 +182,49 @@ class Server:
         for b, vec in enumerate(self.blocks):
             self.registry.set(self.model, b, vec)
 
+    def restore(self, checkpoint: Checkpoint, kept: list[RoundRecord]) -> None:
+        """Continue from a checkpoint: its global groups, elapsed times and strategy state, and the
+        analytic running totals of the last round the log keeps."""
+        last = kept[-1].row if kept else {}
+        self.blocks = [np.array(b, np.float32) for b in checkpoint.blocks]
+        self.wall_elapsed, self.virtual_elapsed = checkpoint.wall_elapsed, checkpoint.virtual_elapsed
+        self.analytic_elapsed = float(last.get("analytic_elapsed_s", 0.0))
+        self.analytic_energy = float(last.get("analytic_energy_cum_j", 0.0))
+        self.sync_model()
+        self.setup.strategy.load_state(checkpoint.strategy)
+        self.state.checkpoint_round = checkpoint.round
+
+    def run(self, first: int = 1, resumed: bool = False) -> list[RoundRecord]:
+        """Rounds `first`..cfg.rounds under the watchdog; the log's end marker says how they ended."""
+        cfg, transport, state = self.setup.config, self.transport, self.state
+        records = []
+        try:
+            for rnd in range(first, cfg.rounds + 1):
+                transport.set_round_timeout(round_timeout(self.round_timeout_s, state.longest_wall_s,
+                                                          cfg.device.clock == "real", self.per_rank))
+                state.in_round = True
+                with signals.critical() if transport.atomic_rounds else nullcontext():
+                    rec = self.run_round(rnd)
+                    self._after_round(rec)
+                records.append(rec)
+            transport.set_round_timeout(None)
+            transport.stop()
+            self.writer.close("complete")
+        except (RunStopped, Interrupted) as e:
+            e.clean = not state.in_round
+            if e.clean:
+                transport.stop()
+            _close_stopped(self.writer, e, resumed)
+            e.checkpoint_round = state.checkpoint_round if self.ckpt_path.exists() else None
+            raise
+        except BaseException:
+            with suppress(LogWriteError):
+                self.writer.close("failed")
+            raise
+        return records
+
     def run_round(self, rnd: int) -> RoundRecord:
-        """Plan, exchange, aggregate, evaluate when due, and log one round (on_round sees the record)."""
+        """Plan, exchange, aggregate, evaluate when due: one round's record."""
         setup = self.setup
         t0 = time.perf_counter()
         strategy = setup.strategy
@@ -239,7 +232,7 @@ class Server:
         notes = strategy.notes(plan)
         self._dump(rnd, "before")
         ex = self.transport.run_round(plan, self.blocks)
-        col = {name: ex.reports[:, i] for i, name in enumerate(wire.REPORT_FIELDS)}
+        col = {name: ex.reports[:, i] for i, name in enumerate(REPORT_FIELDS)}
         agg = strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
         self.blocks, div = agg.groups, agg.divergence
         self._dump(rnd, "after")
@@ -255,12 +248,42 @@ class Server:
             self.sync_model()
             ev = evaluate(setup, self.model)
         tier_f1, class_f1, tier_pooled, tier_time, tier_analytic = _tier_arrays(setup, facts, ev)
-        rec = RoundRecord(self._round_row(rnd, wall, facts, ev), _client_metrics(facts), np.asarray(div, np.float64),
-                          plan.alloc.astype(np.uint8), tier_f1, class_f1=class_f1, tier_pooled_f1=tier_pooled,
-                          tier_time_s=tier_time, tier_analytic_time_s=tier_analytic)
-        if self.on_round is not None:
-            self.on_round(rec)
-        return rec
+        return RoundRecord(self._round_row(rnd, wall, facts, ev), _client_metrics(facts), np.asarray(div, np.float64),
+                           plan.alloc.astype(np.uint8), tier_f1, class_f1=class_f1, tier_pooled_f1=tier_pooled,
+                           tier_time_s=tier_time, tier_analytic_time_s=tier_analytic)
+
+    def _after_round(self, rec: RoundRecord) -> None:
+        """Log the round, checkpoint when due, print its line, warn about rejected updates, stop a
+        run that diverged (and a test's server fault)."""
+        cfg, state = self.setup.config, self.state
+        state.in_round = False  # the exchange is over: every client waits for the next plan
+        rnd = int(rec.row["round"])
+        with signals.critical():
+            self.writer.append(rec)
+        finite = all(bool(np.isfinite(b).all()) for b in self.blocks)
+        every = cfg.checkpoint_every
+        if finite and every and (rnd % every == 0 or rnd == cfg.rounds):
+            self._checkpoint(rnd)
+        if self.progress is not None:
+            self.progress(format_round(rec, cfg.rounds))
+        state.longest_wall_s = max(state.longest_wall_s, float(rec.row["wall_time_s"]))
+        state.streak = state.streak + 1 if every_client_rejected(rec) else 0
+        warning = rejected_warning(rec, state.streak)
+        if warning:
+            eprint(warning)
+        _raise_if_diverged(rnd, finite, state.streak)
+        fault = self.debug.client_fault(0)
+        if fault is not None and fault[1] == rnd and fault[0] in ("raise", "kill"):
+            inject(fault[0], "the server")
+
+    def _checkpoint(self, rnd: int) -> None:
+        """Save round `rnd`'s global groups and strategy state, safe from a signal midway."""
+        setup = self.setup
+        with signals.critical():
+            save_checkpoint(Checkpoint(rnd, setup.config.to_json(), __version__, setup.data.fingerprint, self.blocks,
+                                       self.base, setup.strategy.state(), self.wall_elapsed,
+                                       self.virtual_elapsed), self.ckpt_path)
+        self.state.checkpoint_round = rnd
 
     def _round_row(self, rnd: int, wall: float, facts: _RoundFacts, ev: Evaluation | None) -> dict[str, float]:
         """The round's /rounds row: times, the evaluation (NaN in a round without one), traffic,
@@ -293,15 +316,29 @@ class Server:
             for b, vec in enumerate(self.blocks):
                 np.save(self.dump_dir / f"r{rnd}-{when}-b{b}.npy", vec)
 
-    def restore(self, blocks: list[np.ndarray], wall_elapsed: float, virtual_elapsed: float,
-                analytic: tuple[float, float] = (0.0, 0.0)) -> None:
-        """Continue from a checkpoint's global groups and elapsed times."""
-        self.blocks = [np.array(b, np.float32) for b in blocks]
-        self.wall_elapsed, self.virtual_elapsed = wall_elapsed, virtual_elapsed
-        self.analytic_elapsed, self.analytic_energy = analytic
-        self.sync_model()
 
-    def run(self, first_round: int = 1) -> list[RoundRecord]:
-        recs = [self.run_round(r) for r in range(first_round, self.setup.config.rounds + 1)]
-        self.transport.stop()
-        return recs
+def _raise_if_diverged(rnd: int, finite: bool, streak: int) -> None:
+    """Stop a run that cannot recover: a non-finite global model, or every update rejected for
+    DIVERGED_ROUNDS rounds in a row."""
+    if not finite:  # a NaN model stays NaN: every later round would be wasted (no checkpoint of it was written)
+        raise Diverged(f"stopped at round {rnd}: the global model's parameters are non-finite; the training "
+                       "diverged (try a lower --lr)")
+    if streak >= DIVERGED_ROUNDS:
+        raise Diverged(f"stopped at round {rnd}: every client's update was rejected (non-finite) for "
+                       f"{DIVERGED_ROUNDS} rounds in a row; the training diverged (try a lower --lr)")
+
+
+def _close_stopped(writer: RoundLogWriter, e: RunStopped | Interrupted, resumed: bool) -> None:
+    """Set the end marker and the log facts of a stop; a log with no complete round is removed
+    (it would only block the rerun), unless it continues a resumed run."""
+    if not writer.failed:
+        try:
+            if writer.n_complete == 0 and not resumed:
+                writer.remove()
+            else:
+                writer.close(e.status)
+        except LogWriteError:
+            pass
+    kept = writer.path.exists() and (writer.n_complete > 0 or resumed)
+    e.log = writer.path if kept else None
+    e.log_rounds = writer.n_complete

@@ -27,6 +27,8 @@ from types import FrameType
 
 from relief_mpi.stops import Interrupted
 
+__all__ = ["CLIENT_GRACE_S", "GRACE_S", "SIGNALS", "check_overdue", "critical", "install"]
+
 GRACE_S = 5.0
 CLIENT_GRACE_S = 10.0
 SIGNALS = (signal.SIGINT, signal.SIGTERM)

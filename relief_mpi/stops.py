@@ -1,9 +1,11 @@
 """Why a started run stopped early: one exception type per cause, each with its exit code.
 
-Start-up problems are plain ReliefError (exit 2). Once rounds run, a stop has to say what the
+Start-up problems are plain ReliefError or StartupRefused (exit 2). Once rounds run, a stop has to say what the
 log keeps and how to continue, and under MPI it decides whether the clients could be released
-cleanly (between rounds) or the job must be aborted (a round in flight). serve() fills in the
+cleanly (between rounds) or the job must be aborted (a round in flight). Server.run fills in the
 log facts; the CLI prints `describe(e)` as the one line and exits with `e.exit_code`.
+RunStopped, RoundTimeout and StartupRefused live in relief_mpi.errors (comm/ raises them) and
+are re-exported here.
 """
 
 from __future__ import annotations
@@ -11,26 +13,14 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
-from relief_mpi.errors import ReliefError
+from relief_mpi.errors import EXIT_FAILED, EXIT_TIMEOUT, RoundTimeout, RunStopped, StartupRefused
 
-EXIT_FAILED = 1  # the log or a checkpoint could not be written
+__all__ = ["DIVERGED_ROUNDS", "EXIT_DIVERGED", "EXIT_FAILED", "EXIT_TIMEOUT", "CheckpointWriteError", "Diverged",
+           "Interrupted", "LogWriteError", "RoundTimeout", "RunStopped", "StartupRefused", "Stop", "describe",
+           "log_facts"]
+
 EXIT_DIVERGED = 3  # every client's update was rejected for DIVERGED_ROUNDS rounds in a row
 DIVERGED_ROUNDS = 3
-EXIT_TIMEOUT = 4  # a round did not finish within --round-timeout
-
-
-class RunStopped(ReliefError):
-    """A run that started and had to stop; `status` is written as the log's end marker."""
-
-    exit_code = EXIT_FAILED
-    status = "failed"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.clean = False  # True once the clients were told the run is over (no abort needed)
-        self.log: Path | None = None  # the log it wrote (None: removed, or never created)
-        self.log_rounds: int | None = None  # complete rounds the log keeps
-        self.checkpoint_round: int | None = None
 
 
 class LogWriteError(RunStopped):
@@ -46,14 +36,6 @@ class Diverged(RunStopped):
 
     exit_code = EXIT_DIVERGED
     status = "diverged"
-
-
-class RoundTimeout(RunStopped):
-    """A round did not finish in time: a client is stopped, hung, or far slower than allowed."""
-
-    exit_code = EXIT_TIMEOUT
-    status = "timeout"
-    ranks: list[int] = []  # the ranks named as not answering
 
 
 class Interrupted(BaseException):
@@ -96,27 +78,3 @@ def describe(e: Stop) -> str:
                     f"(checkpoint at round {e.checkpoint_round})")
         return f"interrupted by {e} {when}; {log_facts(e)}"
     return f"{e}; {log_facts(e)}"
-
-
-def exit_process(code: int) -> None:
-    """Exit with `code`. After a failed log write, HDF5 holds data it can never flush and retries
-    (and may crash) at interpreter shutdown, so such a process finalizes MPI itself and leaves
-    with os._exit once its output is flushed."""
-    import os
-    import sys
-    import time
-
-    from relief_mpi.log.hdf5 import write_failed
-
-    if not write_failed():
-        sys.exit(code)
-    sys.stdout.flush()
-    sys.stderr.flush()
-    from relief_mpi.comm import mpi_loaded
-
-    if mpi_loaded():
-        from relief_mpi.comm.world import finalize
-
-        finalize()  # a barrier: every rank got here; the clients now leave, and MPICH's launcher kills
-        time.sleep(1.0)  # (BAD TERMINATION, exit 9) any still running when a rank exits non-zero: leave after them
-    os._exit(code)

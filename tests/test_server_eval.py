@@ -13,10 +13,10 @@ import torch
 
 from relief_mpi.config import DataConfig, DeviceConfig, RunConfig, StrategyConfig
 from relief_mpi.data.protocol import paper_data_config
+from relief_mpi.evaluation import evaluate
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.run import run_inprocess
 from relief_mpi.run_setup import build_setup
-from relief_mpi.server import evaluate
 from tests.data.layouts import write_mhealth
 
 

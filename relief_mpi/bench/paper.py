@@ -24,11 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from relief_mpi.bench.summary import RUN_NAME, Stat
+from relief_mpi.bench.results import NAN, Reach, Stat, fmt, label_of, last_row, ratio, reach, reduction_pct
 from relief_mpi.log.hdf5 import RunLog
-from relief_mpi.metrics import CRITICAL_F1, TARGET_F1, critical_classes, first_reached, rare_modality_f1
+from relief_mpi.metrics import CRITICAL_F1, TARGET_F1, critical_classes, rare_modality_f1
 
-NAN = math.nan
+__all__ = [
+    "BASELINE", "CORRECTIONS", "Comparison", "NOT_FOUND", "OURS_FRACTION", "PAIRS", "PAIR_METRICS", "PAIR_REACH",
+    "PAPER_FIGURES", "PaperRun", "PaperSummary", "REACH_LIKE", "ROW_METRICS", "Row", "cell", "compare",
+    "corrections_markdown", "markdown", "pair", "pair_reasons", "paper_run", "summarize", "write_csv",
+    "write_json"
+]
+
+
 BASELINE = "fedavg"
 OURS_FRACTION = 0.95  # our earlier protocol's target: 95% of FedAvg's final macro-F1, same seed
 
@@ -42,45 +49,6 @@ PAPER_FIGURES = {
     "setting": "PAMAP2 and MHEALTH, CNN and LoRA, R = 200, E = 5 (abstract; two Jetson AGX Orin for validation)",
 }
 NOT_FOUND = "not found (the paper's tables were not retrievable here; only its abstract)"
-
-
-@dataclass
-class Reach:
-    """Where a run first reached a target; round 0 = never."""
-
-    target: float
-    round: int = 0
-    virtual_s: float = NAN
-    wall_s: float = NAN
-    energy_j: float = NAN
-    analytic_s: float = NAN
-    analytic_energy_j: float = NAN
-
-    @property
-    def reached(self) -> bool:
-        return self.round > 0
-
-
-def reach(log: RunLog, target: float) -> Reach:
-    out = Reach(target)
-    if not math.isfinite(target):
-        return out
-    r = log.rounds
-    i = first_reached(r["macro_f1"], target)
-    if i < 0:
-        return out
-    out.round = int(r["round"][i])
-    out.virtual_s = float(r["virtual_elapsed_s"][i])
-    out.wall_s = float(r["wall_elapsed_s"][i])
-    out.energy_j = float(np.nansum(r["energy_j"][:i + 1]))
-    out.analytic_s = float(r["analytic_elapsed_s"][i])
-    out.analytic_energy_j = float(r["analytic_energy_cum_j"][i])
-    return out
-
-
-def _last_row(values: np.ndarray) -> int:
-    ok = np.flatnonzero(np.isfinite(values))
-    return int(ok[-1]) if ok.size else -1
 
 
 @dataclass
@@ -113,15 +81,10 @@ class PaperRun:
     rare_modality_f1: float = NAN
 
 
-def label_of(path: str | Path, log: RunLog) -> str:
-    m = RUN_NAME.match(Path(path).name)
-    return m.group("strategy") if m else str(log.attrs.get("strategy"))
-
-
 def paper_run(log: RunLog, path: str | Path = "", label: str | None = None) -> PaperRun:
     r = log.rounds
     cfg = log.config
-    i = _last_row(r["macro_f1"]) if len(r) else -1
+    i = last_row(r["macro_f1"]) if len(r) else -1
     last = (lambda key: float(r[key][i])) if i >= 0 else (lambda key: NAN)
     n_classes = len(log.class_names)
     tier_pooled = log.tier_arrays.get("pooled_f1")
@@ -139,15 +102,6 @@ def paper_run(log: RunLog, path: str | Path = "", label: str | None = None) -> P
         mb_up_analytic=float(np.nansum(r["analytic_mb_up"])), mb_up=float(np.nansum(r["bytes_up"])) / 1e6,
         trained_pct=float(np.nanmean(r["trained_pct"])) if len(r) and np.isfinite(r["trained_pct"]).any() else NAN,
     )
-
-
-def _ratio(a: float, b: float) -> float:
-    return a / b if math.isfinite(a) and math.isfinite(b) and b > 0 else NAN
-
-
-def _reduction(e: float, e_base: float) -> float:
-    r = _ratio(e, e_base)
-    return 100.0 * (1.0 - r) if math.isfinite(r) else NAN
 
 
 # Paired metrics of a run against its reference (baseline) run of the same seed.
@@ -170,14 +124,14 @@ def pair(run: PaperRun, base: PaperRun) -> dict[str, float]:
     crit = run.reference_critical
     mine, theirs = rare_modality_f1(run.class_f1, crit), rare_modality_f1(base.class_f1, crit)
     out = {
-        "speedup_analytic": _ratio(base.target.analytic_s, run.target.analytic_s),
-        "energy_reduction_analytic": _reduction(run.target.analytic_energy_j, base.target.analytic_energy_j),
+        "speedup_analytic": ratio(base.target.analytic_s, run.target.analytic_s),
+        "energy_reduction_analytic": reduction_pct(run.target.analytic_energy_j, base.target.analytic_energy_j),
         "rare_gain_pp": 100.0 * (mine - theirs) if math.isfinite(mine) and math.isfinite(theirs) else NAN,
-        "speedup_emulated": _ratio(base.target.virtual_s, run.target.virtual_s),
-        "energy_reduction_emulated": _reduction(run.target.energy_j, base.target.energy_j),
-        "speedup_analytic_ours": _ratio(base.ours.analytic_s, run.ours.analytic_s),
-        "speedup_emulated_ours": _ratio(base.ours.virtual_s, run.ours.virtual_s),
-        "energy_reduction_run": _reduction(run.analytic_energy_j, base.analytic_energy_j),
+        "speedup_emulated": ratio(base.target.virtual_s, run.target.virtual_s),
+        "energy_reduction_emulated": reduction_pct(run.target.energy_j, base.target.energy_j),
+        "speedup_analytic_ours": ratio(base.ours.analytic_s, run.ours.analytic_s),
+        "speedup_emulated_ours": ratio(base.ours.virtual_s, run.ours.virtual_s),
+        "energy_reduction_run": reduction_pct(run.analytic_energy_j, base.analytic_energy_j),
         "macro_f1_gain_pp": 100.0 * (run.final_macro_f1 - base.final_macro_f1),
     }
     for t, v in run.tier_pooled_f1.items():
@@ -410,18 +364,14 @@ REACH_LIKE = {"tta_round", "tta_analytic_s", "tta_analytic_energy_j", "speedup_a
               "speedup_emulated_ours"}
 
 
-def _fmt(x: float, spec: str) -> str:
-    return "n/a" if not math.isfinite(x) else format(x, spec)
-
-
 def cell(stat: Stat, spec: str, reach_like: bool = False, with_max: bool = False) -> str:
     if stat.count == 0:
         return stat.why or ("not reached" if reach_like else "n/a")
-    s = _fmt(stat.mean, spec)
+    s = fmt(stat.mean, spec)
     if stat.count > 1:
-        s += f" ± {_fmt(stat.std, spec.lstrip('+'))}"
+        s += f" ± {fmt(stat.std, spec.lstrip('+'))}"
         if with_max:
-            s += f", max {_fmt(stat.max, spec)}"
+            s += f", max {fmt(stat.max, spec)}"
     if reach_like and stat.count < stat.n:
         s += f" ({stat.count}/{stat.n} seeds)"
     return s
@@ -541,12 +491,12 @@ def _per_run_table(s: PaperSummary) -> list[str]:
 
 
 def _per_run_line(r: PaperRun) -> list[str]:
-    return [r.label, str(r.seed), f"{r.lr:g}", str(r.rounds), _fmt(r.final_macro_f1, ".3f"),
-            _fmt(r.rare_modality_f1, ".3f"), str(r.target.round - 1) if r.target.reached else "not reached",
-            _fmt(r.target.analytic_s, ".3g"), _fmt(r.target.analytic_energy_j, ".3g"),
-            _fmt(r.target.virtual_s, ".3g"), _fmt(r.target.energy_j, ".3g"),
-            _fmt(r.analytic_s, ".3g"), _fmt(r.analytic_energy_j, ".3g"), _fmt(r.virtual_s, ".3g"),
-            _fmt(r.energy_j, ".3g"), _fmt(r.mb_up_analytic, ".1f"), _fmt(r.trained_pct, ".1f")]
+    return [r.label, str(r.seed), f"{r.lr:g}", str(r.rounds), fmt(r.final_macro_f1, ".3f"),
+            fmt(r.rare_modality_f1, ".3f"), str(r.target.round - 1) if r.target.reached else "not reached",
+            fmt(r.target.analytic_s, ".3g"), fmt(r.target.analytic_energy_j, ".3g"),
+            fmt(r.target.virtual_s, ".3g"), fmt(r.target.energy_j, ".3g"),
+            fmt(r.analytic_s, ".3g"), fmt(r.analytic_energy_j, ".3g"), fmt(r.virtual_s, ".3g"),
+            fmt(r.energy_j, ".3g"), fmt(r.mb_up_analytic, ".1f"), fmt(r.trained_pct, ".1f")]
 
 
 def _names(s: PaperSummary, classes: Sequence[int]) -> str:

@@ -12,12 +12,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from relief_mpi.bench.paper import PaperSummary
-from relief_mpi.bench.summary import Summary, label_of
+from relief_mpi.bench.results import label_of
+from relief_mpi.bench.summary import Summary
 from relief_mpi.log.hdf5 import RunLog
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
+
+__all__ = ["ALLOCATION_ROWS", "BUDGET_NAMES", "Colors", "MARKERS", "STYLES", "write_figures", "write_paper_figures"]
+
 
 Colors = dict[str, tuple[float, float, float, float]]  # bench row -> its colour in every figure
 STYLES = ["-", "--", "-.", ":"]  # line styles and markers differ per row, so equal curves stay visible

@@ -30,6 +30,12 @@ from relief_mpi.bench import summary as sm
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
 
+__all__ = [
+    "BenchPlan", "Progress", "VALIDATION_FRACTION", "Variant", "complete", "parse_list", "peak_rss_mb",
+    "planned_order", "pretrain_base", "read_bench_json", "run_bench", "with_changes", "write_outputs"
+]
+
+
 Progress = Callable[[str], None]
 
 
@@ -162,8 +168,8 @@ class _MpiExec(_Exec):
         self.rank, self.size = self.world.rank, self.world.size
 
     def run(self, cfg: RunConfig, path: Path, progress: Progress | None) -> None:
+        from relief_mpi.job import Resolved
         from relief_mpi.mpirun import run_mpi
-        from relief_mpi.mpirun_types import Resolved
 
         def out_path() -> Path:
             path.parent.mkdir(parents=True, exist_ok=True)

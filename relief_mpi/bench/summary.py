@@ -16,20 +16,33 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from relief_mpi.bench.results import (
+    NAN,
+    RUN_NAME,
+    Stat,
+    fmt,
+    label_of,
+    last_finite,
+    ratio,
+    reach,
+)
 from relief_mpi.log.hdf5 import RunLog, read_log
+
+__all__ = [
+    "BASELINE", "METRICS", "PAIRED_METRICS", "RATIO_LIKE", "RunResult", "StrategySummary", "Summary",
+    "TARGET_FRACTION", "TIME_LIKE", "apply_target", "best_lr", "cell", "load_logs", "lr_search_table", "markdown",
+    "meta_from_logs", "run_logs", "run_result", "summarize", "write_csv", "write_runs_csv", "write_summary"
+]
+
 
 BASELINE = "fedavg"
 TARGET_FRACTION = 0.95
-RUN_NAME = re.compile(r"^(?P<strategy>.+)-seed(?P<seed>-?\d+)\.h5$")
-SEARCH_NAME = re.compile(r"^(?P<strategy>.+)-lr(?P<lr>[^-]+)-seed(?P<seed>-?\d+)\.h5$")
-NAN = math.nan
 
 
 @dataclass
@@ -60,27 +73,14 @@ class RunResult:
         return self.round_reached > 0
 
 
-def _last_finite(values: np.ndarray) -> float:
-    ok = np.flatnonzero(np.isfinite(values))
-    return float(values[ok[-1]]) if ok.size else NAN
-
-
-def label_of(path: str | Path, log: RunLog) -> str:
-    """A bench row's name: the file's <label> (<label>-seed<k>.h5 or <label>-lr<x>-seed<k>.h5; a
-    strategy, or strategy+correction under --compare), else the log's strategy."""
-    name = Path(path).name
-    m = SEARCH_NAME.match(name) if Path(path).parent.name == "lr-search" else RUN_NAME.match(name)
-    return m.group("strategy") if m else str(log.attrs.get("strategy") or log.config["strategy"]["name"])
-
-
 def run_result(log: RunLog, path: str | Path = "", label: str | None = None) -> RunResult:
     r = log.rounds
     cfg = log.config
     return RunResult(
         strategy=label or str(log.attrs.get("strategy") or cfg["strategy"]["name"]), seed=int(cfg["seed"]),
         lr=float(cfg["strategy"]["lr"]), path=str(path), rounds=len(r),
-        final_accuracy=_last_finite(r["accuracy"]), final_macro_f1=_last_finite(r["macro_f1"]),
-        final_rare_f1=_last_finite(r["rare_f1"]),
+        final_accuracy=last_finite(r["accuracy"]), final_macro_f1=last_finite(r["macro_f1"]),
+        final_rare_f1=last_finite(r["rare_f1"]),
         energy_j=float(np.nansum(r["energy_j"])), bytes_up=float(np.nansum(r["bytes_up"])),
         bytes_down=float(np.nansum(r["bytes_down"])),
         wall_s=float(r["wall_elapsed_s"][-1]) if len(r) else NAN,
@@ -92,55 +92,10 @@ def apply_target(res: RunResult, log: RunLog, target: float) -> None:
     """Time (and energy) to the first evaluated round with macro-F1 >= target; NaN if never."""
     res.target = target
     res.round_reached, res.time_virtual_s, res.time_wall_s, res.energy_to_target_j = 0, NAN, NAN, NAN
-    if not math.isfinite(target):
-        return
-    r = log.rounds
-    f1 = r["macro_f1"]
-    hit = np.flatnonzero(np.isfinite(f1) & (f1 >= target))
-    if hit.size == 0:
-        return
-    i = int(hit[0])
-    res.round_reached = int(r["round"][i])
-    res.time_virtual_s = float(r["virtual_elapsed_s"][i])
-    res.time_wall_s = float(r["wall_elapsed_s"][i])
-    res.energy_to_target_j = float(np.nansum(r["energy_j"][:i + 1]))
-
-
-@dataclass
-class Stat:
-    """Mean and spread of the finite values among n (n counts NaNs too); `why` it has none, if
-    known (the paper table shows it instead of a number)."""
-
-    values: list[float]
-    why: str = ""
-
-    @property
-    def finite(self) -> np.ndarray:
-        v = np.asarray(self.values, float)
-        return v[np.isfinite(v)]
-
-    @property
-    def n(self) -> int:
-        return len(self.values)
-
-    @property
-    def count(self) -> int:
-        return int(self.finite.size)
-
-    @property
-    def mean(self) -> float:
-        f = self.finite
-        return float(f.mean()) if f.size else NAN
-
-    @property
-    def std(self) -> float:
-        f = self.finite
-        return float(f.std(ddof=1)) if f.size > 1 else (0.0 if f.size == 1 else NAN)
-
-    @property
-    def max(self) -> float:
-        f = self.finite
-        return float(f.max()) if f.size else NAN
+    hit = reach(log, target)
+    if hit.reached:
+        res.round_reached, res.time_virtual_s, res.time_wall_s = hit.round, hit.virtual_s, hit.wall_s
+        res.energy_to_target_j = hit.energy_j
 
 
 @dataclass
@@ -194,10 +149,6 @@ PAIRED_METRICS = ("rare_gain_pp", "speedup_virtual", "speedup_wall", "energy_red
                   "energy_to_target_reduction_pct")
 
 
-def _ratio(a: float, b: float) -> float:
-    return a / b if (math.isfinite(a) and math.isfinite(b) and b > 0) else NAN
-
-
 def summarize(logs: Sequence[tuple[RunLog, str]], target_f1: float | None = None,
               baseline: str = BASELINE) -> Summary:
     """The per-strategy summary of (log, path) pairs; strategies keep their first-seen order."""
@@ -248,10 +199,10 @@ def _run_metrics(r: RunResult, b: RunResult | None) -> dict[str, float]:
     }
     paired = {
         "rare_gain_pp": 100 * (r.final_rare_f1 - b.final_rare_f1),
-        "speedup_virtual": _ratio(b.time_virtual_s, r.time_virtual_s),
-        "speedup_wall": _ratio(b.time_wall_s, r.time_wall_s),
-        "energy_reduction_pct": 100 * (1 - _ratio(r.energy_j, b.energy_j)),
-        "energy_to_target_reduction_pct": 100 * (1 - _ratio(r.energy_to_target_j, b.energy_to_target_j)),
+        "speedup_virtual": ratio(b.time_virtual_s, r.time_virtual_s),
+        "speedup_wall": ratio(b.time_wall_s, r.time_wall_s),
+        "energy_reduction_pct": 100 * (1 - ratio(r.energy_j, b.energy_j)),
+        "energy_to_target_reduction_pct": 100 * (1 - ratio(r.energy_to_target_j, b.energy_to_target_j)),
     } if b else dict.fromkeys(PAIRED_METRICS, NAN)
     return {**own, **paired}
 
@@ -271,17 +222,13 @@ def load_logs(paths: Iterable[Path], order: Sequence[str] | None = None) -> list
     return logs
 
 
-def _fmt(x: float, spec: str) -> str:
-    return "n/a" if not math.isfinite(x) else format(x, spec)
-
-
 def cell(stat: Stat, spec: str, time_like: bool = False) -> str:
     """'mean ± std', with '(k/n reached)' for partially reached times; 'not reached' for none."""
     if stat.count == 0:
         return "not reached" if time_like else "n/a"
-    s = _fmt(stat.mean, spec)
+    s = fmt(stat.mean, spec)
     if stat.count > 1:
-        s += f" ± {_fmt(stat.std, spec.lstrip('+'))}"
+        s += f" ± {fmt(stat.std, spec.lstrip('+'))}"
     if time_like and stat.count < stat.n:
         s += f" ({stat.count}/{stat.n} reached)"
     return s
@@ -307,7 +254,7 @@ def _cell(s: StrategySummary, key: str, summary: Summary) -> str:
         if key in RATIO_LIKE and stat.count < stat.n:
             c += f" ({stat.count}/{stat.n} seeds)"
         if key in ("speedup_virtual", "speedup_wall", "rare_gain_pp") and stat.count > 1:
-            c += f", max {_fmt(stat.max, spec)}"
+            c += f", max {fmt(stat.max, spec)}"
         return c
     return cell(stat, spec)
 
@@ -320,7 +267,7 @@ def markdown(summary: Summary, title: str = "relief-mpi bench summary", with_met
             lines.append(f"- {k}: {v}")
         lines.append("")
     seeds = sorted(summary.targets)
-    tgt = ", ".join(f"seed {s}: {_fmt(t, '.3f')}" for s, t in summary.targets.items())
+    tgt = ", ".join(f"seed {s}: {fmt(t, '.3f')}" for s, t in summary.targets.items())
     lines += [f"Seeds: {', '.join(map(str, seeds))}. Target macro-F1: {summary.target_source} ({tgt}).",
               "Values are mean ± sample std over seeds. Comparisons with "
               f"{summary.baseline} are paired by seed: speedup = {summary.baseline}'s time to target / the "
@@ -345,10 +292,10 @@ def markdown(summary: Summary, title: str = "relief-mpi bench summary", with_met
     for s in summary.strategies:
         for r in s.runs:
             lines.append(
-                f"| {r.strategy} | {r.seed} | {r.lr:g} | {r.rounds} | {_fmt(r.final_macro_f1, '.3f')} | "
-                f"{_fmt(r.final_rare_f1, '.3f')} | {_fmt(r.target, '.3f')} | "
-                f"{r.round_reached if r.reached else 'not reached'} | {_fmt(r.time_virtual_s, '.1f')} | "
-                f"{_fmt(r.time_wall_s, '.1f')} | {r.energy_j:.0f} | {r.bytes_up / 1e6:.2f} | "
+                f"| {r.strategy} | {r.seed} | {r.lr:g} | {r.rounds} | {fmt(r.final_macro_f1, '.3f')} | "
+                f"{fmt(r.final_rare_f1, '.3f')} | {fmt(r.target, '.3f')} | "
+                f"{r.round_reached if r.reached else 'not reached'} | {fmt(r.time_virtual_s, '.1f')} | "
+                f"{fmt(r.time_wall_s, '.1f')} | {r.energy_j:.0f} | {r.bytes_up / 1e6:.2f} | "
                 f"{r.bytes_down / 1e6:.2f} |")
     lines.append("")
     return "\n".join(lines)
@@ -446,7 +393,7 @@ def lr_search_table(search_dir: Path, paths: Sequence[Path] | None = None) -> st
     for s in strategies:
         mine = {r.lr: r.final_macro_f1 for r in res if r.strategy == s}
         best = best_lr(mine)
-        cells = [(_fmt(mine[x], ".3f") + ("*" if x == best else "")) if x in mine else "-" for x in lrs]
+        cells = [(fmt(mine[x], ".3f") + ("*" if x == best else "")) if x in mine else "-" for x in lrs]
         lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -33,6 +33,9 @@ from relief_mpi.comm.placement import clients_of
 from relief_mpi.comm.world import World
 from relief_mpi.config import RunConfig
 
+__all__ = ["Say", "host_cores", "overhead_from_log", "per_rank", "run_system", "small_block_ratio", "throughput"]
+
+
 Say = Callable[[str], None]
 
 
@@ -129,8 +132,8 @@ def run_system(cfg: RunConfig, max_mb: int, json_out: Path | None, say: Say,
                n_clients: int | None = None) -> dict[str, object] | None:
     """The whole measurement (every rank calls it); the figures on rank 0, None elsewhere.
     n_clients: the training job's clients (None = one per client rank)."""
+    from relief_mpi.job import Resolved
     from relief_mpi.mpirun import run_mpi
-    from relief_mpi.mpirun_types import Resolved
 
     world = World()
     rank, size = world.rank, world.size

@@ -14,6 +14,9 @@ import click
 from relief_mpi import __version__
 from relief_mpi.errors import ReliefError, WriteFailed
 
+__all__ = ["cli", "fail", "launcher_rank", "main"]
+
+
 _RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
 
 
@@ -26,19 +29,6 @@ def launcher_rank() -> int:
             except ValueError:
                 continue
     return 0
-
-
-_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
-
-
-def launcher_size() -> tuple[str, int] | None:
-    """(variable, number of ranks) as an MPI launcher announced them, None when not under one."""
-    for var in _SIZE_VARS:
-        try:
-            return var, int(os.environ[var])
-        except (KeyError, ValueError):
-            continue
-    return None
 
 
 def fail(message: str, code: int = 2, printable: bool = True) -> None:

@@ -16,11 +16,20 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
+from relief_mpi.cli.errors import abort_job
 from relief_mpi.cli.options import build_config, common_options
+from relief_mpi.cli.settings import register_command
+from relief_mpi.cli.train import check_writable
 from relief_mpi.errors import ReliefError
 
 if TYPE_CHECKING:
     from relief_mpi.bench.runner import BenchPlan
+
+__all__ = [
+    "FULL", "FULL_EXTRAS", "PAPER_EXTRAS", "PAPER_STRATEGIES", "QUICK", "QUICK_SEEDS", "command",
+    "corrected_variants"
+]
+
 
 # --protocol paper: the published presets and, when registered, our controls and (full budget)
 # fedprox, our SGD baseline. heterofl scales the small model's widths: not the paper model's.
@@ -123,8 +132,6 @@ def command(ctx: click.Context, **kw: Any) -> None:
     paper = kw.get("protocol") == "paper"
     _check_paper_options(ctx, kw, paper)
     out_dir = Path(kw["out_dir"]) if kw["out_dir"] else Path("bench") / kw["dataset"]
-    from relief_mpi.cli.train import check_writable
-
     check_writable(out_dir / "summary.md", "--out-dir")  # read-only or a file: one line before any run
     known = strategy_classes()
     strategies, notes = _strategy_list(kw, paper, set(known))
@@ -147,6 +154,9 @@ def command(ctx: click.Context, **kw: Any) -> None:
     plan = BenchPlan(cfg, strategies, seeds, out_dir, grid, kw["target_f1"], kw["overwrite"], not kw["no_plots"],
                      kw["resume"], variants, budget, tuple(notes), lrs)
     _run_plan(plan, kw)
+
+
+register_command(command)  # its option names are known to --config files of other commands
 
 
 def _refuse_single_run_options(ctx: click.Context) -> None:
@@ -292,7 +302,6 @@ def _saved_meta(d: dict[str, Any] | None) -> dict[str, object] | None:
 
 
 def _guarded(fn):  # noqa: ANN001, ANN202 - run under MPI; any failure on any rank ends the whole job
-    from relief_mpi.cli.train import _abort
     from relief_mpi.comm.world import world_rank, world_size
     from relief_mpi.mpirun import StartupRefused
 
@@ -304,10 +313,10 @@ def _guarded(fn):  # noqa: ANN001, ANN202 - run under MPI; any failure on any ra
         sys.exit(2)
     except ReliefError:
         if world_size() > 1 and world_rank() != 0:
-            _abort()
+            abort_job()
         raise
     except BaseException:  # noqa: BLE001
-        _abort()
+        abort_job()
 
 
 def _system(kw: dict[str, Any], explicit_strategies: bool, n_clients: int | None) -> None:

@@ -1,4 +1,4 @@
-"""Run configuration files: `--config run.toml` (train, bench) and `relief-mpi config show RUN.h5`.
+"""`relief-mpi config show RUN.h5`: a run's configuration as a file for `--config` (cli/settings.py reads them).
 
 A config file sets options by their long names (`rounds = 2`, `local-epochs = 1`, `model = "paper"`)
 as click defaults, so every value goes through the same checks as on the command line and a flag
@@ -10,7 +10,6 @@ differ from what the defaults give, then those tables, so `train --config` repea
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 from pathlib import Path
@@ -18,114 +17,13 @@ from typing import Any
 
 import click
 
-from relief_mpi.config import RunConfig, flatten
+from relief_mpi.cli.options import PARAM_KEYS, build_config
+from relief_mpi.cli.settings import long_names, option_settings, with_settings
+from relief_mpi.cli.train import train
+from relief_mpi.config import flatten
 from relief_mpi.errors import ReliefError
 
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
-
-SECTIONS = ("data", "model", "strategy", "device")
-
-
-def _long_names(cmd: click.Command) -> dict[str, str]:
-    """Option long name (without --) -> parameter name, for every option of a command."""
-    out = {}
-    for p in cmd.params:
-        if isinstance(p, click.Option) and not p.hidden and p.name not in ("config", "help"):
-            longs = [o for o in p.opts if o.startswith("--")]
-            if longs:
-                out[max(longs, key=len)[2:]] = p.name
-    return out
-
-
-def _other_commands_keys(cmd: click.Command) -> set[str]:
-    from relief_mpi.cli import bench, train
-
-    keys: set[str] = set()
-    for other in (train.train, bench.command):
-        if other is not cmd:
-            keys |= set(_long_names(other))
-    return keys
-
-
-def option_settings() -> set[str]:
-    """Dotted RunConfig keys that an option sets (the rest can only come from a file's tables)."""
-    from relief_mpi.cli.options import PARAM_KEYS
-
-    return set(PARAM_KEYS.values())
-
-
-def load_config_file(ctx: click.Context, param: click.Parameter, value: str | None) -> dict[str, dict[str, Any]]:
-    """Eager --config callback: the file's options become this command's defaults; returns its
-    tables (settings without an option) for build_config."""
-    del param
-    if not value:
-        return {}
-    path = Path(value).expanduser()
-    try:
-        doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except OSError as e:
-        raise click.BadParameter(f"{path}: {e.strerror or e}") from None
-    except UnicodeDecodeError:
-        raise click.BadParameter(f"{path}: not UTF-8 text") from None
-    except tomllib.TOMLDecodeError as e:
-        raise click.BadParameter(f"{path}: not valid TOML ({e})") from None
-    assert ctx.command is not None
-    names = _long_names(ctx.command)
-    elsewhere = _other_commands_keys(ctx.command)
-    defaults: dict[str, Any] = {}
-    tables: dict[str, dict[str, Any]] = {}
-    for key, v in doc.items():
-        if isinstance(v, dict):
-            if key not in SECTIONS:
-                raise click.BadParameter(f"{path}: unknown table [{key}] (tables: {', '.join(SECTIONS)})")
-            tables[key] = v
-            continue
-        name = key.replace("_", "-")
-        if name in names:
-            defaults[names[name]] = v
-        elif name not in elsewhere:  # another command's option (train's --out in a bench file) is skipped
-            raise click.BadParameter(f"{path}: unknown option {key!r} (`relief-mpi {ctx.info_name} --help` lists "
-                                     "them)")
-    check_tables(tables, str(path))
-    ctx.default_map = {**(ctx.default_map or {}), **defaults}
-    return tables
-
-
-def check_tables(tables: dict[str, dict[str, Any]], where: str) -> None:
-    """Tables may only hold RunConfig fields that no option sets."""
-    by_option = option_settings()
-    for section, values in tables.items():
-        cls = type(getattr(RunConfig(), section))
-        fields = {f.name for f in dataclasses.fields(cls)}
-        for k in values:
-            if k not in fields:
-                raise ReliefError(f"{where}: [{section}] has no setting {k!r}")
-            if f"{section}.{k}" in by_option:
-                raise ReliefError(f"{where}: [{section}] {k} has a command-line option; set it as an option at the "
-                                  "top of the file")
-
-
-def with_settings(cfg: RunConfig, tables: dict[str, dict[str, Any]] | None) -> RunConfig:
-    """cfg with a config file's table settings applied."""
-    if not tables:
-        return cfg
-    parts = {}
-    for section, values in tables.items():
-        vals = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-        parts[section] = dataclasses.replace(getattr(cfg, section), **vals)
-    return dataclasses.replace(cfg, **parts)
-
-
-def config_option(f: Any) -> Any:
-    return click.option("--config", "config", type=click.Path(dir_okay=False), default=None, is_eager=True,
-                        expose_value=True, callback=load_config_file,
-                        help="TOML file of options by their long names (rounds = 2, local-epochs = 1, ...); "
-                             "options given on the command line override it. `relief-mpi config show RUN.h5` "
-                             "writes a run's file.")(f)
-
+__all__ = ["command", "options_for", "render", "show"]
 
 def _toml_value(v: Any) -> str:
     if isinstance(v, bool):
@@ -142,9 +40,6 @@ def _toml_value(v: Any) -> str:
 def options_for(saved: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """The options (parameter name -> value) and table settings that rebuild `saved` (a RunConfig
     dict) through build_config: only options whose value differs from what the rest gives."""
-    from relief_mpi.cli.options import PARAM_KEYS, build_config
-    from relief_mpi.cli.train import train
-
     defaults = {p.name: p.default for p in train.params if p.name}
     target = flatten(saved)
     chosen: dict[str, Any] = {}
@@ -167,10 +62,8 @@ def options_for(saved: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[s
 
 def render(saved: dict[str, Any], clients: int | None, source: str) -> str:
     """The TOML text of a run's configuration."""
-    from relief_mpi.cli.train import train
-
     chosen, tables = options_for(saved)
-    long = {v: k for k, v in _long_names(train).items()}
+    long = {v: k for k, v in long_names(train).items()}
     lines = [f"# relief-mpi run configuration from {source}",
              "# relief-mpi train --config THIS.toml repeats the run; options on the command line override it.",
              "# Options not listed have their default value (relief-mpi train --help)."]

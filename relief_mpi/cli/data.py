@@ -9,10 +9,21 @@ from typing import Any
 import click
 import numpy as np
 
-from relief_mpi.cli.options import DATA_OPTIONS
+from relief_mpi.cli.options import DATA_OPTIONS, data_config, given_options, with_protocol_defaults
 from relief_mpi.config import DataConfig
+from relief_mpi.data import simulator as sim
 from relief_mpi.data.base import DatasetSpec, FederatedData, RawDataset
+from relief_mpi.data.files import check_sha256
+from relief_mpi.data.partition import label_skew
+from relief_mpi.data.protocol import PAPER_RARE
+from relief_mpi.data.registry import build_federated, load_raw, loader_module, modality_set_for, source_files
+from relief_mpi.data.subjects import client_count_error, subject_index
+from relief_mpi.data.windows import MemoryStore, window_geometry
+from relief_mpi.device.fleet import PAPER_FLEET, load_fleet, paper_fleet, resolve_fleet
+from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
+
+__all__ = ["LAYOUTS", "URLS", "command", "fetch", "info", "synth"]
 
 
 @click.group(name="data")
@@ -41,9 +52,6 @@ def info(**kw: Any) -> None:
     window counts and train label histogram. With --partition subject (--protocol paper) one row
     per subject: its client, device type and train/test windows. Reads the prepared cache
     (building it on first use)."""
-    from relief_mpi.cli.options import data_config, given_options, with_protocol_defaults
-    from relief_mpi.data.registry import build_federated, load_raw
-
     given = given_options(kw)
     kw = with_protocol_defaults(kw, given)
     if kw["dataset"] != "synthetic" and kw["data_dir"] is None:
@@ -68,13 +76,16 @@ def info(**kw: Any) -> None:
 info = DATA_OPTIONS(info)
 
 
+def fleet_modality_sets(spec: DatasetSpec, n_clients: int, fleet: str | None = None,
+                        profiles_dir: str | None = None) -> tuple[list, list[tuple[str, ...]]]:
+    """The fleet's devices for n_clients and each one's modality set on this dataset."""
+    devices = resolve_fleet(load_fleet(fleet), n_clients, load_profiles(profiles_dir))
+    return devices, [modality_set_for(d.sensors, spec.modality_names()) for d in devices]
+
+
 def _devices(spec: DatasetSpec, n_clients: int, fleet: str | None, profiles_dir: str | None,
              dataset: str) -> tuple[list, list[tuple[str, ...]]]:
     """The devices a run would give its clients (`--fleet paper` included) and their modality sets."""
-    from relief_mpi.data.registry import fleet_modality_sets, modality_set_for
-    from relief_mpi.device.fleet import PAPER_FLEET, paper_fleet
-    from relief_mpi.device.profiles import load_profiles
-
     if fleet != PAPER_FLEET:
         return fleet_modality_sets(spec, n_clients, fleet, profiles_dir)
     devices = paper_fleet(dataset, n_clients, load_profiles(profiles_dir))
@@ -87,7 +98,6 @@ def _client_count(cfg: DataConfig, seed: int, raw: RawDataset, clients: int,
     per training subject, and an explicit --clients that disagrees is refused as `train` would."""
     if cfg.partition != "subject":
         return clients, ()
-    from relief_mpi.data.subjects import client_count_error, subject_index
 
     si = subject_index(cfg, seed, raw)
     if clients_given and clients != len(si.clients):
@@ -119,8 +129,6 @@ def _window_counts(fd: FederatedData) -> None:
 
 def _cohorts(fd: FederatedData) -> None:
     """Label skew, cohort sizes, and a warning when some client would train on no modality at all."""
-    from relief_mpi.data.partition import label_skew
-
     click.echo(f"label skew (mean TV distance to the pooled histogram): "
                f"{label_skew([c.y for c in fd.clients_train], len(fd.spec.classes)):.3f}")
     names = fd.spec.modality_names()
@@ -134,8 +142,6 @@ def _cohorts(fd: FederatedData) -> None:
 
 
 def _window_line(cfg: DataConfig, rate_hz: float, length: int) -> str:
-    from relief_mpi.data.windows import window_geometry
-
     _, hop = window_geometry(rate_hz, cfg.window_s, cfg.overlap, cfg.window, cfg.stride)
     kind = "majority label, windows whose majority is not a class dropped" if cfg.protocol == "paper" else \
         "each inside one label run"
@@ -165,9 +171,6 @@ def _ranges(cols: list[int]) -> str:
 
 def _modalities(cfg: DataConfig, spec: DatasetSpec) -> None:
     """The channel-to-modality map, with the original file's (0-based) columns where there is a file layout."""
-    from relief_mpi.data.protocol import PAPER_RARE
-    from relief_mpi.data.registry import loader_module
-
     # the built-in synthetic data is MHEALTH's layout column for column; SPAR's channels are its npz columns
     where = {"synthetic": "MHEALTH column", "spar": "npz column"}.get(cfg.dataset, "file column")
     columns = list(range(spec.n_channels))
@@ -183,8 +186,6 @@ def _modalities(cfg: DataConfig, spec: DatasetSpec) -> None:
 
 
 def _subjects(raw: RawDataset) -> None:
-    from relief_mpi.data.windows import MemoryStore
-
     st = raw.store if raw.store is not None else MemoryStore(raw)
     per_subject: dict[int, list[int]] = {}
     for r in range(st.n_recordings):
@@ -312,8 +313,6 @@ def fetch(dataset: str, dest: str, timeout: float, url: str | None) -> None:
         raise ReliefError(f"{url}: the download is not a zip file (UCI may have moved it); download it by hand "
                           f"from {page}")
     part.replace(target)
-    from relief_mpi.data.files import check_sha256
-    from relief_mpi.data.registry import source_files
 
     files = source_files(dataset, target)
     bad = 0
@@ -360,8 +359,6 @@ def synth(layout: str, dest: str, seed: int, subjects: int | None, minutes: floa
     PAMAP2's heart-rate strap). The files are not the genuine ones (the loaders say so in one
     checksum warning line), and numbers measured on them say the code works, not that the paper's
     results hold."""
-    from relief_mpi.data import synth as sim
-
     folder, pattern, default_n, max_n = LAYOUTS[layout]
     n = default_n if subjects is None else subjects
     if not 1 <= n <= max_n:

@@ -9,10 +9,14 @@ from typing import Any
 
 import click
 
-from relief_mpi.config import DATASETS, DataConfig
-from relief_mpi.device.fleet import ClientDevice, Tier, load_fleet, resolve_fleet
+from relief_mpi.config import DATASETS, DataConfig, RunConfig
+from relief_mpi.data.registry import load_raw, modality_set_for
+from relief_mpi.data.windows import window_dataset
+from relief_mpi.device.fleet import ClientDevice, Tier, load_fleet, modality_cohorts, resolve_fleet
 from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
+
+__all__ = ["calibrate", "command", "show"]
 
 
 @click.group("fleet")
@@ -63,7 +67,6 @@ def show(**kw: Any) -> None:
     devices = resolve_fleet(tiers, n - 1, profiles, hostnames)
     if kw["dataset"] != "synthetic" and kw["data_dir"] is None:
         raise ReliefError(f"--dataset {kw['dataset']} needs --data-dir (the folder with its original files)")
-    from relief_mpi.data.registry import load_raw, modality_set_for
 
     raw = load_raw(DataConfig(dataset=kw["dataset"], data_dir=kw["data_dir"], modality_by=kw["modality_by"]), 0)
     names = raw.spec.modality_names()
@@ -111,9 +114,7 @@ def _rank_table(devices: list[ClientDevice], sets: list[tuple[str, ...]], tiers:
 
 
 def _cohort_lines(devices: list[ClientDevice], sets: list[tuple[str, ...]], names: tuple[str, ...]) -> list[str]:
-    """Per modality the client ranks holding it (run_setup.modality_cohorts), never-trained ones too."""
-    from relief_mpi.run_setup import modality_cohorts
-
+    """Per modality the client ranks holding it (device.fleet.modality_cohorts), never-trained ones too."""
     lines = []
     for c in modality_cohorts({d.rank: s for d, s in zip(devices, sets, strict=True)}, names):
         note = "  <- rare modality" if c.rare else ""
@@ -139,9 +140,6 @@ def calibrate(steps: int, threads: int, batch_size: int, device: str) -> None:
     import torch.nn.functional as F
 
     from relief_mpi.client import split_modalities
-    from relief_mpi.config import RunConfig
-    from relief_mpi.data.registry import load_raw
-    from relief_mpi.data.windows import window_dataset
     from relief_mpi.model.flops import measure_costs
     from relief_mpi.model.net import MultimodalNet
     from relief_mpi.model.optim import Sgd

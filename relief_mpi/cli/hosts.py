@@ -27,11 +27,20 @@ import click
 
 from relief_mpi import __version__
 from relief_mpi.cli.options import build_config, common_options
+from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
+from relief_mpi.device.fleet import load_fleet, modality_cohorts, resolve_fleet
+from relief_mpi.device.profiles import load_profiles
 from relief_mpi.errors import ReliefError
 from relief_mpi.hostfile import SYNTAXES, Hostfile, parse_hostfile
 
 # ---------------------------------------------------------------------------------------------
 # What each rank reports
+
+__all__ = [
+    "RECORD_LEN", "RankInfo", "check", "cohort_lines", "command", "disagreement", "list_hosts", "local_info",
+    "primary_address", "summary", "table", "torch_device", "verdict"
+]
+
 
 _FIELDS = ("host", "address", "arch", "relief", "python", "torch", "mpi", "profile", "tier", "modalities",
            "device", "dataset", "fingerprint", "error")
@@ -116,9 +125,6 @@ def local_info(cfg: Any, rank: int, size: int, hosts: Sequence[str], local_rank:
     """What this rank sees: versions, its device, and the fleet and data as `train` would build them."""
     import torch
 
-    from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
-    from relief_mpi.device.fleet import load_fleet, resolve_fleet
-    from relief_mpi.device.profiles import load_profiles
     from relief_mpi.run_setup import check_sensors
 
     base: dict[str, str] = dict(host=hosts[rank], address=primary_address(), arch=platform.machine(),
@@ -203,9 +209,7 @@ def table(infos: Sequence[RankInfo]) -> list[str]:
 
 
 def cohort_lines(infos: Sequence[RankInfo]) -> list[str]:
-    """Per modality some client holds, the client ranks holding it (run_setup.modality_cohorts)."""
-    from relief_mpi.run_setup import modality_cohorts
-
+    """Per modality some client holds, the client ranks holding it (device.fleet.modality_cohorts)."""
     held = {i.rank: i.modalities.split(",") for i in infos if i.rank > 0 and i.modalities not in ("-", "NONE")}
     if not held:
         return []

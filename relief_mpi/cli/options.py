@@ -10,8 +10,8 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
+from relief_mpi.cli.settings import config_option, setting_key, with_settings
 from relief_mpi.config import (
-    ADAM_STRATEGIES,
     B_MODES,
     CLOCKS,
     COST_MODELS,
@@ -19,7 +19,6 @@ from relief_mpi.config import (
     MODELS,
     MODES,
     PRETRAIN_OPTIMIZERS,
-    STRATEGIES,
     T_STAR_BRACKETS,
     DataConfig,
     DeviceConfig,
@@ -29,6 +28,12 @@ from relief_mpi.config import (
 )
 from relief_mpi.data.protocol import PARTITIONS, PROTOCOLS, SPLITS, paper_data_config
 from relief_mpi.errors import ReliefError
+from relief_mpi.strategy import catalogue
+
+__all__ = [
+    "COMMON", "DATA_OPTIONS", "MODEL_OPTIONS", "PAPER_RUN_DEFAULTS", "PARAM_KEYS", "POS_INT", "PRETRAIN_OPTIONS",
+    "Widths", "build_config", "common_options", "data_config", "given_options", "with_protocol_defaults"
+]
 
 
 def _deadline(ctx: click.Context, param: click.Parameter, value: str) -> str:
@@ -103,18 +108,8 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--test-subjects", type=click.IntRange(1, 1000), default=None,
                  help="--split subject: how many subjects to hold out (a seeded choice); default about 20% of "
                       "them, at least 1."),
-    click.option("--strategy", type=click.Choice(STRATEGIES), default="fedavg", show_default=True,
-                 help="Published presets (the authors' RELIEF, design.md section 0; Adam, --local-epochs): "
-                      "relief (= relief-fast: T*-elastic budgets, divergence-greedy groups, cohort aggregation), "
-                      "relief-acc (no budget), fedavg (whole model, zero-filled sensors, 1/N weights), "
-                      "cohort-fedavg, ablation-v2 (FedAvg weights, no mandatory A), ablation-v3 (v2 with random "
-                      "groups), b-uniform, b-freeze, b-block. Our own (SGD, --local-steps, sample weights): "
-                      "relief-ucb (our first design: UCB allocation under a FLOP deadline), relief-ucb-cohort, "
-                      "relief-ucb-random, fedavg-sgd, fedprox, heterofl (--model small). Ours on the published "
-                      "recipe (Adam, --local-epochs): fedavg-fair (sample weights; a client never updates the "
-                      "groups or BatchNorm statistics of a sensor it lacks), skip-absent (fedavg-fair, absent "
-                      "encoders not run), fedavg-deadline (fedavg-fair under RELIEF's budget as fewer steps), "
-                      "fixed-order (RELIEF's budget, groups least recently trained first)."),
+    click.option("--strategy", type=click.Choice(catalogue.names()), default="fedavg", show_default=True,
+                 help=catalogue.strategy_help()),
     click.option("--model", "model_name", type=click.Choice(MODELS), default="paper", show_default=True,
                  help="paper: the authors' Conv-BN encoders (64, 128), rank-rho factored fusion, head 128-64-C; "
                       "small: our first version's smaller CNN (needed by heterofl and --groups-per-modality)."),
@@ -223,8 +218,6 @@ def PRETRAIN_OPTIONS(cmd: click.Command) -> click.Command:  # noqa: N802 - used 
 
 
 def common_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    from relief_mpi.cli.config import config_option
-
     for opt in reversed(COMMON):
         f = opt(f)
     return config_option(f)
@@ -302,15 +295,12 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
     if kw.get("fleet") == "paper" and data.modality_by != "type":
         raise ReliefError("--fleet paper gives devices sensor types (acc, gyro, ...): use --modality-by type")
     model_name = kw.get("model_name", "paper")
-    b_mode = "block" if kw["strategy"] == "b-block" else kw.get("b_mode", "shared")
-    if kw["strategy"] == "heterofl" and model_name != "small":
-        raise ReliefError("--strategy heterofl scales the small model's layer widths: add --model small")
+    entry = catalogue.entry(kw["strategy"])
+    b_mode = entry.b_mode or kw.get("b_mode", "shared")
     lr = kw.get("lr")
     if lr is None:
-        lr = 1e-3 if kw["strategy"] in ADAM_STRATEGIES else 0.05
-    from relief_mpi.cli.config import with_settings
-
-    return with_settings(RunConfig(
+        lr = entry.default_lr
+    cfg = with_settings(RunConfig(
         rounds=kw["rounds"], seed=kw["seed"], eval_every=kw["eval_every"],
         checkpoint_every=kw.get("checkpoint_every", 0) or 0,
         data=data,
@@ -326,22 +316,18 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
                                 cost_model=kw.get("cost_model", "published")),
         device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
     ), kw.get("config"))  # a --config file's settings without an option (cli/config.py)
+    entry.check(cfg)
+    return cfg
 
 
-# CLI parameter -> dotted RunConfig key (used to name what a resumed run would change).
-PARAM_KEYS = {
-    "rounds": "rounds", "seed": "seed", "eval_every": "eval_every", "checkpoint_every": "checkpoint_every",
-    "dataset": "data.dataset", "data_dir": "data.data_dir", "modality_by": "data.modality_by", "alpha": "data.alpha",
-    "window_s": "data.window_s", "downsample": "data.downsample", "mode": "model.mode", "base": "model.base",
-    "groups_per_modality": "model.groups_per_modality", "strategy": "strategy.name",
-    "model_name": "model.model", "rho": "model.rho", "encoder_channels": "model.encoder_channels",
-    "b_mode": "model.b_mode", "local_epochs": "strategy.local_epochs",
-    "lam": "strategy.lam", "gamma": "strategy.gamma", "t_star_bracket": "strategy.t_star_bracket",
-    "cost_model": "strategy.cost_model", "pretrain_epochs": "model.pretrain_epochs",
-    "pretrain_lr": "model.pretrain_lr", "pretrain_optimizer": "model.pretrain_optimizer",
-    "local_steps": "strategy.local_steps", "batch_size": "strategy.batch_size", "lr": "strategy.lr",
-    "momentum": "strategy.momentum", "mu": "strategy.mu", "deadline": "strategy.deadline", "beta": "strategy.beta",
-    "fleet": "device.fleet", "profiles_dir": "device.profiles_dir", "clock": "device.clock",
-    "protocol": "data.protocol", "partition": "data.partition", "split": "data.split",
-    "test_subjects": "data.test_subjects",
-}
+def _param_keys() -> dict[str, str]:
+    probe = click.Command("probe")
+    for opt in COMMON:
+        opt(probe)  # click's option decorator appends its parameter to a Command's params
+    names = [p.name for p in probe.params if p.name] + ["checkpoint_every"]
+    return {n: k for n in names if (k := setting_key(n)) is not None}
+
+
+# CLI parameter -> dotted RunConfig key (names what a resumed run would change), from the option and
+# field names (cli/settings.setting_key): a new option named like its config field needs no entry.
+PARAM_KEYS: dict[str, str] = _param_keys()

@@ -8,7 +8,13 @@ from typing import Any
 import click
 
 from relief_mpi.cli.options import DATA_OPTIONS, MODEL_OPTIONS, PRETRAIN_OPTIONS, build_config
+from relief_mpi.cli.train import check_writable
+from relief_mpi.data.registry import load_raw
+from relief_mpi.data.subjects import subject_index
 from relief_mpi.errors import ReliefError
+from relief_mpi.metrics import macro_f1
+
+__all__ = ["command"]
 
 
 @click.command(name="pretrain")
@@ -28,7 +34,6 @@ def command(**kw: Any) -> None:
     import numpy as np
     import torch
 
-    from relief_mpi.metrics import macro_f1
     from relief_mpi.model.pretrain import pretrain, save_base
     from relief_mpi.run_setup import build_setup
 
@@ -37,8 +42,6 @@ def command(**kw: Any) -> None:
         raise ReliefError(f"--out {out} exists; pass --overwrite to replace it")
     if out.is_dir():
         raise ReliefError(f"--out {out} is a directory")
-    from relief_mpi.cli.train import check_writable
-
     check_writable(out, "--out")  # a read-only or impossible path is one line now, not after the training
     from relief_mpi.run import set_process_threads
 
@@ -46,8 +49,6 @@ def command(**kw: Any) -> None:
     cfg = build_config({**_defaults(), **kw, "mode": "lora", "base": None})
     n_clients = 1
     if cfg.data.partition == "subject":  # as many clients as the run has, so the server split is the run's
-        from relief_mpi.data.registry import load_raw
-        from relief_mpi.data.subjects import subject_index
 
         n_clients = len(subject_index(cfg.data, cfg.seed, load_raw(cfg.data, cfg.seed)).clients)
     setup = build_setup(cfg, n_clients)

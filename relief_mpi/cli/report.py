@@ -8,6 +8,8 @@ import click
 
 from relief_mpi.errors import ReliefError
 
+__all__ = ["report"]
+
 
 @click.command()
 @click.argument("log", type=click.Path(dir_okay=False))

@@ -8,21 +8,24 @@ import math
 import os
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
+from relief_mpi.cli.errors import abort_job, stop_here
 from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options
+from relief_mpi.cli.output import Progress
+from relief_mpi.cli.settings import register_command
 from relief_mpi.config import RunConfig
+from relief_mpi.debug import DebugHooks
 from relief_mpi.errors import ReliefError
-from relief_mpi.mpirun_types import Resolved
-from relief_mpi.stops import Interrupted, RunStopped, describe, exit_process
+from relief_mpi.job import Resolved
+from relief_mpi.log.lock import hold, launcher_size, release_all
+from relief_mpi.stops import Interrupted, RunStopped
 
-if TYPE_CHECKING:  # relief_mpi.run imports torch; the command line starts without it
-    from relief_mpi.run import DebugHooks, Progress
+__all__ = ["check_out", "check_writable", "default_out", "find_log", "parse_fault", "resolve_resume", "train"]
 
 
 def default_out(strategy: str, dataset: str, seed: int) -> Path:
@@ -37,8 +40,6 @@ def check_out(path: Path, overwrite: bool) -> Path:
     if path.exists() and path.is_dir():
         raise ReliefError(f"--out {path} is a directory")
     check_writable(path, "--out")
-    from relief_mpi.log.lock import hold
-
     hold(path, "--out")  # one writer per log, for the whole run (log.lock)
     if path.exists() and not overwrite and path.stat().st_size > 0:
         raise ReliefError(f"--out {path} exists; pass --overwrite to replace it (or pick another path)")
@@ -101,8 +102,6 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
         raise ReliefError("--resume continues the log it names; drop --out")
     path = find_log(Path(kw["resume"]))
     check_writable(path, "--resume")
-    from relief_mpi.log.lock import hold
-
     hold(path, "--resume")  # before reading: another run may be writing it (log.lock)
     log = read_log(path)  # a damaged or foreign file is one line (log.check.LogReadError)
     saved_json = log.attrs["config"]
@@ -198,8 +197,6 @@ def train(ctx: click.Context, **kw: Any) -> None:
     """
     given = {p for p in kw if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
-    from relief_mpi.run import DebugHooks
-
     debug = DebugHooks(parse_fault(kw["fault"]), kw["debug_dump"])
 
     def resolve() -> Resolved:
@@ -215,8 +212,6 @@ def train(ctx: click.Context, **kw: Any) -> None:
                 raise ReliefError(f"the run being resumed had {res.n_clients} clients, not {kw['clients']}")
             res.n_clients = kw["clients"]
         return res
-
-    from relief_mpi.log.lock import release_all
 
     try:  # the log's writer lock (log.lock) is held from resolve() to the end of the run
         if kw["transport"] == "inprocess":
@@ -240,37 +235,11 @@ def train(ctx: click.Context, **kw: Any) -> None:
 
 def refuse_inprocess_under_launcher() -> None:
     """`mpirun -n 3 relief-mpi train --transport inprocess` would start three whole runs on one log."""
-    from relief_mpi.cli import launcher_size
-
     size = launcher_size()
     if size is not None and size[1] > 1:
         raise ReliefError(f"--transport inprocess runs the whole job in one process, but this was started as "
                           f"{size[1]} MPI ranks ({size[0]}={size[1]}): each would run it on the same log; drop "
                           "mpirun, or drop --transport inprocess")
-
-
-def stop_line(e: RunStopped | Interrupted) -> str:
-    """The one line of a run that stopped early."""
-    return describe(e) if isinstance(e, Interrupted) else f"error: {describe(e)}"
-
-
-def stop_here(e: RunStopped | Interrupted) -> None:
-    """Print the stop's line and leave with its exit code. Under MPI, a stop that could not release
-    the clients (a round was in flight, or a client stopped answering) ends the job with MPI_Abort,
-    so that the launcher exits with this code (not with the signal it then kills a stopped rank
-    with); the library's own abort line is kept off stderr, the user has ours."""
-    from relief_mpi.comm import mpi_loaded
-
-    click.echo(stop_line(e), err=True)
-    if mpi_loaded() and not e.clean:
-        from relief_mpi.comm.world import abort, world_size
-
-        if world_size() > 1:
-            abort(e.exit_code, quiet=True)
-    from relief_mpi.log.lock import release_all
-
-    release_all()  # exit_process may leave by os._exit, past atexit
-    exit_process(e.exit_code)
 
 
 def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug: DebugHooks) -> None:
@@ -283,29 +252,9 @@ def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug
             click.echo(f"error: {e}", err=True)
         sys.exit(2)
     except BaseException:  # noqa: BLE001 - any failure on any rank must end the whole job, never hang
-        _abort(released_ok=True)
+        abort_job(released_ok=True)
     if out is not None:
         click.echo(f"log: {out}")
 
 
-def _abort(released_ok: bool = False) -> None:
-    """End the whole job from the exception being handled: a stop of the run (stops) is its one
-    line and exit code; anything else is a traceback and MPI_Abort. released_ok: the clients of a
-    cleanly stopped run leave by themselves (train); a caller whose clients would go on to another
-    run (bench) leaves it False, and the job is aborted with the stop's code."""
-    from relief_mpi.comm.world import abort, world_rank
-
-    e = sys.exc_info()[1]
-    if isinstance(e, (RunStopped, Interrupted)):
-        e.clean = e.clean and released_ok
-        stop_here(e)
-    if isinstance(e, KeyboardInterrupt):  # a signal before the handlers were installed: no traceback
-        sys.stderr.flush()
-        os._exit(130)
-    rank = world_rank()
-    sys.stderr.write(f"relief-mpi: rank {rank} failed, aborting the job:\n{traceback.format_exc()}")
-    sys.stderr.flush()
-    # Give the launcher a moment to forward the traceback: Abort tears every process down at once,
-    # and output still in a pipe can be lost with it.
-    time.sleep(0.5)
-    abort(1)
+register_command(train)  # its option names are known to --config files of other commands

@@ -14,6 +14,8 @@ releases (a Jetson's system MPICH 3.3, say) name their algorithms differently.
 import os
 import sys
 
+__all__ = ["REDUCE_ALGORITHM_VAR", "mpi_loaded", "pip_mpich_major"]
+
 REDUCE_ALGORITHM_VAR = "MPIR_CVAR_IREDUCE_INTRA_ALGORITHM"
 
 

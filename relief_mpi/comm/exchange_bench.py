@@ -32,6 +32,8 @@ from relief_mpi.comm.transport import Handshake
 from relief_mpi.comm.wait import wait_all
 from relief_mpi.rounds import UPDATE_DTYPE, RoundPlan, update_len
 
+__all__ = ["TAG_RAW", "measure"]
+
 TAG_RAW = 41
 
 

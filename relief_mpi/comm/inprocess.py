@@ -11,22 +11,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from relief_mpi.client import LocalClients, LocalTrainer
 from relief_mpi.comm import wire
-from relief_mpi.comm.placement import check_fits, clients_of
-from relief_mpi.comm.transport import Handshake, RoundExchange, ServerTransport
+from relief_mpi.comm.placement import check_fits
+from relief_mpi.comm.transport import Handshake, HostedClients, RoundExchange, ServerTransport
 from relief_mpi.rounds import GroupSums, RoundPlan, add_updates
+
+__all__ = ["InProcessServerTransport"]
 
 
 class InProcessServerTransport(ServerTransport):
-    def __init__(self, trainers: list[LocalTrainer], ownership: np.ndarray, sizes: tuple[int, ...],
-                 n_ranks: int | None = None) -> None:
-        k = len(trainers)
-        self.n_ranks = n_ranks or k
-        check_fits(k, self.n_ranks)
-        self.ranks = [LocalClients([trainers[c] for c in clients_of(r, k, self.n_ranks)])
-                      for r in range(1, self.n_ranks + 1)]
-        self.n_clients = k
+    def __init__(self, ranks: list[HostedClients], n_clients: int, ownership: np.ndarray,
+                 sizes: tuple[int, ...]) -> None:
+        """`ranks[r - 1]`: the clients client rank r would host (comm.placement.clients_of)."""
+        self.n_ranks = len(ranks)
+        check_fits(n_clients, self.n_ranks)
+        self.ranks = ranks
+        self.n_clients = n_clients
         self.ownership = ownership
         self.sizes = sizes
 

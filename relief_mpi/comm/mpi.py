@@ -42,8 +42,11 @@ from relief_mpi.comm import wire
 from relief_mpi.comm.placement import Key, buckets, by_rank, check_fits, clients_of, members, split
 from relief_mpi.comm.transport import ClientTransport, Handshake, RoundExchange, ServerTransport
 from relief_mpi.comm.wait import WaitTimeout, wait_all
+from relief_mpi.errors import RoundTimeout, StartupRefused
 from relief_mpi.rounds import UPDATE_DTYPE, GroupSums, RoundPlan, update_len
-from relief_mpi.stops import RoundTimeout
+
+__all__ = ["Collective", "CommCache", "MpiClientTransport", "MpiServerTransport", "decode_handshake",
+           "encode_handshake", "persistent_supported"]
 
 TAG_PLAN, TAG_ACK, TAG_REPORT = 11, 13, 14
 _HS_FIELDS = (("version", 32), ("fingerprint", 32), ("host", 64))
@@ -281,8 +284,6 @@ class MpiServerTransport(_MpiBase, ServerTransport):
                    f"rank 0 runs {me.version} with {me.fingerprint}; all ranks must run the same version on "
                    "the same data")
             self.fail(msg)
-            from relief_mpi.mpirun_types import StartupRefused
-
             raise StartupRefused(msg, printable=True)
         status = np.array([0, base.size], np.int64)
         wait_all([self.world.Ibcast(status, root=0)])

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["Bucket", "Key", "buckets", "by_rank", "check_fits", "clients_of", "host_rank", "members", "split"]
+
 Key = tuple[int, ...]  # a communicator's members: world ranks, the server (0) first
 
 

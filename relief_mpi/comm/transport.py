@@ -8,10 +8,13 @@ from __future__ import annotations
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from relief_mpi.rounds import GroupSums, RoundPlan
+
+__all__ = ["ClientTransport", "Handshake", "HostedClients", "RoundExchange", "ServerTransport"]
 
 
 @dataclass(frozen=True)
@@ -21,6 +24,18 @@ class Handshake:
     version: str
     fingerprint: str
     host: str
+
+
+class HostedClients(Protocol):
+    """The clients one client rank hosts, as the in-process transport drives them (client.LocalClients):
+    handed to the transport, so that comm/ does not import the client."""
+
+    def set_base(self, base: np.ndarray) -> None:
+        """The frozen base (LoRA) once per model."""
+
+    def train(self, plan: RoundPlan, blocks: dict[int, np.ndarray]) -> tuple[dict[int, np.ndarray], np.ndarray]:
+        """The per-group sums of the hosted clients' update buffers and their reports [clients, fields]."""
+        ...
 
 
 @dataclass
@@ -38,7 +53,7 @@ class ServerTransport(ABC):
 
     def set_round_timeout(self, timeout_s: float | None) -> None:
         """The next round must finish within timeout_s (None: no limit); a transport that can
-        wait on other ranks raises stops.RoundTimeout, naming the ranks, when it does not."""
+        wait on other ranks raises errors.RoundTimeout (stops re-exports it), naming the ranks, when it does not."""
         self.timeout_s = timeout_s or 0.0
         self.deadline = None if timeout_s is None else time.monotonic() + timeout_s
 

@@ -22,6 +22,8 @@ from mpi4py import MPI
 
 from relief_mpi import signals
 
+__all__ = ["POLL_S", "SLEEP_MIN_S", "SPIN_S", "WaitTimeout", "wait_all"]
+
 POLL_S = 0.001  # longest sleep between two tests
 SPIN_S = 0.005  # test-and-yield phase, again after each partial completion
 SLEEP_MIN_S = 0.00002  # first sleep after it

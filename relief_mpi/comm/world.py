@@ -19,20 +19,19 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from typing import TypeVar
 
 import numpy as np
 from mpi4py import MPI
 
 from relief_mpi.comm.wait import wait_all
 from relief_mpi.comm.wire import fixed_utf8, utf8_text
-from relief_mpi.config import RunConfig
-from relief_mpi.errors import ReliefError
-from relief_mpi.mpirun_types import Resolved, StartupRefused
+from relief_mpi.errors import ReliefError, StartupRefused
+
+__all__ = ["HOST_LEN", "MSG_LEN", "World", "abort", "finalize", "library_line", "library_version", "running",
+           "world_rank", "world_size"]
 
 HOST_LEN = 64
 MSG_LEN = 512
-R = TypeVar("R", bound=Resolved)
 
 
 class World:
@@ -91,21 +90,17 @@ class World:
         if flag[0]:
             raise StartupRefused(first, printable=self.rank == 0)
 
-    def config_from_root(self, resolve: Callable[[], R]) -> tuple[RunConfig, int, R | None]:
-        """Rank 0 resolves the run and sends the config (JSON bytes) and the number of clients (0 =
-        one per client rank) to every rank; a problem there is one line from rank 0 and
-        StartupRefused everywhere."""
+    def config_from_root(self, resolve: Callable[[], tuple[str, int]]) -> tuple[str, int]:
+        """Rank 0 runs `resolve` (the job's config as JSON text and its number of clients, 0 = one
+        per client rank) and sends both to every rank; a ReliefError there is one line from rank 0
+        and StartupRefused everywhere. The caller decodes the config: comm knows no job type."""
         head = np.zeros(3, np.int64)
         payload = b""
-        resolved = None
         if self.rank == 0:
             try:
-                resolved = resolve()
-                if resolved.world_size is not None and resolved.world_size != self.size:
-                    raise ReliefError(f"the run being resumed had {resolved.world_size} ranks; relaunch with "
-                                      f"-n {resolved.world_size} (this job has {self.size})")
-                payload = resolved.config.to_json().encode()
-                head[2] = resolved.n_clients or 0
+                text, n_clients = resolve()
+                payload = text.encode()
+                head[2] = n_clients
             except ReliefError as e:
                 head[0], payload = 1, str(e).encode()
             head[1] = len(payload)
@@ -115,7 +110,7 @@ class World:
         text = bytes(buf).decode("utf-8")
         if head[0]:
             raise StartupRefused(text, printable=self.rank == 0)
-        return RunConfig.from_json(text), int(head[2]), resolved
+        return text, int(head[2])
 
 
 def library_line() -> str:

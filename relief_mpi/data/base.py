@@ -14,6 +14,9 @@ from typing import Any
 
 import numpy as np
 
+__all__ = ["DatasetSpec", "FederatedData", "Modality", "RawDataset", "Recording", "WindowCutter", "WindowSet",
+           "group_modalities", "make_spec"]
+
 
 @dataclass(frozen=True)
 class Modality:
@@ -50,8 +53,6 @@ class DatasetSpec:
 
     def regroup(self, by: str) -> DatasetSpec:
         """The same channels grouped into modalities by sensor type or by body position."""
-        from relief_mpi.data.synthetic import group_modalities
-
         if not self.channel_types:
             return self
         mods = group_modalities(self.channel_table(), by, self.type_order, self.position_order)
@@ -71,11 +72,24 @@ class DatasetSpec:
         return s.regroup(by)
 
 
+def group_modalities(channels: tuple[tuple[str, str, str], ...], by: str,
+                     type_order: tuple[str, ...], position_order: tuple[str, ...]) -> tuple[Modality, ...]:
+    """Group channel columns into modalities by sensor type or by body position."""
+    if by not in ("type", "position"):
+        raise ValueError(f"modality grouping must be 'type' or 'position', got {by!r}")
+    key = 1 if by == "type" else 2
+    order = type_order if by == "type" else position_order
+    mods = []
+    for name in order:
+        idx = tuple(i for i, ch in enumerate(channels) if ch[key] == name)
+        if idx:
+            mods.append(Modality(name, idx, tuple(channels[i][0] for i in idx)))
+    return tuple(mods)
+
+
 def make_spec(name: str, classes: tuple[str, ...], channels: tuple[tuple[str, str, str], ...], rate_hz: float,
               by: str, type_order: tuple[str, ...], position_order: tuple[str, ...]) -> DatasetSpec:
     """A spec from a (name, sensor type, body position) table, grouped `by` type or position."""
-    from relief_mpi.data.synthetic import group_modalities
-
     return DatasetSpec(name=name, classes=classes,
                        modalities=group_modalities(channels, by, type_order, position_order),
                        sample_rate_hz=rate_hz, channel_names=tuple(c[0] for c in channels),

@@ -33,8 +33,12 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from relief_mpi.data import simulator
 from relief_mpi.data.base import DatasetSpec, Recording
 from relief_mpi.data.windows import WindowIndex, WindowTable, channel_stats, index_windows
+
+__all__ = ["ENV", "FORMAT", "H5Store", "builtin_sessions", "cache_root", "file_lock", "key_of", "open_store",
+           "train_stats", "window_index", "write_store"]
 
 FORMAT = 1
 ENV = "RELIEF_MPI_CACHE_DIR"
@@ -301,14 +305,12 @@ def builtin_sessions(seed: int, n_subjects: int,
                      build: Callable[[], list[tuple[np.ndarray, np.ndarray]]]) -> list[tuple[np.ndarray, np.ndarray]]:
     """The built-in synthetic dataset's (signals, labels) per subject, simulated once per seed and
     kept as .npz: every rank of every run would otherwise spend about 0.5 s of CPU simulating the
-    same 10 subjects. The key covers the generator's source (data/synth.py), so an edited
+    same 10 subjects. The key covers the generator's source (data/simulator.py), so an edited
     generator never reads an old file. No cache (off, or not writable): build() every time."""
     root = cache_root()
     if root is None:
         return build()
-    from relief_mpi.data import synth
-
-    source = hashlib.sha256(Path(synth.__file__).read_bytes()).hexdigest()
+    source = hashlib.sha256(Path(simulator.__file__).read_bytes()).hexdigest()
     path = root / f"synthetic-{key_of([FORMAT, seed, n_subjects, source])}.npz"
 
     def read() -> list[tuple[np.ndarray, np.ndarray]] | None:

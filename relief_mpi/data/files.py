@@ -19,7 +19,12 @@ import numpy as np
 
 from relief_mpi.config import DataConfig
 from relief_mpi.data.base import DatasetSpec, RawDataset, Recording
+from relief_mpi.data.preprocess import paper_recording
+from relief_mpi.data.windows import downsample
 from relief_mpi.errors import ReliefError
+
+__all__ = ["KNOWN_SHA256", "DataFile", "announce", "by_subject", "check_sha256", "checksum_note", "find_files",
+           "folder_file", "load_all", "parse_table", "read_subjects", "row_error"]
 
 # sha256 of the genuine files (from ../shared/data/README.md): a mismatch is warned about, not fatal.
 KNOWN_SHA256: dict[str, dict[str, str]] = {
@@ -285,8 +290,6 @@ def read_subjects(path: Path, cfg: DataConfig, locate: Callable[[Path], tuple[li
     the reading loop shared by the one-file-per-subject loaders (MHEALTH, PAMAP2). Each file is
     read with its checksum, parsed by `parse`, then downsampled (protocol "ours": block means) or
     preprocessed as the paper did (protocol "paper": decimation, forward-fill, per-subject z-score)."""
-    from relief_mpi.data.preprocess import paper_recording
-    from relief_mpi.data.windows import downsample
 
     files, notes = locate(path)
 

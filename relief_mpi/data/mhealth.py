@@ -32,6 +32,9 @@ from relief_mpi.data.files import (
 from relief_mpi.data.synthetic import CHANNELS as _SYN_CHANNELS
 from relief_mpi.errors import ReliefError
 
+__all__ = ["CHANNELS", "CLASSES", "FILE_PATTERN", "LAYOUT", "NAME", "N_COLUMNS", "N_SUBJECTS", "POSITION_ORDER",
+           "RATE_HZ", "TYPE_ORDER", "URL", "load", "locate", "parse", "read", "source_columns", "spec"]
+
 NAME = "mhealth"
 RATE_HZ = 50.0
 N_COLUMNS = 24

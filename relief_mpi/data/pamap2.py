@@ -40,6 +40,10 @@ from relief_mpi.data.files import (
 )
 from relief_mpi.errors import ReliefError
 
+__all__ = ["ACTIVITIES", "CLASSES", "FILE_PATTERN", "LAYOUT", "MAX_GAP_S", "NAME", "N_COLUMNS", "N_SUBJECTS",
+           "OPTIONAL_ACTIVITIES", "PAPER_SUBJECTS", "PAPER_TYPE_ORDER", "POSITION_ORDER", "RATE_HZ", "TYPE_ORDER",
+           "URL", "clean", "load", "locate", "parse", "parse_paper", "read", "source_columns", "spec"]
+
 NAME = "pamap2"
 RATE_HZ = 100.0
 N_COLUMNS = 54

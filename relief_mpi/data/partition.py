@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 
+__all__ = ["dirichlet_proportions", "label_skew", "partition", "split_by_proportions"]
+
 
 def dirichlet_proportions(n_classes: int, n_clients: int, alpha: float,
                           rng: np.random.Generator) -> np.ndarray:

@@ -14,6 +14,9 @@ import numpy as np
 
 from relief_mpi.data.base import Recording
 
+__all__ = ["STD_EPS", "channel_moments", "decimate", "ffill_channels", "paper_recording", "paper_subject_series",
+           "zscore_channels"]
+
 # Added to the standard deviation, so a constant channel becomes exactly zero.
 STD_EPS = 1e-6
 

@@ -16,6 +16,10 @@ from dataclasses import replace
 from relief_mpi.config import DataConfig
 from relief_mpi.errors import ReliefError
 
+__all__ = ["DEVICE_TYPES", "PAPER_DEVICE_COUNTS", "PAPER_RARE", "PAPER_STRIDE", "PAPER_TEST_FRACTION", "PAPER_WINDOW",
+           "PARTITIONS", "PROTOCOLS", "SPLITS", "check_data_config", "device_modalities", "n_test_subjects",
+           "paper_data_config", "paper_device_types", "paper_modality_sets"]
+
 PROTOCOLS = ("ours", "paper")
 PARTITIONS = ("dirichlet", "subject")
 SPLITS = ("time", "paper", "subject")

@@ -31,6 +31,8 @@ from relief_mpi.data.preprocess import paper_subject_series
 from relief_mpi.data.windows import downsample
 from relief_mpi.errors import ReliefError
 
+__all__ = ["FILE_NAME", "NAME", "POSITION_ORDER", "TYPE_ORDER", "load", "locate", "read"]
+
 NAME = "spar"
 FILE_NAME = "spar_watch_10subj.npz"
 TYPE_ORDER = ("acc", "gyro")

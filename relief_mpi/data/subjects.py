@@ -24,8 +24,12 @@ import numpy as np
 from relief_mpi.config import DataConfig
 from relief_mpi.data.base import FederatedData, RawDataset, WindowSet
 from relief_mpi.data.protocol import n_test_subjects
+from relief_mpi.data.stats import data_fingerprint, server_mask, store_of, training_stats
 from relief_mpi.data.windows import WindowIndex, WindowTable, cut_windows, index_recordings, window_geometry
 from relief_mpi.errors import ReliefError
+
+__all__ = ["SubjectIndex", "build_by_subject", "client_count_error", "held_out_subjects", "random_split",
+           "subject_index"]
 
 
 def held_out_subjects(subjects: Sequence[int], test_subjects: int, seed: int) -> tuple[int, ...]:
@@ -72,8 +76,6 @@ class SubjectIndex:
 def subject_index(cfg: DataConfig, seed: int, raw: RawDataset) -> SubjectIndex:
     """Index the windows (labels only, nothing cut) and decide the clients: how many a
     partition=subject run needs is len(subject_index(...).clients)."""
-    from relief_mpi.data.registry import store_of
-
     spec = raw.spec
     store = store_of(raw)
     length, hop = window_geometry(spec.sample_rate_hz, cfg.window_s, cfg.overlap, cfg.window, cfg.stride)
@@ -102,8 +104,6 @@ def subject_index(cfg: DataConfig, seed: int, raw: RawDataset) -> SubjectIndex:
 def build_by_subject(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[str, ...]],
                      raw: RawDataset) -> FederatedData:
     """FederatedData with client k = the k-th subject in sorted order (see the module docstring)."""
-    from relief_mpi.data.registry import data_fingerprint, server_mask, store_of, training_stats
-
     spec = raw.spec
     store = store_of(raw)
     paper = cfg.protocol == "paper"

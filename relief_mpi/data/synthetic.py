@@ -1,7 +1,7 @@
 """Built-in seeded synthetic dataset with MHEALTH's modality structure (no download needed).
 
 Channels mirror MHEALTH: acc at chest/ankle/arm, ECG at the chest, gyro and mag at ankle/arm.
-The signals come from the simulator in synth.py: 12 classes, 6 of which can only be told from
+The signals come from the simulator in simulator.py: 12 classes, 6 of which can only be told from
 their twin by the magnetometer and 6 only by ECG, with overlapping classes, intrusions of other
 behaviour inside bouts and subject differences, so that no model reaches 100% macro-F1 and a
 model that ignores the rare cohorts caps its macro-F1 near one half.
@@ -9,8 +9,11 @@ model that ignores the rare cohorts caps its macro-F1 near one half.
 
 from __future__ import annotations
 
-from relief_mpi.data.base import DatasetSpec, Modality, RawDataset, Recording
-from relief_mpi.data.synth import CLASS_NAMES, builtin_sessions
+from relief_mpi.data import cache
+from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, group_modalities
+from relief_mpi.data.simulator import CLASS_NAMES, builtin_sessions
+
+__all__ = ["CHANNELS", "CLASSES", "POSITION_ORDER", "RATE_HZ", "TYPE_ORDER", "generate", "spec"]
 
 CLASSES = CLASS_NAMES
 RATE_HZ = 50.0
@@ -30,21 +33,6 @@ TYPE_ORDER = ("acc", "gyro", "mag", "ecg")
 POSITION_ORDER = ("chest", "ankle", "arm")
 
 
-def group_modalities(channels: tuple[tuple[str, str, str], ...], by: str,
-                     type_order: tuple[str, ...], position_order: tuple[str, ...]) -> tuple[Modality, ...]:
-    """Group channel columns into modalities by sensor type or by body position."""
-    if by not in ("type", "position"):
-        raise ValueError(f"modality grouping must be 'type' or 'position', got {by!r}")
-    key = 1 if by == "type" else 2
-    order = type_order if by == "type" else position_order
-    mods = []
-    for name in order:
-        idx = tuple(i for i, ch in enumerate(channels) if ch[key] == name)
-        if idx:
-            mods.append(Modality(name, idx, tuple(channels[i][0] for i in idx)))
-    return tuple(mods)
-
-
 def spec(modality_by: str = "type") -> DatasetSpec:
     return DatasetSpec(
         name="synthetic",
@@ -58,8 +46,6 @@ def spec(modality_by: str = "type") -> DatasetSpec:
 def generate(seed: int = 0, modality_by: str = "type", n_subjects: int = 10) -> RawDataset:
     """One recording per subject (about 5.6 minutes at 50 Hz, every class once in a random order,
     2 s rests between, label -1): deterministic for a seed."""
-    from relief_mpi.data import cache
-
     sessions = cache.builtin_sessions(seed, n_subjects, lambda: builtin_sessions(seed, n_subjects))
     recs = [Recording(subject=k + 1, signals=x, labels=y, source=f"synthetic(seed={seed})")
             for k, (x, y) in enumerate(sessions)]

@@ -23,6 +23,10 @@ import numpy as np
 
 from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, WindowSet
 
+__all__ = ["MemoryStore", "RecordingStore", "WindowIndex", "WindowTable", "channel_stats", "cut", "cut_windows",
+           "downsample", "geometry", "index_recordings", "index_windows", "label_runs", "majority_labels", "normalise",
+           "recordings_hash", "window_dataset", "window_geometry"]
+
 
 class RecordingStore(Protocol):
     """Read access to a dataset's recordings without holding them all."""

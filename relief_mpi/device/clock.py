@@ -12,13 +12,16 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
+from relief_mpi.config import Clock
 from relief_mpi.device.profiles import DeviceProfile
+
+__all__ = ["DeviceClock", "sleep_for"]
 
 
 @dataclass
 class DeviceClock:
     profile: DeviceProfile
-    mode: str  # "real" or "virtual"
+    mode: Clock
     busy_s: float = 0.0  # emulated compute time this round (real: wall-clock measured)
     lag_s: float = 0.0  # host slower than the profile, summed
     compute_wall_s: float = 0.0  # host time actually spent computing

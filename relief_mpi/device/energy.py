@@ -3,7 +3,7 @@
 Every meter answers `read()` with cumulative joules since it was created, and names its
 `source` ("ina3221", "rapl", "nvml", or "rapl+nvml" when a host has both). A client reads its
 meter before and after its round and reports the difference; where no meter exists the report
-is NaN and the source is "none". Modeled energy (relief_mpi/run_setup.py modeled_energy) is logged
+is NaN and the source is "none". Modeled energy (modeled_energy below) is logged
 either way.
 
 - INA3221 (Jetson): power monitors on the module's rails. Only power is exposed, so a
@@ -35,6 +35,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
+
+import numpy as np
+
+__all__ = ["NONE", "CounterMeter", "EnergyMeter", "PowerSampler", "Rail", "SumMeter", "detect_meter", "ina3221_meter",
+           "modeled_energy", "nvml_meter", "pick_rails", "process_meter", "rapl_meter", "source_of"]
 
 NONE = "none"
 _INPUT_RAILS = ("VDD_IN", "POM_5V_IN")  # the module input rail: Orin Nano/NX, Xavier NX (VDD_IN), Nano/TX2 (POM_5V_IN)
@@ -319,3 +324,11 @@ def process_meter() -> EnergyMeter | None:
 
 def source_of(meter: EnergyMeter | None) -> str:
     return NONE if meter is None else meter.source
+
+
+def modeled_energy(p_busy: np.ndarray, p_idle: np.ndarray, nj_per_bit: np.ndarray, busy: np.ndarray, round_s: float,
+                   nbytes: np.ndarray) -> np.ndarray:
+    """P_busy * busy + P_idle * (round - busy) + J/bit * bits, per client, from each client's
+    power figures (RunSetup.power) (one vector operation: a round's cost does not grow with the
+    clients in Python)."""
+    return p_busy * busy + p_idle * np.maximum(0.0, round_s - busy) + nj_per_bit * 1e-9 * 8 * nbytes

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from relief_mpi.device.profiles import DeviceProfile, parse_sensors, read_toml
 from relief_mpi.errors import ReliefError
+
+__all__ = ["DEFAULT_FLEET", "PAPER_COUNTS", "PAPER_FLEET", "PAPER_TYPES", "ClientDevice", "Cohort", "Tier",
+           "load_fleet", "modality_cohorts", "paper_fleet", "paper_type_counts", "rare_modality", "resolve_fleet"]
 
 DEFAULT_FLEET = Path(__file__).parent / "fleets" / "default.toml"
 PAPER_FLEET = "paper"  # `--fleet paper`: the authors' device types, given to clients in order
@@ -202,3 +206,28 @@ def paper_fleet(dataset: str, n_clients: int, profiles: dict[str, DeviceProfile]
             k = len(out)
             out.append(ClientDevice(k, k + 1, tier, profiles[profile], sensors))
     return out
+
+
+def rare_modality(modality_sets: list[frozenset[int]], n_modalities: int) -> int | None:
+    """The modality with the smallest non-empty cohort (ties: the later one, the rarer sensor)."""
+    sizes = [sum(m in s for s in modality_sets) for m in range(n_modalities)]
+    live = [m for m in range(n_modalities) if sizes[m] > 0]
+    if not live:
+        return None
+    return min(live, key=lambda m: (sizes[m], -m))
+
+
+class Cohort(NamedTuple):
+    modality: str
+    ranks: tuple[int, ...]  # the client ranks holding it
+    rare: bool  # the run's rare modality (rare_modality), and more than one modality is trained
+
+
+def modality_cohorts(held: Mapping[int, Sequence[str]], names: Sequence[str]) -> list[Cohort]:
+    """Per modality of names (in that order), the client ranks in held (rank -> its modalities)
+    holding it, the rare one marked by the run's own rule: what `fleet show` and `hosts check` print."""
+    ranks = {m: tuple(r for r, mods in held.items() if m in mods) for m in names}
+    rare = rare_modality([frozenset(i for i, m in enumerate(names) if m in mods) for mods in held.values()],
+                         len(names))
+    several = sum(1 for m in names if ranks[m]) > 1
+    return [Cohort(m, ranks[m], several and i == rare) for i, m in enumerate(names)]

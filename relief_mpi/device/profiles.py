@@ -12,12 +12,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from relief_mpi.data.sensors import sensor_names
 from relief_mpi.errors import ReliefError
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover
     import tomli as tomllib
+
+__all__ = ["SHIPPED_DIR", "DeviceProfile", "load_profiles", "parse_profile", "parse_sensors", "read_toml"]
 
 SHIPPED_DIR = Path(__file__).parent / "profiles"
 
@@ -80,13 +83,11 @@ def read_toml(path: Path, what: str) -> dict[str, Any]:
 
 def parse_sensors(value: object, where: str) -> tuple[str, ...] | None:
     """A profile's or a fleet tier's `sensors`: "all" (None) or a list of names, each one that some
-    dataset of ours has (data.registry.sensor_names), so a typo is an error and not a missing sensor."""
+    dataset of ours has (data.sensors.sensor_names), so a typo is an error and not a missing sensor."""
     if value == "all":
         return None
     if not (isinstance(value, list) and all(isinstance(s, str) for s in value)):
         raise ReliefError(f"{where}: sensors must be \"all\" or a list of names")
-    from relief_mpi.data.registry import sensor_names
-
     known = sensor_names()
     typos = [x for x in value if x not in known]
     if typos:

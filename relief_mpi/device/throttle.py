@@ -32,6 +32,9 @@ from pathlib import Path
 from relief_mpi.device.energy import process_meter, source_of
 from relief_mpi.device.profiles import DeviceProfile
 
+__all__ = ["REPORT_LEN", "ThrottleReport", "apply_throttle", "cgroup_cpu_max", "local_placement", "plan_cores",
+           "rank_report", "read_reports"]
+
 REPORT_LEN = 512
 
 

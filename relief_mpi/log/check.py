@@ -23,7 +23,11 @@ from typing import Any
 
 import h5py
 
+from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
+
+__all__ = ["LogReadError", "check_attrs", "check_schema", "check_shapes", "check_size", "not_a_log",
+           "open_for_reading", "saved_config", "superblock_eof"]
 
 SIGNATURE = b"\x89HDF\r\n\x1a\n"
 GROWING_GRACE_S = 0.5  # how long a file being written, shorter than its superblock says, may catch up
@@ -162,10 +166,8 @@ def check_shapes(path: str | Path, n_rows: int, n_clients: int, arrays: dict[str
             raise not_a_log(path, f"/{name} has shape {a.shape}, the log has {n_clients} clients")
 
 
-def saved_config(path: str | Path, config_json: str) -> Any:
+def saved_config(path: str | Path, config_json: str) -> RunConfig:
     """The RunConfig a log's config attribute holds; one line when it holds something else."""
-    from relief_mpi.config import RunConfig
-
     try:
         return RunConfig.from_dict(json.loads(config_json))
     except Exception as e:  # noqa: BLE001 - a garbled config of any shape is one line

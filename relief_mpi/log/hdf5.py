@@ -39,6 +39,13 @@ import numpy as np
 from relief_mpi.log.check import LogReadError, check_attrs, check_schema, check_shapes, not_a_log, open_for_reading
 from relief_mpi.stops import LogWriteError
 
+__all__ = [
+    "CLIENT_METRICS", "ROUND_DTYPE", "ROUND_FIELDS", "RUNNING", "RoundLogWriter", "RoundRecord", "RunLog",
+    "SCHEMA_VERSION", "TIER_ARRAYS", "complete_rounds", "open_log", "read_log", "write_error_cause",
+    "write_failed"
+]
+
+
 SCHEMA_VERSION = 2  # 2: /n_rounds (complete rounds) and /status (end marker)
 RUNNING = "running"
 
@@ -50,13 +57,13 @@ ROUND_FIELDS: tuple[tuple[str, str], ...] = (
     # The published analytic system model (design.md section 0), next to our emulated figures.
     ("t_star", "<f8"), ("analytic_time_s", "<f8"), ("analytic_elapsed_s", "<f8"), ("analytic_energy_j", "<f8"),
     ("analytic_energy_cum_j", "<f8"), ("analytic_mb_up", "<f8"), ("analytic_mb_down", "<f8"), ("trained_pct", "<f8"),
-    # Evaluation (server.Evaluation): accuracy / macro_f1 above are the protocol's headline; these are
+    # Evaluation (evaluation.Evaluation): accuracy / macro_f1 above are the protocol's headline; these are
     # ours (each client's own windows and sensors) and the pooled full-modality test set, side by side.
     ("own_accuracy", "<f8"), ("own_macro_f1", "<f8"), ("pooled_accuracy", "<f8"), ("pooled_macro_f1", "<f8"),
 )
 ROUND_DTYPE = np.dtype(list(ROUND_FIELDS))
 
-CLIENT_METRICS = ("busy_s", "wait_s", "idle_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
+CLIENT_METRICS = ("busy_s", "idle_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
                   "bytes_up", "bytes_down", "energy_j", "energy_measured_j", "steps", "samples",
                   "rejected", "loss", "flops", "budget", "n_groups", "analytic_time_s", "analytic_energy_j")
 
@@ -95,7 +102,7 @@ _failed: list[Path] = []  # logs whose writes failed in this process
 def write_failed() -> bool:
     """Did a log write fail in this process? HDF5 then still holds data it can never flush, and
     its shutdown at interpreter exit retries and can crash: the CLI ends such a process with
-    os._exit after its one line (see stops.exit_process)."""
+    os._exit after its one line (see cli.output.exit_process)."""
     return bool(_failed)
 
 
@@ -442,7 +449,8 @@ def _read(path: str | Path, f: h5py.File) -> RunLog:
     check_shapes(path, n, k, arrays)
     return RunLog(
         attrs=attrs, rounds=rows[:n],
-        clients={k: f["clients"][k][:n] for k in f["clients"]},
+        # logs before issue 25 also held wait_s, the same array as idle_s: read once, as idle_s
+        clients={k: f["clients"][k][:n] for k in f["clients"] if k != "wait_s"},
         block_names=_text(f["blocks/names"][:]),
         divergence=f["blocks/divergence"][:n], alloc=f["alloc"][:n],
         tier_names=_text(f["tiers/names"][:]),

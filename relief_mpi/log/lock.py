@@ -28,11 +28,27 @@ from pathlib import Path
 
 from relief_mpi.errors import ReliefError
 
+__all__ = ["LogBusy", "hold", "launcher_size", "lock_path", "release_all"]
+
 _held: dict[Path, tuple[Path, int]] = {}  # log (resolved) -> (lock file, its descriptor)
 
 
 class LogBusy(ReliefError):
     """Another process writes this log."""
+
+
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
+
+
+def launcher_size() -> tuple[str, int] | None:
+    """(variable, number of ranks) as an MPI launcher announced them, None when not under one: an
+    in-process run started as several ranks would be several writers of one log."""
+    for var in _SIZE_VARS:
+        try:
+            return var, int(os.environ[var])
+        except (KeyError, ValueError):
+            continue
+    return None
 
 
 def lock_path(log: Path) -> Path:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import socket
@@ -11,11 +12,10 @@ from typing import Any
 import numpy as np
 
 from relief_mpi.atomic import write_atomic
+from relief_mpi.bench.results import fmt
 from relief_mpi.log.hdf5 import RunLog
 
-
-def _fmt(x: float, spec: str = ".3f") -> str:
-    return "n/a" if x is None or not np.isfinite(x) else format(x, spec)
+__all__ = ["run_status", "summary_table", "tier_times", "write_plots", "writer_alive"]
 
 
 def writer_alive(run: RunLog) -> bool | None:
@@ -65,16 +65,16 @@ def summary_table(run: RunLog) -> str:
     if len(r) == 0:
         return "\n".join(lines) + "\n(no complete round yet)"
     last = r[-1]
-    lines.append(f"final: accuracy {_fmt(last['accuracy'])}  macro-F1 {_fmt(last['macro_f1'])}  "
-                 f"rare-F1 {_fmt(last['rare_f1'])}")
+    lines.append(f"final: accuracy {fmt(last['accuracy'])}  macro-F1 {fmt(last['macro_f1'])}  "
+                 f"rare-F1 {fmt(last['rare_f1'])}")
     if np.isfinite(last["pooled_macro_f1"]):
-        lines.append(f"final, pooled full-modality test set (as published): accuracy {_fmt(last['pooled_accuracy'])}  "
-                     f"macro-F1 {_fmt(last['pooled_macro_f1'])};  ours (own windows, own sensors): accuracy "
-                     f"{_fmt(last['own_accuracy'])}  macro-F1 {_fmt(last['own_macro_f1'])}")
+        lines.append(f"final, pooled full-modality test set (as published): accuracy {fmt(last['pooled_accuracy'])}  "
+                     f"macro-F1 {fmt(last['pooled_macro_f1'])};  ours (own windows, own sensors): accuracy "
+                     f"{fmt(last['own_accuracy'])}  macro-F1 {fmt(last['own_macro_f1'])}")
     if run.class_names and len(run.class_f1):
         lines.append("final F1 per class: " + ", ".join(
-            f"{c} {_fmt(v, '.2f')}" for c, v in zip(run.class_names, run.class_f1[-1], strict=True)))
-    lines.append(f"time: {_fmt(last['wall_elapsed_s'], '.1f')} s wall, {_fmt(last['virtual_elapsed_s'], '.1f')} s "
+            f"{c} {fmt(v, '.2f')}" for c, v in zip(run.class_names, run.class_f1[-1], strict=True)))
+    lines.append(f"time: {fmt(last['wall_elapsed_s'], '.1f')} s wall, {fmt(last['virtual_elapsed_s'], '.1f')} s "
                  f"emulated;  bytes up {r['bytes_up'].sum() / 1e6:.2f} MB, down {r['bytes_down'].sum() / 1e6:.2f} MB;"
                  f"  energy {r['energy_j'].sum():.1f} J (modeled)")
     rejected = r["rejected"]
@@ -96,11 +96,11 @@ def summary_table(run: RunLog) -> str:
     if len(run.tier_names):
         lines.append("")
         lines.append("final F1 per tier: " + ", ".join(
-            f"{t} {_fmt(v)}" for t, v in zip(run.tier_names, run.tier_f1[-1], strict=True)))
+            f"{t} {fmt(v)}" for t, v in zip(run.tier_names, run.tier_f1[-1], strict=True)))
         pooled = run.tier_arrays.get("pooled_f1")
         if pooled is not None and len(pooled) and np.isfinite(pooled[-1]).any():
             lines.append("final F1 per tier on the pooled test set, each with its own sensors: " + ", ".join(
-                f"{t} {_fmt(v)}" for t, v in zip(run.tier_names, pooled[-1], strict=True)))
+                f"{t} {fmt(v)}" for t, v in zip(run.tier_names, pooled[-1], strict=True)))
         lines += tier_times(run)
     return "\n".join(lines)
 
@@ -119,10 +119,10 @@ def tier_times(run: RunLog) -> list[str]:
              f"{'tier':<10} {kind + ' s':>11} {'analytic s':>11} {'error, mean':>12} {'error, max |.|':>15}"]
     for j, t in enumerate(run.tier_names):
         e = err[:, j][np.isfinite(err[:, j])]
-        lines.append(f"{t:<10} {_fmt(float(np.nanmean(measured[:, j])), '.4g'):>11} "
-                     f"{_fmt(float(np.nanmean(analytic[:, j])), '.4g'):>11} "
-                     f"{_fmt(100 * float(e.mean()) if e.size else np.nan, '+.1f') + '%':>12} "
-                     f"{_fmt(100 * float(np.abs(e).max()) if e.size else np.nan, '.1f') + '%':>15}")
+        lines.append(f"{t:<10} {fmt(float(np.nanmean(measured[:, j])), '.4g'):>11} "
+                     f"{fmt(float(np.nanmean(analytic[:, j])), '.4g'):>11} "
+                     f"{fmt(100 * float(e.mean()) if e.size else np.nan, '+.1f') + '%':>12} "
+                     f"{fmt(100 * float(np.abs(e).max()) if e.size else np.nan, '.1f') + '%':>15}")
     return lines
 
 
@@ -188,8 +188,6 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
 
 def _save(fig: Any, path: Path) -> None:
     """A PNG written whole or not at all (read-only folder, full disk: one WriteFailed line)."""
-    import io
-
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()

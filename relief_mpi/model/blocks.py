@@ -15,6 +15,9 @@ import torch
 
 from relief_mpi.model.net import MultimodalNet
 
+__all__ = ["Block", "BlockRegistry", "Index", "SHARED", "Slice"]
+
+
 SHARED = "shared"
 Index = tuple[slice, ...]
 

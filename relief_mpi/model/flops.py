@@ -19,6 +19,10 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import flop_registry
 
+from relief_mpi.model.registry import ParamRegistry
+
+__all__ = ["FlopCosts", "group_flops", "measure_costs", "module_macs"]
+
 
 @dataclass(frozen=True)
 class FlopCosts:
@@ -130,7 +134,8 @@ def module_macs(model: nn.Module, modality_channels: list[int], window_len: int)
     return macs
 
 
-def group_flops(model: Any, registry: Any, modality_channels: list[int], window_len: int) -> tuple[float, ...]:
+def group_flops(model: Any, registry: ParamRegistry[Any], modality_channels: list[int],
+                window_len: int) -> tuple[float, ...]:
     """Training FLOPs per sample of each group as the published cost model counts them."""
     macs = module_macs(model, modality_channels, window_len)
     return tuple(6.0 * v for v in registry.group_macs(macs, model))

@@ -22,6 +22,8 @@ from torch import nn
 
 from relief_mpi.model.paper import PaperNet
 
+__all__ = ["GroupRegistry", "ParamGroup", "paper_groups"]
+
 
 @dataclass(frozen=True)
 class ParamGroup:

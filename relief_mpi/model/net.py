@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = ["ModalityEncoder", "MultimodalNet", "kept"]
+
 
 def kept(n: int, width: float) -> int:
     """Units of an n-unit layer inside a width-p sub-model (HeteroFL): the first ceil(p n)."""

@@ -19,6 +19,8 @@ from collections.abc import Iterable
 
 import torch
 
+__all__ = ["Adam", "Optimizer", "Sgd"]
+
 
 class Sgd:
     """torch.optim.SGD(params, lr, momentum) on CPU."""

@@ -22,6 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+__all__ = [
+    "ConvStage", "FactoredFusion", "HEAD_HIDDEN", "KERNEL", "LoRALinear", "PaperEncoder", "PaperNet",
+    "STAGE_CHANNELS"
+]
+
+
 STAGE_CHANNELS = (64, 128)
 KERNEL = 5
 HEAD_HIDDEN = 64

@@ -18,6 +18,8 @@ from relief_mpi.errors import ReliefError
 from relief_mpi.model.optim import Adam, Optimizer, Sgd
 from relief_mpi.model.paper import PaperNet
 
+__all__ = ["BASE_KEYS", "PretrainResult", "check_base", "load_base", "pretrain", "save_base", "split_loss"]
+
 
 @dataclass(frozen=True)
 class PretrainResult:

@@ -19,6 +19,8 @@ import numpy as np
 
 from relief_mpi.rounds import FleetInfo, GroupInfo, plan_nbytes, report_nbytes, update_nbytes
 
+__all__ = ["ClientCost", "UcbScores", "allocate", "resolve_deadline"]
+
 
 class UcbScores:
     """Running mean of observed divergence per block and the UCB score built on it."""

@@ -20,6 +20,12 @@ from relief_mpi.model.flops import FlopCosts
 from relief_mpi.rounds import ClientRecipe, FleetInfo, GroupInfo, GroupSums, PlanNotes, RoundPlan
 from relief_mpi.strategy.system import AnalyticRound, CostModel, analytic_round
 
+__all__ = [
+    "Aggregated", "PAPER_KINDS", "SampleWeighted", "Strategy", "StrategyContext", "weighted_divergence",
+    "weighted_mean_update"
+]
+
+
 PAPER_KINDS = frozenset({"A", "B", "enc", "head"})
 
 

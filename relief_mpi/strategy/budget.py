@@ -18,6 +18,12 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+__all__ = [
+    "BRACKETS", "elastic_budget", "full_training_target", "greedy_selection", "interpolate_t_star",
+    "max_round_time", "random_selection", "round_robin_floor", "search_t_star"
+]
+
+
 BRACKETS = ("published", "contains-overhead")
 
 

@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from relief_mpi.strategy.relief import Preset, PublishedRelief, preset_class
 
+__all__ = ["CONTROLS", "CONTROL_CLASSES"]
+
+
 _DOCS = {
     "fedavg-fair": """Sample-weighted FedAvg in which a client never updates a group of a sensor it lacks.
 

@@ -8,6 +8,8 @@ from dataclasses import replace
 from relief_mpi.rounds import ClientRecipe
 from relief_mpi.strategy.base import SampleWeighted
 
+__all__ = ["FedAvgSgd", "FedProx"]
+
 
 class FedAvgSgd(SampleWeighted):
     """McMahan et al. 2017: every client trains every group; weights = samples processed.

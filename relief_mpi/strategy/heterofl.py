@@ -18,6 +18,8 @@ from relief_mpi.errors import ReliefError
 from relief_mpi.rounds import ClientRecipe, GroupSums, RoundPlan
 from relief_mpi.strategy.base import Aggregated, SampleWeighted, StrategyContext, weighted_divergence
 
+__all__ = ["HeteroFL"]
+
 
 class HeteroFL(SampleWeighted):
     name = "heterofl"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import ast
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 
@@ -35,30 +35,50 @@ from relief_mpi.strategy.base import (
     weighted_mean_update,
 )
 
+__all__ = [
+    "Aggregation", "Allocation", "BAggregation", "BMode", "BudgetUnit", "PRESETS", "PUBLISHED", "Preset",
+    "PublishedRelief", "REFRESH_EVERY", "Scope", "local_steps", "preset_class"
+]
+
+
 REFRESH_EVERY = 50  # rounds between T* recalibrations
+
+
+Aggregation = Literal["cohort", "fedavg", "samples"]  # samples (ours): weights = samples, over the uploaders
+BAggregation = Literal["modality_count", "uniform", "freeze"]
+Allocation = Literal["divergence", "random", "fixed"]  # fixed (ours): least recently trained first
+Scope = Literal["accessible", "full_model"]
+BMode = Literal["shared", "block"]
+BudgetUnit = Literal["groups", "steps"]  # steps (ours): every accessible group, k_n / |G_n| of the steps
 
 
 @dataclass(frozen=True)
 class Preset:
     lam: float = 1.0
-    aggregation: str = "cohort"  # "cohort" | "fedavg" | "samples" (ours: weights = samples, over the uploaders)
-    b_aggregation: str = "modality_count"  # "modality_count" | "uniform" | "freeze"
-    allocation: str = "divergence"  # "divergence" | "random" | "fixed" (ours: least recently trained first)
+    aggregation: Aggregation = "cohort"
+    b_aggregation: BAggregation = "modality_count"
+    allocation: Allocation = "divergence"
     mandatory: bool = True
-    scope: str = "accessible"  # "accessible" | "full_model"
-    b_mode: str = "shared"
-    budget_unit: str = "groups"  # "groups" | "steps" (ours: every accessible group, k_n / |G_n| of the steps)
+    scope: Scope = "accessible"
+    b_mode: BMode = "shared"
+    budget_unit: BudgetUnit = "groups"
     zero_fill: bool = True  # absent sensors: zeros through their encoders (False: not encoded, h_m = 0)
     freeze_absent_bn: bool = False  # absent sensors' encoders in eval mode (BatchNorm statistics untouched)
 
 
-_FULL = {"lam": 0.0, "scope": "full_model", "b_aggregation": "uniform"}
+
+
+def _full_model(aggregation: Aggregation) -> Preset:
+    """The published FedAvg presets: the whole model, lambda 0, B averaged uniformly."""
+    return Preset(lam=0.0, aggregation=aggregation, scope="full_model", b_aggregation="uniform")
+
+
 PRESETS: dict[str, Preset] = {
     "relief": Preset(),
     "relief-fast": Preset(),
     "relief-acc": Preset(lam=0.0),
-    "fedavg": Preset(aggregation="fedavg", **_FULL),  # type: ignore[arg-type]
-    "cohort-fedavg": Preset(aggregation="cohort", **_FULL),  # type: ignore[arg-type]
+    "fedavg": _full_model("fedavg"),
+    "cohort-fedavg": _full_model("cohort"),
     "ablation-v2": Preset(aggregation="fedavg", mandatory=False),
     "ablation-v3": Preset(aggregation="fedavg", mandatory=False, allocation="random"),
     "b-uniform": Preset(b_aggregation="uniform"),
@@ -301,7 +321,7 @@ def preset_class(preset_name: str, preset: Preset, doc: str = "") -> type[Publis
     """The strategy class of one preset (its name, preset and zero-fill policy as class attributes)."""
     return type(f"Preset_{preset_name.replace('-', '_')}", (PublishedRelief,),
                 {"name": preset_name, "preset": preset, "zero_fill": preset.zero_fill,
-                 "__doc__": doc or f"Preset {preset_name}."})
+                 "__doc__": doc or f"Preset {preset_name}.", "__module__": __name__})
 
 
 PUBLISHED: dict[str, type[PublishedRelief]] = {n: preset_class(n, p) for n, p in PRESETS.items()}

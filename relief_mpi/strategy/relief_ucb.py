@@ -18,6 +18,8 @@ from relief_mpi.rounds import RoundPlan
 from relief_mpi.strategy.allocator import ClientCost, UcbScores, allocate, resolve_deadline
 from relief_mpi.strategy.base import SampleWeighted, StrategyContext
 
+__all__ = ["ReliefUcb", "ReliefUcbCohort", "ReliefUcbRandom"]
+
 
 class ReliefUcbCohort(SampleWeighted):
     """Ablation: cohort-wise aggregation only (absent encoders skipped), full budgets."""

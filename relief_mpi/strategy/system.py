@@ -29,6 +29,12 @@ from relief_mpi.config import COST_MODELS
 from relief_mpi.model.flops import FlopCosts
 from relief_mpi.rounds import FleetInfo, GroupInfo
 
+__all__ = [
+    "AnalyticRound", "BYTES_PER_VALUE", "COMM_POWER_RATIO", "CostModel", "IDLE_POWER_RATIO", "SYNC_LATENCY_S",
+    "analytic_round", "group_time", "payload_bytes"
+]
+
+
 SYNC_LATENCY_S = 0.05
 COMM_POWER_RATIO = 0.5
 IDLE_POWER_RATIO = 0.2

@@ -164,7 +164,7 @@ def test_clients_that_do_not_fit_the_ranks_are_one_line(tmp_path: Path, args: li
 
 
 def test_first_round_watchdog_allows_for_the_clients_a_rank_trains_in_turn() -> None:
-    from relief_mpi.run import round_timeout
+    from relief_mpi.server import round_timeout
 
     assert round_timeout(None, 0.0, False, 125) == 120.0 * 125  # 1000 clients on 8 ranks, before round 1
     assert round_timeout(None, 0.0, True, 1) is None
@@ -186,7 +186,7 @@ def test_clients_default_to_the_ranks_or_to_the_fleets_named_clients(tmp_path: P
     from dataclasses import replace
 
     from relief_mpi.errors import ReliefError
-    from relief_mpi.mpirun_types import Resolved, check_clients
+    from relief_mpi.job import Resolved, check_clients
 
     fleet = tmp_path / "six.toml"
     fleet.write_text('[[tier]]\nname = "a"\nprofile = "raspberry-pi-4"\nranks = [1, 2, 3]\n'

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
+from relief_mpi.cli.data import fleet_modality_sets
 from relief_mpi.config import DataConfig
-from relief_mpi.data.registry import build_federated, fleet_modality_sets, load_raw
+from relief_mpi.data.registry import build_federated, load_raw
 from relief_mpi.log.hdf5 import read_log
 from tests.data.layouts import write_pamap2, zip_folder
 from tests.helpers import FAST, SPAR_DIR, need_shared, run_mpi

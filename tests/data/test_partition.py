@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from relief_mpi.cli.data import fleet_modality_sets
 from relief_mpi.config import DataConfig
 from relief_mpi.data.partition import label_skew, partition
-from relief_mpi.data.registry import build_federated, fleet_modality_sets, load_raw
+from relief_mpi.data.registry import build_federated, load_raw
 from relief_mpi.data.windows import normalise, window_dataset
 from tests.data.layouts import write_mhealth
 from tests.helpers import SPAR_DIR, need_shared

@@ -10,7 +10,7 @@ import numpy as np
 
 from relief_mpi.config import DataConfig
 from relief_mpi.data import mhealth, pamap2
-from relief_mpi.data import synth as sim
+from relief_mpi.data import simulator as sim
 from relief_mpi.data.protocol import paper_data_config, paper_modality_sets
 from relief_mpi.data.registry import build_federated, load_raw
 

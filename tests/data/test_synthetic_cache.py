@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from relief_mpi.data import synthetic
-from relief_mpi.data.synth import builtin_sessions
+from relief_mpi.data.simulator import builtin_sessions
 
 
 def _same(a, b) -> None:

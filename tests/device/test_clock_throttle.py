@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from relief_mpi.device import clock as clock_module
 from relief_mpi.device.clock import DeviceClock
 from relief_mpi.device.profiles import load_profiles
 from relief_mpi.device.throttle import cgroup_cpu_max, local_placement, plan_cores
@@ -20,45 +21,77 @@ def profile(flops: float):
     return dataclasses.replace(load_profiles()["raspberry-pi-4"], flops=flops)
 
 
-def test_virtual_clock_adds_targets_without_sleeping() -> None:
+class FakeTime:
+    """The clock module's `time`: sleep(s) records s and moves perf_counter on by s + overrun (a host
+    whose sleeps overrun), so what the clock measures is known exactly and no test waits."""
+
+    def __init__(self, overrun: float = 0.0) -> None:
+        self.now = 100.0
+        self.overrun = overrun
+        self.sleeps: list[float] = []
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, s: float) -> None:
+        self.sleeps.append(s)
+        self.now += s + self.overrun
+
+
+@pytest.fixture
+def fake_time(monkeypatch: pytest.MonkeyPatch) -> FakeTime:
+    ft = FakeTime(overrun=0.05)
+    monkeypatch.setattr(clock_module, "time", ft)
+    return ft
+
+
+def test_virtual_clock_adds_targets_without_sleeping(fake_time: FakeTime) -> None:
     c = DeviceClock(profile(1e9), "virtual")
-    t0 = time.perf_counter()
     for _ in range(10):
         c.account_step(5e8, 0.001)  # 0.5 s emulated each
-    assert time.perf_counter() - t0 < 2.0  # sleeping the targets would take 5 s; a loaded host, not 0.2 s
+    assert fake_time.sleeps == []  # sleeping the targets would be 10 sleeps of 0.499 s
     assert c.busy_s == pytest.approx(5.0)
     assert c.lag_s == 0.0
 
 
-def test_real_clock_busy_is_measured_wall_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """busy is a stopwatch around the sleeps, not the target: every sleep here overruns by 50 ms
-    (as on a loaded host), so the measured 0.45 s or more must show, not the 0.3 s asked for.
-    No upper bound but the wall time around the calls: a busy CI host only adds to both."""
-    real_sleep = time.sleep
-    monkeypatch.setattr(time, "sleep", lambda s: real_sleep(s + 0.05))
+def test_real_clock_sleeps_the_remainder_and_charges_what_the_stopwatch_shows(fake_time: FakeTime) -> None:
+    """busy is a stopwatch around the sleeps, not the target: each sleep asks for target - host and
+    overruns by 50 ms (as on a loaded host), so busy = host + asked + 50 ms per step, exactly."""
+    c = DeviceClock(profile(1e9), "real")
+    for _ in range(3):
+        c.account_step(1e8, 0.02)  # 0.1 s target each, the host computed for 0.02 s
+    assert fake_time.sleeps == pytest.approx([0.08] * 3)
+    assert c.busy_s == pytest.approx(3 * (0.02 + 0.08 + 0.05))
+    assert c.lag_s == 0.0 and c.compute_wall_s == pytest.approx(0.06)
+
+
+def test_real_clock_busy_is_measured_on_the_real_clock() -> None:
+    """The same on the real clock, as a ratio to what the same run measured around it: busy is at
+    least the targets (sleeps never end early) and at most the wall time around the calls (a busy
+    host only adds to both)."""
     c = DeviceClock(profile(1e9), "real")
     t0 = time.perf_counter()
     for _ in range(3):
-        c.account_step(1e8, 0.0)  # 0.1 s target each, host took nothing
+        c.account_step(2e7, 0.0)  # 0.02 s target each, host took nothing
     wall = time.perf_counter() - t0
-    assert 0.45 <= c.busy_s <= wall + 1e-6
+    assert 0.06 <= c.busy_s <= wall
 
 
-def test_real_clock_records_lag_when_host_is_slower() -> None:
+def test_real_clock_records_lag_when_host_is_slower(fake_time: FakeTime) -> None:
     c = DeviceClock(profile(1e9), "real")
     c.account_step(1e8, 0.3)  # target 0.1 s, host took 0.3 s: no sleep
+    assert fake_time.sleeps == []
     assert c.busy_s == pytest.approx(0.3)
     assert c.lag_s == pytest.approx(0.2)
 
 
-def test_transfer_real_sleeps_link_time() -> None:
+def test_transfer_real_sleeps_link_time_and_returns_the_measured_time(fake_time: FakeTime) -> None:
     p = dataclasses.replace(profile(1e9), uplink_mbps=8.0, latency_ms=50.0)
-    c = DeviceClock(p, "real")
-    t0 = time.perf_counter()
-    t = c.transfer(100_000, up=True)  # 50 ms + 0.1 s
-    assert time.perf_counter() - t0 >= 0.15
-    assert t == pytest.approx(0.15, abs=0.03)
+    t = DeviceClock(p, "real").transfer(100_000, up=True)  # 50 ms + 0.1 s
+    assert fake_time.sleeps == pytest.approx([0.15])
+    assert t == pytest.approx(0.15 + 0.05)  # measured: the overrun shows
     assert DeviceClock(p, "virtual").transfer(100_000, up=True) == pytest.approx(0.15)
+    assert fake_time.sleeps == pytest.approx([0.15])  # the virtual clock did not sleep
 
 
 def test_plan_cores_spreads_and_shares() -> None:

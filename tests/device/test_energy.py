@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 import types
 from pathlib import Path
 
@@ -85,16 +86,43 @@ def test_ina3221_hwmon_agx_orin_sums_rails_without_nc(tmp_path: Path) -> None:
     assert m.read() == pytest.approx(9.5 + 3.8 + 3.0 + 0.5)
 
 
-def test_power_sampler_background_thread_integrates_between_reads(tmp_path: Path) -> None:
-    iio_tree(tmp_path, {"POM_5V_IN": 4000})
-    m = energy.ina3221_meter(tmp_path, interval_s=0.01)
-    assert m is not None
-    import time
+class CountingClock(FakeClock):
+    """A fake clock that counts its readings: the background sampler reads it once per sample."""
 
-    time.sleep(0.3)
-    j = m.read()
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls = 0
+
+    def __call__(self) -> float:
+        self.calls += 1
+        return self.t
+
+
+def wait_for_samples(clock: CountingClock, n: int = 2, limit_s: float = 20.0) -> None:
+    """Until the sampler thread has read the clock n more times (so at least one whole sample
+    came after what the caller changed); only a sampler that never samples runs into the limit."""
+    start, deadline = clock.calls, time.monotonic() + limit_s
+    while clock.calls < start + n:
+        assert time.monotonic() < deadline, "the background sampler took no sample"
+        time.sleep(0.002)
+
+
+def test_power_sampler_background_thread_integrates_between_reads(tmp_path: Path) -> None:
+    """The thread sees a power change between two reads: 4 W over [0, 1] s, then 0 W until the read
+    at 3 s is 4 J; a meter that only sampled at reads would integrate 0.5 (4 + 0) x 3 = 6 J. Time is
+    a fake clock, so a loaded host only delays the samples, never changes the joules."""
+    dev = iio_tree(tmp_path, {"POM_5V_IN": 4000})
+    clock = CountingClock()
+    m = energy.ina3221_meter(tmp_path, interval_s=0.001, clock=clock)
+    assert m is not None
+    clock.t = 1.0
+    wait_for_samples(clock)
+    write(dev / "in_power0_input", "0")
+    wait_for_samples(clock)
+    clock.t = 3.0
+    wait_for_samples(clock)
     m.close()
-    assert 4.0 * 0.25 < j < 4.0 * 1.0  # ~1.2 J for ~0.3 s at 4 W
+    assert m.read() == pytest.approx(4.0)
 
 
 def rapl_tree(root: Path, pkg: dict[str, tuple[int, int]]) -> None:

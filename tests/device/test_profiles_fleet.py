@@ -195,7 +195,7 @@ def test_fleet_show_hand_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 
 
 def test_modality_cohorts_rare_by_the_runs_rule() -> None:
-    from relief_mpi.run_setup import modality_cohorts
+    from relief_mpi.device.fleet import modality_cohorts
 
     names = ("acc", "gyro", "ecg")
     cohorts = modality_cohorts({1: ("acc", "gyro"), 2: ("acc", "ecg"), 3: ()}, names)

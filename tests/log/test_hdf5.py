@@ -30,7 +30,7 @@ def test_layout_names_and_attrs(tmp_path: Path) -> None:
         assert f.attrs["schema_version"] == 2
         assert f["n_rounds"][()] == 2 and f["status"][()] == b"complete"
         assert set(dict(ROUND_FIELDS)) <= set(f["rounds"].dtype.names)
-        for m in ("busy_s", "wait_s", "bytes_up", "bytes_down", "energy_j", "steps"):
+        for m in ("busy_s", "idle_s", "bytes_up", "bytes_down", "energy_j", "steps"):
             assert f["clients"][m].shape == (2, 3) and f["clients"][m].dtype == np.float64
         assert [s.decode() for s in f["blocks/names"][:]] == ["acc", "shared"]
         assert f["blocks/divergence"].shape == (2, 2) and f["alloc"].shape == (2, 3, 2) and f["alloc"].dtype == np.uint8
@@ -57,3 +57,19 @@ def test_readable_while_growing_and_after_kill(tmp_path: Path) -> None:
     assert list(log.rounds["round"]) == [1, 2, 3]
     assert log.clients["busy_s"].shape == (3, 3)
     assert log.records()[2].row["round"] == 3
+
+
+def test_one_wait_column_and_old_logs_with_both_still_read(tmp_path: Path) -> None:
+    """idle_s is the wait for the round to close; logs before issue 25 held it twice (wait_s too)."""
+    p = tmp_path / "old.h5"
+    w = RoundLogWriter(p, {"config": "{}", "profiles": "[]", "hosts": "[]"}, 3, ["acc", "shared"], ["high"])
+    w.append(record(1))
+    w.close()
+    with h5py.File(p, "r") as f:
+        assert "idle_s" in f["clients"] and "wait_s" not in f["clients"]
+    with h5py.File(p, "a") as f:  # what an old writer left: the same array under both names
+        f["clients"].create_dataset("wait_s", data=f["clients/idle_s"][:], maxshape=(None, 3))
+    log = read_log(p)
+    assert set(log.clients) == set(CLIENT_METRICS) and "wait_s" not in log.clients
+    assert log.clients["idle_s"].tolist() == [[1.0, 1.0, 1.0]]
+    assert log.records()[0].clients["idle_s"].tolist() == [1.0, 1.0, 1.0]

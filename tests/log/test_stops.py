@@ -54,7 +54,7 @@ def fill(disk: Path) -> None:
 
 def in_fresh_process(body: str) -> subprocess.CompletedProcess[str]:
     """Run a writer scenario in its own interpreter: after a failed write HDF5 keeps buffers it can
-    never flush, so (as the CLI does, stops.exit_process) such a process must end without touching
+    never flush, so (as the CLI does, cli.output.exit_process) such a process must end without touching
     HDF5 again; the test process reads the log afterwards."""
     script = "import os, sys\n" + f"sys.path.insert(0, {str(REPO)!r})\n" + PRELUDE + textwrap.dedent(body) + \
         "\nsys.stdout.flush(); sys.stderr.flush(); os._exit(0)\n"
@@ -162,7 +162,7 @@ def test_report_tells_running_from_ended_and_complete(tmp_path: Path) -> None:
 
 
 def test_rejected_clients_are_a_warning_and_all_rejected_counts_toward_the_stop() -> None:
-    from relief_mpi.run import every_client_rejected, rejected_warning
+    from relief_mpi.server import every_client_rejected, rejected_warning
     from relief_mpi.stops import DIVERGED_ROUNDS
 
     rec = record(4)

@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from relief_mpi.config import DeviceConfig, ModelConfig, RunConfig, StrategyConfig
+from relief_mpi.debug import DebugHooks
 from relief_mpi.log.hdf5 import read_log
-from relief_mpi.run import DebugHooks, run_inprocess
+from relief_mpi.run import run_inprocess
 from tests.helpers import FAST, SPAR_DIR, need_shared, run_mpi
 
 NARROW = ModelConfig(encoder_channels=(8, 16))

@@ -26,6 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
+__all__ = ["CLASS_NAMES", "G", "GAP_S", "HEADING_GAP_DEG", "HR_GAP_BPM", "HR_PROTOS", "HR_RATE_HZ", "MAG_PROTOS",
+           "MAG_UT", "MHEALTH_RATE_HZ", "N_CLASSES", "N_PROTOS", "PAMAP2_IDS", "PAMAP2_ORDER", "PAMAP2_RATE_HZ",
+           "POSITIONS", "Session", "World", "bout_seconds", "builtin_sessions", "mhealth_signals", "pamap2_table",
+           "schedule", "simulate", "write_mhealth", "write_pamap2"]
+
 N_PROTOS = 6
 N_CLASSES = 2 * N_PROTOS
 MAG_PROTOS = (0, 1, 2)  # variants differ in heading only

@@ -1,4 +1,6 @@
-"""Types of the MPI job's start-up, importable without initialising MPI."""
+"""What rank 0 decides before a job starts (Resolved) and its check of the client count against
+the job's ranks, importable without torch or MPI: the command line builds it before anything
+heavy is loaded; mpirun.run_mpi and the bench run it."""
 
 from __future__ import annotations
 
@@ -7,10 +9,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from relief_mpi.config import RunConfig
+from relief_mpi.device.fleet import PAPER_FLEET, load_fleet
 from relief_mpi.errors import ReliefError
 
 if TYPE_CHECKING:  # torch: the command line stays quick to start (--help, bad input)
     from relief_mpi.checkpoint import Checkpoint
+
+__all__ = ["Resolved", "check_clients"]
 
 
 @dataclass
@@ -21,24 +26,14 @@ class Resolved:
     out: Path
     resume: Checkpoint | None = None
     world_size: int | None = None  # a resumed run must keep its rank count
-    round_timeout: float | None = None  # the watchdog's limit per round in seconds; None = auto (run.round_timeout)
+    round_timeout: float | None = None  # the watchdog's limit per round in seconds; None = auto (server.round_timeout)
     n_clients: int | None = None  # --clients; None = one per client rank (MPI) or 4 (in-process)
-
-
-class StartupRefused(ReliefError):
-    """Raised on every rank when a rank refused to start; `printable` only where it should print."""
-
-    def __init__(self, message: str, printable: bool) -> None:
-        super().__init__(message)
-        self.printable = printable
 
 
 def check_clients(res: Resolved, size: int) -> Resolved:
     """Rank 0's number of clients for a job of `size` ranks (ReliefError: one line, exit 2 when it
     does not fit). Default: one per client rank, or, when the fleet file names more clients than
     that (tier `ranks`), as many as it names; --clock real needs one client per rank."""
-    from relief_mpi.device.fleet import PAPER_FLEET, load_fleet
-
     ranks = size - 1
     fleet = res.config.device.fleet
     if res.n_clients is None and fleet != PAPER_FLEET:

@@ -1,0 +1,69 @@
+"""What a run prints and how its process exits: the progress lines (start-up, one per round),
+warnings on stderr, and the exit after a stop. The round loop (server.Server) and the job
+(run, mpirun) call these; `Progress` is the callable they print through (None: --quiet)."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from relief_mpi.comm import mpi_loaded
+
+if TYPE_CHECKING:  # types only: printing a line imports neither torch nor h5py
+    from relief_mpi.config import RunConfig
+    from relief_mpi.log.hdf5 import RoundRecord
+    from relief_mpi.run_setup import RunSetup
+
+__all__ = ["Progress", "connecting_line", "eprint", "exit_process", "format_round", "ready_line",
+           "setup_done_line", "startup_line"]
+
+Progress = Callable[[str], None]
+
+
+def eprint(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def format_round(rec: RoundRecord, rounds: int) -> str:
+    r = rec.row
+    return (f"round {int(r['round']):>3}/{rounds}  acc {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}  "
+            f"rare-F1 {r['rare_f1']:.3f}  round {r['wall_time_s']:.2f} s wall, {r['virtual_time_s']:.2f} s emulated")
+
+
+def startup_line(cfg: RunConfig, n_clients: int) -> str:
+    return f"start: data ({cfg.data.dataset}) and model ({cfg.model.model}, {cfg.model.mode}) for {n_clients} client(s)"
+
+
+def setup_done_line(setup: RunSetup, seconds: float) -> str:
+    n = sum(len(w) for w in setup.data.clients_train)
+    return (f"start: data and model ready in {seconds:.1f} s ({n} training windows, {len(setup.registry)} "
+            f"parameter groups, strategy {setup.config.strategy.name})")
+
+
+def connecting_line(n_clients: int) -> str:
+    return f"start: connecting {n_clients} client(s) (handshake, communicators)"
+
+
+def ready_line(seconds: float, first: int, rounds: int) -> str:
+    return f"start: ready after {seconds:.1f} s; rounds {first}..{rounds}"
+
+
+def exit_process(code: int) -> None:
+    """Exit with `code`. After a failed log write, HDF5 holds data it can never flush and retries
+    (and may crash) at interpreter shutdown, so such a process finalizes MPI itself and leaves
+    with os._exit once its output is flushed."""
+    from relief_mpi.log.hdf5 import write_failed
+
+    if not write_failed():
+        sys.exit(code)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if mpi_loaded():
+        from relief_mpi.comm.world import finalize
+
+        finalize()  # a barrier: every rank got here; the clients now leave, and MPICH's launcher kills
+        time.sleep(1.0)  # (BAD TERMINATION, exit 9) any still running when a rank exits non-zero: leave after them
+    os._exit(code)
