@@ -261,3 +261,25 @@ def test_base_written_whole_or_not_at_all(tiny_disk: Path) -> None:
     with pytest.raises(WriteFailed, match="No space left on device"):
         save_base(setup.make_model(), setup.data.spec, tiny_disk / "base.pt")
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["filler"]
+
+
+def test_bench_outputs_on_a_full_disk_are_one_error_and_none_half_written(tmp_path: Path, tiny_disk: Path) -> None:
+    from relief_mpi.bench.runner import write_outputs
+    from relief_mpi.errors import WriteFailed
+    from tests.bench.logs import write_log
+
+    for d in (tmp_path / "ref", tiny_disk):
+        d.mkdir(exist_ok=True)
+        write_log(d / "fedavg-seed0.h5", "fedavg", 0, [0.5, 0.8], lr=0.1)
+        write_log(d / "relief-seed0.h5", "relief", 0, [0.78, 0.9], round_s=2.0)
+    ref = {p.name: p.read_bytes() for p in write_outputs(tmp_path / "ref", None, ("relief", "fedavg"))}
+    leave_free(tiny_disk, 6 * 1024)  # room for the tables, not for every figure
+    with pytest.raises(WriteFailed, match="No space left on device"):
+        write_outputs(tiny_disk, None, ("relief", "fedavg"))
+    left = {p.name: p.read_bytes() for p in tiny_disk.iterdir() if p.suffix != ".h5" and p.name != "filler"}
+    assert not [n for n in left if n.startswith(".")], "no temp file left"
+    for name, data in left.items():  # what is there was written whole
+        if name.endswith(".png"):
+            assert data.endswith(b"IEND\xaeB`\x82"), name
+        else:
+            assert data == ref[name], name
