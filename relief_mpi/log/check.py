@@ -33,8 +33,9 @@ SIGNATURE = b"\x89HDF\r\n\x1a\n"
 GROWING_GRACE_S = 0.5  # how long a file being written, shorter than its superblock says, may catch up
 
 
-class LogReadError(ReliefError):
-    """A log that cannot be read: truncated, damaged, foreign, or of a newer schema."""
+class LogReadError(ReliefError, OSError):
+    """A log that cannot be read: truncated, damaged, foreign, or of a newer schema. Also an
+    OSError, as h5py's own failed opens are: a caller that polls a log being created catches it."""
 
 
 def not_a_log(path: str | Path, why: str) -> LogReadError:
