@@ -87,13 +87,6 @@ def find_log(path: Path) -> Path:
 
 def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     """The run to continue: its own config, the last checkpoint, and nothing the user changed."""
-    from relief_mpi.checkpoint import (
-        check_against_log,
-        checkpoint_path,
-        config_differences,
-        describe_differences,
-        load_checkpoint,
-    )
     from relief_mpi.config import flatten
     from relief_mpi.log.check import saved_config
     from relief_mpi.log.hdf5 import read_log
@@ -107,6 +100,14 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     saved_json = log.attrs["config"]
     saved_config(path, saved_json)
     saved = json.loads(saved_json)
+    from relief_mpi.checkpoint import (  # torch: only once the log is known to be one
+        check_against_log,
+        checkpoint_path,
+        config_differences,
+        describe_differences,
+        load_checkpoint,
+    )
+
     ck = load_checkpoint(checkpoint_path(path))
     diff = config_differences(json.loads(ck.config_json), saved)  # rounds may differ: an extended run
     if diff:
@@ -216,10 +217,10 @@ def train(ctx: click.Context, **kw: Any) -> None:
     try:  # the log's writer lock (log.lock) is held from resolve() to the end of the run
         if kw["transport"] == "inprocess":
             refuse_inprocess_under_launcher()
+            res = resolve()  # before torch is imported: a bad --out or --resume is one line at once
             from relief_mpi import signals
             from relief_mpi.run import run_inprocess
 
-            res = resolve()
             n_clients = res.n_clients or 4
             signals.install("server")
             try:
