@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
@@ -37,8 +38,8 @@ def copy_of(log: Path, dest: Path, name: str = "bad.h5") -> Path:
     return out
 
 
-def assert_one_line(res: object, expected_start: str) -> None:
-    code, err = res.returncode, res.stderr  # type: ignore[attr-defined]
+def assert_one_line(res: subprocess.CompletedProcess[str], expected_start: str) -> None:
+    code, err = res.returncode, res.stderr
     lines = [x for x in err.splitlines() if x.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith(expected_start), err[-3000:]
 
@@ -118,7 +119,7 @@ def test_newer_schema_is_refused_by_name(good_log: Path, tmp_path: Path) -> None
 
 
 @pytest.fixture
-def tiny_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MB tmpfs the test fills to a given number of free bytes, or skip where mounting is not allowed."""
     mnt = tmp_path / "disk"
     mnt.mkdir()
@@ -191,7 +192,7 @@ def test_failed_write_in_round_1_under_mpiexec_ends_cleanly(tmp_path: Path) -> N
 
 
 @pytest.fixture
-def read_only(tmp_path: Path, good_log: Path):  # type: ignore[no-untyped-def]
+def read_only(tmp_path: Path, good_log: Path) -> Iterator[Path]:
     """A read-only folder holding a copy of the log (a tmpfs remounted ro: as root, chmod would not stop us)."""
     mnt = tmp_path / "ro"
     mnt.mkdir()
@@ -206,8 +207,8 @@ def read_only(tmp_path: Path, good_log: Path):  # type: ignore[no-untyped-def]
         subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
-def only_line(res: object) -> str:
-    err = res.stderr  # type: ignore[attr-defined]
+def only_line(res: subprocess.CompletedProcess[str]) -> str:
+    err = res.stderr
     lines = [x for x in err.splitlines() if x.strip()]
     assert len(lines) == 1 and "Traceback" not in err, err[-3000:]
     return lines[0]

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ QUICK = ["train", "--transport", "inprocess", "--clients", "2", *FAST]
 
 
 @pytest.fixture
-def writer(tmp_path: Path):  # type: ignore[no-untyped-def]
+def writer(tmp_path: Path) -> Iterator[tuple[Path, subprocess.Popen[str]]]:
     """A run writing tmp_path/run.h5 (in its own process), once it has a complete round."""
     log = tmp_path / "run.h5"
     proc = subprocess.Popen([sys.executable, "-m", "relief_mpi", *QUICK, "--rounds", "500", "--quiet",
@@ -43,7 +44,8 @@ def writer(tmp_path: Path):  # type: ignore[no-untyped-def]
         proc.communicate(timeout=60)
 
 
-def test_second_writer_is_refused_naming_the_holder_and_a_reader_is_not(writer) -> None:  # type: ignore[no-untyped-def]
+def test_second_writer_is_refused_naming_the_holder_and_a_reader_is_not(
+        writer: tuple[Path, subprocess.Popen[str]]) -> None:
     log, proc = writer
     holder = f"the log is being written by pid {proc.pid} on host {socket.gethostname()} (since "
     for args in (["train", "--transport", "inprocess", "--resume", str(log)],  # today: accepted, rounds lost
