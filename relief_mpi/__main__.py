@@ -1,3 +1,3 @@
-from relief_mpi.cli import main
+from relief_mpi.program import entry
 
-main()
+entry()

@@ -11,8 +11,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,9 +21,11 @@ import torch.nn.functional as F
 
 from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.device.clock import DeviceClock
+from relief_mpi.device.gpu import DeviceWindows
 from relief_mpi.model.flops import FlopCosts
 from relief_mpi.model.optim import Adam, Optimizer, Sgd
 from relief_mpi.model.registry import ParamRegistry
+from relief_mpi.rng import ClientStream, OursStream
 from relief_mpi.rounds import (
     REPORT_FIELDS,
     REPORT_INDEX,
@@ -119,19 +119,6 @@ class _StepTally:
     step_flops: float
 
 
-def _shuffled_batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:
-    """Batch indices without end: a fresh permutation of the n windows whenever the current one
-    cannot fill a whole batch."""
-    order = torch.randperm(n, generator=gen)
-    pos = 0
-    while True:
-        if pos + batch > n:
-            order = torch.randperm(n, generator=gen)
-            pos = 0
-        yield order[pos:pos + batch]
-        pos += batch
-
-
 class LocalTrainer:
     """One client: its role, windows, clock and energy account. The model is the process's (shared
     by every client it hosts: a client keeps no parameters between rounds, since it receives every
@@ -139,7 +126,8 @@ class LocalTrainer:
 
     def __init__(self, role: ClientRole, model: Any, registry: ParamRegistry[Any], spec: DatasetSpec,
                  data: WindowSet, clock: DeviceClock, costs: FlopCosts, ownership: np.ndarray,
-                 keep_windows: bool = True) -> None:
+                 keep_windows: bool = True, device: torch.device | None = None,
+                 windows_cap_bytes: float = math.inf) -> None:
         self.role = role
         self.model = model
         self.reg = registry
@@ -155,6 +143,11 @@ class LocalTrainer:
         self.owned_nbytes = sum(4 * registry.sizes[b] for b in self.owned)  # the blocks it receives every round
         self.present = frozenset(range(len(spec.modalities))) if role.recipe.zero_fill else role.modalities
         self.energy_meter: Any = None  # set by device emulation where a real meter exists
+        # where it trains (the model is already there): windows, optimizer state and deltas too
+        self.device = device if device is not None else torch.device("cpu")
+        self.windows_cap_bytes = windows_cap_bytes  # device memory its windows may keep (device/gpu.py)
+        self._device_windows: DeviceWindows | None = None
+        self.stream: ClientStream = OursStream()  # batch order and dropout (rng.py); --rng authors shares one
 
     def set_base(self, base: np.ndarray) -> None:
         if base.size:
@@ -165,6 +158,16 @@ class LocalTrainer:
         if self.keep_windows or self.data.materialised:
             return torch.from_numpy(self.data.x)
         return torch.from_numpy(self.data.take(np.arange(len(self.data))).x)
+
+    def device_windows(self) -> DeviceWindows:
+        """The training windows for the device: resident there when they fit under the cap, else
+        moved a batch at a time; kept between rounds when the windows are (keep_windows)."""
+        if self._device_windows is not None:
+            return self._device_windows
+        dw = DeviceWindows(self.windows(), self.y, self.device, self.windows_cap_bytes)
+        if self.keep_windows or self.data.materialised:
+            self._device_windows = dw
+        return dw
 
     def _trained_encoders(self, trained: frozenset[int]) -> frozenset[int]:
         """Encoders that back-propagate: those with a trained group that holds encoder weights."""
@@ -191,7 +194,7 @@ class LocalTrainer:
         upload = [int(b) for b in np.flatnonzero(plan.uploads[k])]
         link = self._start_round(plan, upload)
         trainables = self._trainables(trained)
-        before = {b: blocks[b] if b in blocks else self.reg.get(self.model, b) for b in trained}
+        before = {b: self.reg.get_tensor(self.model, b) for b in trained}  # on the device, as the deltas
         tally = self._train_steps(plan, trained, trainables, link)
         updates, rejected = self._updates(plan, upload, before, tally.samples)
         upload_s = self.clock.transfer(link.bytes_up, up=True)
@@ -219,21 +222,18 @@ class LocalTrainer:
 
     def _train_steps(self, plan: RoundPlan, trained: frozenset[int], trainables: _Trainables,
                      link: _RoundLink) -> _StepTally:
-        """The local optimizer steps; the batch order is seeded by (seed, round, client), so a client
-        draws the same batches in-process and under MPI."""
+        """The local optimizer steps; the batch order and dropout come from the client's stream
+        (rng.py: by default seeded by (seed, round, client), the same in-process and under MPI)."""
         role, recipe = self.role, self.role.recipe
         k = role.client
         enc_trained = self._trained_encoders(trained)
         no_grad = frozenset(range(len(self.spec.modalities))) - enc_trained
         n = self.y.shape[0]
-        x = self.windows()
+        windows = self.device_windows()
         batch = min(role.batch_size, n)
         step_flops = self.costs.step(self.present, enc_trained, batch)
 
-        seed = int(np.random.SeedSequence([role.seed, plan.round, k]).generate_state(1)[0])
-        gen = torch.Generator().manual_seed(seed)
-        torch.manual_seed(seed)  # dropout draws from the global generator: same stream in-process and under MPI
-        batches = _shuffled_batches(n, batch, gen)
+        batches = self.stream.batches(role.seed, plan.round, k, n, batch)
         steps_done, samples, loss_sum = 0, 0, 0.0
         opt = self._optimizer([trainables.params[name] for name in trainables.masks])
         self._enter_train_mode()
@@ -242,20 +242,22 @@ class LocalTrainer:
         for _ in range(int(plan.steps[k]) if opt is not None else 0):
             if steps_done > 0 and self._next_step_misses_deadline(plan, link, step_flops):
                 break
-            t0 = time.perf_counter()
+            t0 = self.clock.start_step()
             idx = next(batches)
-            xs = split_modalities(x[idx], self.spec, self.present, recipe.zero_fill)
-            ce = F.cross_entropy(self.model(xs, no_grad, recipe.width), self.y[idx])
+            xb, yb = windows.batch(idx)
+            xs = split_modalities(xb, self.spec, self.present, recipe.zero_fill)
+            ce = F.cross_entropy(self.model(xs, no_grad, recipe.width), yb)
             loss = trainables.loss(ce)
             assert opt is not None
             opt.zero_grad()
             loss.backward()
             trainables.mask_gradients()
             opt.step()
-            self.clock.account_step(step_flops, time.perf_counter() - t0)
+            self.clock.end_step(step_flops, t0)
             steps_done += 1
             samples += int(idx.numel())
             loss_sum += float(ce.detach())  # the task loss, comparable across strategies
+        self.stream.done()
         return _StepTally(steps_done, samples, loss_sum, step_flops)
 
     def _enter_train_mode(self) -> None:
@@ -272,14 +274,15 @@ class LocalTrainer:
                 link.download_s + self.clock.busy_s + self.clock.step_time(step_flops) + link.upload_est_s
                 > plan.deadline_s)
 
-    def _updates(self, plan: RoundPlan, upload: list[int], before: dict[int, np.ndarray],
+    def _updates(self, plan: RoundPlan, upload: list[int], before: dict[int, torch.Tensor],
                  samples: int) -> tuple[dict[int, np.ndarray], float]:
         """The packed update of every uploaded group, and 1.0 if they were rejected: one non-finite
         delta zeroes them all, so a diverged client cannot poison the global model."""
         role, k = self.role, self.role.client
         updates: dict[int, np.ndarray] = {}
         for b in upload:
-            delta = self.reg.get(self.model, b) - before[b]
+            # the delta on the device; only the packed update buffer comes back to host memory
+            delta = (self.reg.get_tensor(self.model, b) - before[b]).cpu().numpy()
             if role.fault == ("nan", plan.round):
                 delta[:] = np.nan
             w = float(plan.coef[k, b]) * (samples if role.recipe.sample_weighted else 1.0)

@@ -13,8 +13,9 @@ from typing import Any, Literal, get_args
 
 __all__ = [
     "BMode", "B_MODES", "CLOCKS", "COST_MODELS", "Clock", "CostModelName", "DATASETS", "DataConfig",
-    "DeviceConfig", "MODELS", "MODES", "Mode", "ModelConfig", "ModelName", "PRETRAIN_OPTIMIZERS",
-    "PretrainOptimizer", "RunConfig", "StrategyConfig", "TStarBracket", "T_STAR_BRACKETS", "flatten"
+    "DEVICES", "Device", "DeviceConfig", "MODELS", "MODES", "Mode", "ModelConfig", "ModelName",
+    "PRETRAIN_OPTIMIZERS", "PretrainOptimizer", "RNG_STREAMS", "RngStream", "RunConfig", "StrategyConfig",
+    "TStarBracket", "T_STAR_BRACKETS", "flatten"
 ]
 
 
@@ -22,10 +23,12 @@ __all__ = [
 Mode = Literal["cnn", "lora"]
 ModelName = Literal["paper", "small"]
 BMode = Literal["shared", "block"]
-TStarBracket = Literal["published", "contains-overhead"]
+TStarBracket = Literal["published", "contains-overhead", "widened"]
 CostModelName = Literal["published", "flops"]
 PretrainOptimizer = Literal["adam", "sgd"]
 Clock = Literal["virtual", "real"]
+RngStream = Literal["ours", "authors"]  # a client's batch order and dropout (relief_mpi/rng.py)
+Device = Literal["auto", "cpu", "cuda"]
 MODELS: tuple[ModelName, ...] = get_args(ModelName)
 B_MODES: tuple[BMode, ...] = get_args(BMode)
 T_STAR_BRACKETS: tuple[TStarBracket, ...] = get_args(TStarBracket)
@@ -34,6 +37,8 @@ PRETRAIN_OPTIMIZERS: tuple[PretrainOptimizer, ...] = get_args(PretrainOptimizer)
 DATASETS = ("synthetic", "spar", "mhealth", "pamap2")
 MODES: tuple[Mode, ...] = get_args(Mode)
 CLOCKS: tuple[Clock, ...] = get_args(Clock)
+RNG_STREAMS: tuple[RngStream, ...] = get_args(RngStream)
+DEVICES: tuple[Device, ...] = get_args(Device)  # where ranks train (device/gpu.py)
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,9 @@ class DataConfig:
     downsample: int = 1
     protocol: str = "ours"  # "ours" (train-only normalisation) or "paper" (the authors' preprocessing)
     partition: str = "dirichlet"  # "dirichlet" (label skew over n clients) or "subject" (one client per subject)
-    split: str = "time"  # "time" (last part of each label run), "paper" (random windows) or "subject"
+    split: str = "time"  # "time" (last part of each label run), "paper" / "paper-streams" / "file" (random
+    # windows: the authors' draw, one stream per subject, a split file's) or "subject" (data/split.py)
+    split_file: str = ""  # split=file: a run log or JSON naming each subject's test windows
     window: int = 0  # window length in samples; 0 = from window_s
     stride: int = 0  # window stride in samples; 0 = from overlap
     test_subjects: int = 0  # split=subject: subjects held out; 0 = ~20% of them, at least 1
@@ -95,7 +102,8 @@ class StrategyConfig:
     local_epochs: int = 5  # published presets: E epochs over the client's windows per round
     lam: float | None = None  # published T* interpolation (None = the preset's: 1, or 0 for relief-acc/fedavg)
     gamma: float = 0.9  # published divergence smoothing: d_bar <- gamma d + (1 - gamma) d_bar
-    t_star_bracket: TStarBracket = "published"  # or "contains-overhead" (our correction, docs/design.md)
+    t_star_bracket: TStarBracket = "published"  # or "contains-overhead" (our correction) or "widened" (the
+    # authors' search with hi_mult 1000, 30 steps); docs/design.md
     cost_model: CostModelName = "published"  # or "flops": FLOPs of the groups a round runs, needed groups downloaded
 
 
@@ -104,12 +112,14 @@ class DeviceConfig:
     fleet: str | None = None  # fleet file; None = the default three-tier fleet
     profiles_dir: str | None = None
     clock: Clock = "virtual"
+    device: Device = "auto"  # --device: auto (CUDA where a rank sees a GPU, else CPU), cpu or cuda
 
 
 @dataclass(frozen=True)
 class RunConfig:
     rounds: int = 20
     seed: int = 0
+    rng: RngStream = "ours"  # local batch order and dropout: ours or authors (relief_mpi/rng.py)
     eval_every: int = 1
     checkpoint_every: int = 0
     data: DataConfig = field(default_factory=DataConfig)
@@ -129,6 +139,8 @@ class RunConfig:
         kw: dict[str, Any] = {}
         for k, v in d.items():
             if k in sub:
+                if k == "data" and v.get("split") == "paper" and "split_file" not in v:
+                    v = {**v, "split": "paper-streams"}  # a log from before issue 23: its split=paper drew this
                 fields = {f.name for f in dataclasses.fields(sub[k])}
                 vals = {kk: (tuple(vv) if isinstance(vv, list) else vv) for kk, vv in v.items() if kk in fields}
                 kw[k] = sub[k](**vals)

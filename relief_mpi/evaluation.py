@@ -49,13 +49,14 @@ def predict(model: Model, spec: DatasetSpec, ws: WindowSet, present: frozenset[i
     are zeros (zero-fill strategies) or its encoder is not run (the others), as in training."""
     drop = [c for m, mod in enumerate(spec.modalities) if m not in present for c in mod.channels]
     out = []
+    dev = next(model.parameters()).device  # rank 0 evaluates where its model is (--device)
     with torch.no_grad():
         for i in range(0, len(ws), batch):
-            x = torch.from_numpy(ws.x[i:i + batch])
+            x = torch.from_numpy(ws.x[i:i + batch]).to(dev)
             if zero_fill and drop:
                 x = x.clone()
                 x[:, drop, :] = 0.0
-            out.append(model(split_modalities(x, spec, present, zero_fill)).argmax(1).numpy())
+            out.append(model(split_modalities(x, spec, present, zero_fill)).argmax(1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, np.int64)
 
 

@@ -60,8 +60,17 @@ def _valid_host(host: str) -> bool:
         return bool(_HOST_RE.match(host)) and len(host) <= 253
 
 
+# Slots per hostfile line: more than any host's cores, far less than what breaks a launcher (MPICH's
+# hydra dies with `assert (map) failed` on 99999999999999999999, beyond a 64-bit count).
+MAX_SLOTS = 65536
+
+
 def _positive(value: str) -> int | None:
-    return int(value) if value.isdigit() and int(value) >= 1 else None
+    """A slot count in 1..MAX_SLOTS written in ASCII digits, else None."""
+    if not (value.isascii() and value.isdigit()):
+        return None
+    v = int(value)
+    return v if 1 <= v <= MAX_SLOTS else None
 
 
 def parse_hostfile(path: str | Path) -> Hostfile:
@@ -106,7 +115,7 @@ def _parse_entry(line: str, n: int, bad: Callable[[str], ReliefError]) -> tuple[
         host, _, count = head.rpartition(":")
         slots = _positive(count)
         if slots is None:
-            raise bad(f"slot count {count!r} is not a whole number >= 1 (MPICH syntax is host:N)")
+            raise bad(f"slot count {count!r} is not a whole number in 1..{MAX_SLOTS} (MPICH syntax is host:N)")
         syntax, explicit = "mpich", True
     else:
         host, slots, explicit = head, 1, False
@@ -131,7 +140,7 @@ def _openmpi_slots(fields: list[str], bad: Callable[[str], ReliefError]) -> tupl
             raise bad(f"unknown field {tok!r} (Open MPI syntax is `host slots=N [max_slots=M]`)")
         v = _positive(value)
         if v is None:
-            raise bad(f"{key}={value!r} is not a whole number >= 1")
+            raise bad(f"{key}={value!r} is not a whole number in 1..{MAX_SLOTS}")
         seen[_OMPI_KEYS[key]] = v
     slots, explicit = seen.get("slots", seen.get("max_slots", 1)), bool(seen)
     if "max_slots" in seen and seen["max_slots"] < slots:

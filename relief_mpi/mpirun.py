@@ -25,12 +25,14 @@ from relief_mpi.cli.output import Progress, setup_done_line, startup_line
 from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
 from relief_mpi.comm.placement import clients_of, host_rank
 from relief_mpi.comm.transport import Handshake
+from relief_mpi.comm.watchdog import ServerWatch
 from relief_mpi.comm.world import World, library_line
 from relief_mpi.config import RunConfig
 from relief_mpi.debug import DebugHooks
-from relief_mpi.device.throttle import REPORT_LEN, rank_report, read_reports
+from relief_mpi.device.throttle import REPORT_LEN, process_device, rank_report, read_reports
 from relief_mpi.errors import ReliefError, StartupRefused
 from relief_mpi.job import Resolved, check_clients
+from relief_mpi.round_bound import server_watch
 from relief_mpi.run import check_resumable, serve, server_model
 from relief_mpi.run_setup import Model, RunSetup, build_setup
 
@@ -73,13 +75,15 @@ def run_mpi(resolve: Callable[[], Resolved], progress: Progress | None,
         say(setup_done_line(setup, time.perf_counter() - t0))
     local = clients_of(rank, n_clients, size - 1) if rank else []
     _gather_device_info(world, setup, hosts, local, n_clients)
+    given = resolved.round_timeout if resolved is not None else None
+    timeout = world.bcast_f64(np.array([np.nan if given is None else given]))[0]  # the clients' watch (case 6)
     if rank == 0:
         assert resolved is not None
         transport = MpiServerTransport(setup.strategy.ownership(), setup.registry.sizes, world.comm)
         serve(setup, transport, resolved.out, hosts, library_line(), size,
               progress, debug, resolved.resume, initial, resolved.round_timeout)
         return resolved.out
-    _host_clients(world, setup, hosts, local, debug)
+    _host_clients(world, setup, hosts, local, debug, server_watch(setup, timeout, hosts, rank))
     return None
 
 
@@ -92,6 +96,9 @@ def _start_up(world: World, cfg: RunConfig, n_clients: int, hosts: list[str],
     initial = None
     try:
         setup = build_setup(cfg, n_clients, hosts, world.size - 1)
+        first = clients_of(world.rank, n_clients, world.size - 1)[:1] if world.rank else []
+        setup.rank_device = process_device(cfg.device.device, setup.devices[first[0]].profile if first else None,
+                                           hosts, world.rank)  # --device cuda with no GPU: a start-up error
         if resolved is not None:
             check_resumable(setup, resolved.resume, resolved.out)
             if resolved.resume is None:
@@ -108,16 +115,19 @@ def _gather_device_info(world: World, setup: RunSetup, hosts: list[str], local: 
     profile and find their energy meter; rank 0 gathers each client's settings for the log.
     A rank hosting several clients (--clock virtual only) is throttled by its first client's profile."""
     rank, size = world.rank, world.size
-    reports = world.gather_text(rank_report(setup.devices[local[0]].profile, hosts, rank) if rank else "", REPORT_LEN)
+    reports = world.gather_text(rank_report(setup.devices[local[0]].profile, hosts, rank, setup.rank_device)
+                                if rank else "", REPORT_LEN)
     if reports is not None:
-        by_rank = read_reports(reports)
+        by_rank = read_reports(reports, hosts)
         setup.device_info.update({k: by_rank[host_rank(k, size - 1)] for k in range(n_clients)})
 
 
-def _host_clients(world: World, setup: RunSetup, hosts: list[str], local: list[int], debug: DebugHooks) -> None:
+def _host_clients(world: World, setup: RunSetup, hosts: list[str], local: list[int], debug: DebugHooks,
+                  watch: ServerWatch | None = None) -> None:
     """A client rank: train its clients on every plan the server sends until it sends none."""
     rank = world.rank
     transport = MpiClientTransport(setup.strategy.ownership(), setup.registry.sizes, world.comm)
+    transport.watch = watch
     fault = debug.client_fault(rank)
     clients = setup.local_clients(local, {local[0]: fault} if fault is not None else None, debug.dump_dir)
     base = transport.start(Handshake(debug.version_for(rank), setup.data.fingerprint, hosts[rank]))
@@ -128,3 +138,4 @@ def _host_clients(world: World, setup: RunSetup, hosts: list[str], local: list[i
         blocks = transport.receive_blocks(plan)
         updates, table = clients.train(plan, blocks)
         transport.send(plan, updates, table)
+    signals.finished("released by the server")  # a signal now ends this rank at once (cli.entry)

@@ -30,6 +30,11 @@ class GroupInfo:
     sizes: tuple[int, ...]  # float32 values on the wire: parameters, then float buffers
     n_params: tuple[int, ...]  # of those, parameters (divergence is measured over these)
     flops: tuple[float, ...]  # training FLOPs per sample: 6 x the group's forward MACs (published model)
+    # The authors' count of each group's values (parameters and every buffer, BatchNorm's integer
+    # num_batches_tracked included) and of the model's parameters: the published payload and
+    # % trained (strategy/system.py). Empty / 0: the same as sizes / sum(n_params).
+    counted: tuple[int, ...] = ()
+    n_model_params: int = 0
 
     def __len__(self) -> int:
         return len(self.names)

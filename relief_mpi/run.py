@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from relief_mpi import signals
 from relief_mpi.checkpoint import Checkpoint, check_fits_setup
 from relief_mpi.cli.output import Progress, connecting_line, ready_line, setup_done_line, startup_line
 from relief_mpi.client import LocalClients
@@ -21,7 +22,9 @@ from relief_mpi.comm.inprocess import InProcessServerTransport
 from relief_mpi.comm.placement import clients_of
 from relief_mpi.comm.transport import Handshake, HostedClients, ServerTransport
 from relief_mpi.config import RunConfig
+from relief_mpi.data.split import log_datasets
 from relief_mpi.debug import DebugHooks
+from relief_mpi.device.throttle import process_device
 from relief_mpi.errors import ReliefError
 from relief_mpi.evaluation import tier_names
 from relief_mpi.log.attrs import log_attrs
@@ -69,6 +72,7 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
     (e.clean), else the caller must end the job."""
     cfg = setup.config
     t_start = time.perf_counter()
+    signals.finished(None)  # a signal stops this run through Interrupted again (a bench runs several)
     check_resumable(setup, resume, out)
     model, base = _starting_model(setup, resume, initial)
     if progress is not None:
@@ -84,7 +88,7 @@ def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[st
         server.restore(resume, kept or [])
     first = resume.round + 1 if resume is not None else 1
     if progress is not None:
-        progress(ready_line(time.perf_counter() - t_start, first, cfg.rounds))
+        progress(ready_line(time.perf_counter() - t_start, first, cfg.rounds, cfg.data.protocol == "paper"))
     return server.run(first, resumed=resume is not None)
 
 
@@ -107,7 +111,9 @@ def _open_log(setup: RunSetup, transport: ServerTransport, out: Path, attrs: dic
     it cannot be written no round has started: the clients are released and the stop is clean."""
     tmp = out.with_name(out.name + ".resume.tmp") if resume is not None else out
     try:
-        writer = RoundLogWriter(tmp, attrs, setup.n_clients, setup.registry.names, tier_names(setup), existing=kept)
+        split = log_datasets(setup.data.split, setup.config.data.split) if setup.data.split else None
+        writer = RoundLogWriter(tmp, attrs, setup.n_clients, setup.registry.names, tier_names(setup), existing=kept,
+                                extra=split)
         writer.fail_after = debug.log_fail_after()
         if resume is not None:
             os.replace(tmp, out)  # the rewritten log (complete rounds up to the checkpoint) takes the old one's place
@@ -142,10 +148,12 @@ def run_inprocess(cfg: RunConfig, n_clients: int, out: Path, progress: Progress 
     set_process_threads()
     n_ranks = n_ranks or n_clients
     t0 = time.perf_counter()
+    host = socket.gethostname()
+    rdev = process_device(cfg.device.device, None, [host], 0)  # one device for every client here
     if progress is not None:
         progress(startup_line(cfg, n_clients))
-    host = socket.gethostname()
     setup = build_setup(cfg, n_clients, None, n_ranks)
+    setup.rank_device = rdev
     if progress is not None:
         progress(setup_done_line(setup, time.perf_counter() - t0))
     faults = {r - 1: f for r in range(1, n_ranks + 1) if (f := debug.client_fault(r)) is not None}

@@ -22,6 +22,7 @@ from relief_mpi.data.registry import build_federated, load_raw, modality_set_for
 from relief_mpi.device.clock import DeviceClock
 from relief_mpi.device.energy import process_meter, source_of
 from relief_mpi.device.fleet import PAPER_FLEET, ClientDevice, load_fleet, paper_fleet, rare_modality, resolve_fleet
+from relief_mpi.device.gpu import RankDevice, synchronizer, windows_cap_bytes
 from relief_mpi.device.profiles import DeviceProfile, load_profiles
 from relief_mpi.errors import ReliefError
 from relief_mpi.model.blocks import BlockRegistry
@@ -29,6 +30,7 @@ from relief_mpi.model.flops import FlopCosts, group_flops, measure_costs
 from relief_mpi.model.groups import GroupRegistry
 from relief_mpi.model.net import ModalityEncoder, MultimodalNet, kept
 from relief_mpi.model.paper import PaperNet
+from relief_mpi.rng import authors_stream
 from relief_mpi.rounds import FleetInfo, GroupInfo
 from relief_mpi.strategy import catalogue
 from relief_mpi.strategy.base import Strategy, StrategyContext
@@ -56,6 +58,7 @@ class RunSetup:
     # Device emulation (issue 5): per client, its energy meter source and throttle settings (the log's
     # `profiles`); filled by trainer() in this process and by device.throttle.prepare_ranks under MPI.
     device_info: dict[int, dict] = field(default_factory=dict)
+    rank_device: RankDevice = field(default_factory=RankDevice)  # this process's device (device/gpu.py)
     _width_costs: dict[float, FlopCosts] = field(default_factory=dict)  # HeteroFL: measured once per width
     _arrays: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -73,7 +76,7 @@ class RunSetup:
 
     def make_model(self) -> Model:
         torch.manual_seed(self.config.seed)
-        return _net(self.config, self.data)
+        return _net(self.config, self.data).to(self.rank_device.torch_device)
 
     def client_modalities(self, k: int) -> frozenset[int]:
         names = self.data.spec.modality_names()
@@ -87,16 +90,20 @@ class RunSetup:
         width = recipe.width
         role = ClientRole(client=k, modalities=self.client_modalities(k), recipe=recipe,
                           batch_size=cfg.strategy.batch_size, seed=cfg.seed, fault=fault, dump_dir=dump_dir)
-        clock = DeviceClock(self.devices[k].profile, cfg.device.clock)
+        prof, rdev = self.devices[k].profile, self.rank_device
+        clock = DeviceClock(prof, cfg.device.clock, factor=rdev.clock_factor(prof.gpu_share),
+                            sync=synchronizer(rdev.torch_device))
         if width < 1.0 and width not in self._width_costs:
             self._width_costs[width] = width_costs(cfg, self.data, width)
         costs = self.costs if width >= 1.0 else self._width_costs[width]
         trainer = LocalTrainer(role, model if model is not None else self.make_model(), self.registry,
                                self.data.spec, self.data.clients_train[k], clock, costs, self.strategy.ownership(),
-                               keep_windows)
+                               keep_windows, rdev.torch_device, windows_cap_bytes(rdev.torch_device, prof.memory_mb))
         # Device emulation (issue 5): this process's energy meter (INA3221, RAPL, NVML) or None.
         trainer.energy_meter = process_meter()
         self.device_info.setdefault(k, {})["energy_source"] = source_of(trainer.energy_meter)
+        for key, value in rdev.record().items():  # the process's device and share (device/gpu.py)
+            self.device_info[k].setdefault(key, value)
         return trainer
 
     def local_clients(self, ks: list[int], faults: dict[int, tuple[str, int]] | None = None,
@@ -107,7 +114,15 @@ class RunSetup:
         shape_bytes = 4 * self.data.spec.n_channels * self.data.window_len
         keep = sum(len(self.data.clients_train[k]) for k in ks) * shape_bytes <= KEEP_WINDOWS_MB * 2**20
         faults = faults or {}
-        return LocalClients([self.trainer(k, faults.get(k), dump_dir, model, keep) for k in ks])
+        clients = LocalClients([self.trainer(k, faults.get(k), dump_dir, model, keep) for k in ks])
+        if self.config.rng == "authors":  # one stream for all, drawn in client order (relief_mpi/rng.py)
+            if self.rank_device.torch_device.type != "cpu":  # dropout would draw from the device's generator
+                raise ReliefError("--rng authors repeats the authors' run on the CPU (it holds the CPU generator's "
+                                  "stream; dropout on a GPU draws from the device's own): add --device cpu")
+            stream = authors_stream(self.config.seed, lambda: _net(self.config, self.data))
+            for t in clients.trainers:
+                t.stream = stream
+        return clients
 
 
 def _net(cfg: RunConfig, data: FederatedData, width: float = 1.0) -> Model:
@@ -139,7 +154,7 @@ def group_info(registry: Registry, model: Model, data: FederatedData) -> GroupIn
     chans = [len(m.channels) for m in data.spec.modalities]
     flops = group_flops(model, registry, chans, data.window_len)
     return GroupInfo(registry.names, registry.kinds, tuple(registry.modality), registry.sizes, registry.n_params,
-                     flops)
+                     flops, registry.counted, registry.n_model_params)
 
 
 def width_costs(cfg: RunConfig, data: FederatedData, width: float) -> FlopCosts:
@@ -193,7 +208,7 @@ def build_setup(cfg: RunConfig, n_clients: int, hostnames: list[str] | None = No
     profiles = load_profiles(cfg.device.profiles_dir)
     catalogue.entry(cfg.strategy.name).check(cfg)
     devices = _devices(cfg, n_clients, hostnames, n_ranks or n_clients, profiles)
-    raw = load_raw(cfg.data, cfg.seed)
+    raw = load_raw(cfg.data, cfg.seed, n_clients=n_clients)
     names = raw.spec.modality_names()
     data = build_federated(cfg.data, cfg.seed, _sensor_sets(devices, raw.spec.name, names), raw)
     if cfg.data.validation > 0:  # the bench's lr search: score on held-back training windows, not the test set

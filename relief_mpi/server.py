@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import time
 from contextlib import nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -25,10 +25,13 @@ from relief_mpi.cli.output import Progress, eprint, format_round
 from relief_mpi.client import inject
 from relief_mpi.comm.transport import ServerTransport
 from relief_mpi.debug import DebugHooks
-from relief_mpi.device.energy import modeled_energy
+from relief_mpi.device.energy import attribute_gpu_energy, modeled_energy
+from relief_mpi.device.throttle import energy_gpus
 from relief_mpi.evaluation import Evaluation, evaluate, tier_names
+from relief_mpi.learning import LearningWatch
 from relief_mpi.log.hdf5 import CLIENT_METRICS, RoundLogWriter, RoundRecord
 from relief_mpi.model.registry import ParamRegistry
+from relief_mpi.round_bound import first_round_limit
 from relief_mpi.rounds import REPORT_FIELDS, PlanNotes, RoundPlan
 from relief_mpi.run_setup import Model, RunSetup
 from relief_mpi.stops import DIVERGED_ROUNDS, Diverged, Interrupted, LogWriteError, RunStopped
@@ -42,14 +45,17 @@ ROUND_TIMEOUT_FLOOR_S = 120.0
 ROUND_TIMEOUT_FACTOR = 10.0
 
 
-def round_timeout(given: float | None, longest_wall_s: float, real_clock: bool, per_rank: int = 1) -> float | None:
+def round_timeout(given: float | None, longest_wall_s: float, real_clock: bool, per_rank: int = 1,
+                  first_s: float | None = None) -> float | None:
     """The watchdog's limit for the next round (None: none): `given` (--round-timeout), else max(120 s,
     10x the longest round so far); before the first round, 120 s per client on the busiest rank
-    (`per_rank`: a rank trains its clients in turn). With --clock real the clients sleep as long as
-    the emulated device would take, which is not known before the first round: that round has no limit."""
+    (`per_rank`: a rank trains its clients in turn), or `first_s` where given (round_bound: with --clock
+    real the clients sleep as long as the emulated device would take; without it that round has no limit)."""
     if given is not None:
         return given
     if longest_wall_s == 0.0:
+        if first_s is not None:
+            return first_s
         return None if real_clock else ROUND_TIMEOUT_FLOOR_S * per_rank
     return max(ROUND_TIMEOUT_FLOOR_S, ROUND_TIMEOUT_FACTOR * longest_wall_s)
 
@@ -148,6 +154,7 @@ class ServingState:
     checkpoint_round: int | None = None
     streak: int = 0  # consecutive rounds in which every client was rejected
     longest_wall_s: float = 0.0
+    learning: LearningWatch = field(default_factory=lambda: LearningWatch(0))  # not-learning warnings
 
 
 class Server:
@@ -168,7 +175,7 @@ class Server:
         self.debug = debug
         self.round_timeout_s = round_timeout_s
         self.per_rank = per_rank
-        self.state = ServingState()
+        self.state = ServingState(learning=LearningWatch(len(setup.data.spec.classes)))
         # setup pairs the registry with its model (BlockRegistry: MultimodalNet, GroupRegistry: PaperNet)
         self.registry = cast(ParamRegistry[Any], setup.registry)
         self.blocks = [self.registry.get(model, b) for b in range(len(self.registry))]
@@ -201,7 +208,8 @@ class Server:
         try:
             for rnd in range(first, cfg.rounds + 1):
                 transport.set_round_timeout(round_timeout(self.round_timeout_s, state.longest_wall_s,
-                                                          cfg.device.clock == "real", self.per_rank))
+                                                          cfg.device.clock == "real", self.per_rank,
+                                                          first_round_limit(self.setup, self.per_rank)))
                 state.in_round = True
                 with signals.critical() if transport.atomic_rounds else nullcontext():
                     rec = self.run_round(rnd)
@@ -209,7 +217,9 @@ class Server:
                 records.append(rec)
             transport.set_round_timeout(None)
             transport.stop()
-            self.writer.close("complete")
+            with signals.critical():  # a signal in the final write waits for it, then is the program's end's
+                self.writer.close("complete")
+                signals.finished(f"the log {self.writer.path} is complete ({cfg.rounds} rounds)")
         except (RunStopped, Interrupted) as e:
             e.clean = not state.in_round
             if e.clean:
@@ -233,6 +243,9 @@ class Server:
         self._dump(rnd, "before")
         ex = self.transport.run_round(plan, self.blocks)
         col = {name: ex.reports[:, i] for i, name in enumerate(REPORT_FIELDS)}
+        if any(gpus := energy_gpus(setup.device_info, setup.n_clients)):  # ranks sharing a GPU split its energy
+            col["energy_measured_j"] = attribute_gpu_energy(col["energy_measured_j"], col["compute_wall_s"],
+                                                            np.array([d.rank for d in setup.devices]), gpus)
         agg = strategy.aggregate(rnd, plan, self.blocks, ex.sums, col["samples"])
         self.blocks, div = agg.groups, agg.divergence
         self._dump(rnd, "after")
@@ -265,12 +278,16 @@ class Server:
         if finite and every and (rnd % every == 0 or rnd == cfg.rounds):
             self._checkpoint(rnd)
         if self.progress is not None:
-            self.progress(format_round(rec, cfg.rounds))
+            self.progress(format_round(rec, cfg.rounds, cfg.data.protocol == "paper"))
         state.longest_wall_s = max(state.longest_wall_s, float(rec.row["wall_time_s"]))
         state.streak = state.streak + 1 if every_client_rejected(rec) else 0
         warning = rejected_warning(rec, state.streak)
         if warning:
             eprint(warning)
+        for kind, line in state.learning.observe(rec.row):  # not learning: a line, and a /warnings row
+            eprint(line)
+            with signals.critical():
+                self.writer.add_warning(rnd, kind, line)
         _raise_if_diverged(rnd, finite, state.streak)
         fault = self.debug.client_fault(0)
         if fault is not None and fault[1] == rnd and fault[0] in ("raise", "kill"):
@@ -292,7 +309,8 @@ class Server:
         losses = col["loss"][np.isfinite(col["loss"])]
         measured = col["energy_measured_j"]
         return {
-            "round": rnd, "wall_time_s": wall, "wall_elapsed_s": self.wall_elapsed, "virtual_time_s": facts.round_s,
+            "round": rnd, "published_round": rnd - 1,  # the authors count their seeding round as 0
+            "wall_time_s": wall, "wall_elapsed_s": self.wall_elapsed, "virtual_time_s": facts.round_s,
             "virtual_elapsed_s": self.virtual_elapsed,
             "accuracy": ev.accuracy if ev else math.nan, "macro_f1": ev.macro_f1 if ev else math.nan,
             "rare_f1": ev.rare_f1 if ev else math.nan,
@@ -308,7 +326,7 @@ class Server:
             "t_star": notes.t_star, "analytic_time_s": ana.time_s, "analytic_elapsed_s": self.analytic_elapsed,
             "analytic_energy_j": ana.energy_j, "analytic_energy_cum_j": self.analytic_energy,
             "analytic_mb_up": ana.up_bytes / 1e6, "analytic_mb_down": ana.down_bytes / 1e6,
-            "trained_pct": 100.0 * ana.trained_fraction,
+            "trained_pct": 100.0 * ana.trained_fraction, "trained_params_pct": 100.0 * ana.trained_param_fraction,
         }
 
     def _dump(self, rnd: int, when: str) -> None:

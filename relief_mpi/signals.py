@@ -38,6 +38,7 @@ _critical = 0
 _pending: int | None = None
 _pending_at = 0.0
 _raised = False
+_done: str | None = None  # set once the run's log is complete: a signal then ends the process at once
 
 
 def install(role: str) -> None:
@@ -54,11 +55,17 @@ def _handler(signum: int, frame: FrameType | None) -> None:
     del frame
     global _pending, _raised, _pending_at
     if _role == "client":
-        if _pending is None:
+        if _pending is None and _done is not None:  # released: end_process leaves with its code
+            _pending = signum
+        elif _pending is None:
             _pending = signum
             t = threading.Timer(CLIENT_GRACE_S, _client_leave, (signum,))
             t.daemon = True
             t.start()
+        return
+    if _done is not None:  # the log is complete: kept for end_process, nothing to stop
+        if _pending is None:
+            _pending = signum
         return
     if _raised:
         return  # already stopping: let the clean-up finish (the launcher's second Ctrl-C forces it)
@@ -68,6 +75,45 @@ def _handler(signum: int, frame: FrameType | None) -> None:
         return
     _raised = True
     raise Interrupted(signum)
+
+
+def finished(what: str | None) -> None:
+    """The run's log is complete (`what` says so, e.g. "the log runs/r.h5 is complete"): from now
+    on a signal does not raise into the clean-up that is left (the last lines, closing MPI, where an
+    exception became a traceback and exit 0 or 1); it is kept, and the program's end (cli.entry ->
+    end_process) prints one line and exits with its code. None: a new run starts (bench)."""
+    global _done
+    _done = what
+
+
+def done() -> bool:
+    """Whether a run's log is complete (finished() was called since the last run started)."""
+    return _done is not None
+
+
+def ignore() -> None:
+    """No more signals: the process is leaving with its code (a second Ctrl-C in the interpreter's
+    shutdown would kill it with no line and the signal's status)."""
+    if threading.current_thread() is threading.main_thread():
+        for s in SIGNALS:
+            signal.signal(s, signal.SIG_IGN)
+
+
+def end_process() -> None:
+    """The end of a program whose run completed: the line of a signal that came after the log was
+    complete (the server's; a client says nothing), then exit with its code (0 if none came).
+    Signals are ignored from here on: the interpreter's shutdown puts the default handlers back,
+    and a Ctrl-C there killed the process with no line (under MPI: the launcher's banner). A
+    normal exit (not os._exit): MPICH's launcher takes a rank that skips its exit handlers for a
+    crash, banner and exit 9."""
+    ignore()
+    signum = _pending
+    if signum is not None and _role == "server":
+        sys.stdout.flush()
+        sys.stderr.write(f"interrupted by {signal.Signals(signum).name} after the run completed; {_done}\n")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    sys.exit(0 if signum is None else 128 + signum)
 
 
 def _client_leave(signum: int) -> None:
@@ -96,5 +142,7 @@ def critical() -> Iterator[None]:
     finally:
         _critical -= 1
     if _critical == 0 and _pending is not None and _role == "server" and not _raised:
+        if _done is not None:  # the section completed the run's log: the signal is for end_process
+            return
         signum, _pending, _raised = _pending, None, True
         raise Interrupted(signum)

@@ -249,11 +249,13 @@ class _Tracker:
 def pretrain_base(cfg: RunConfig, n_clients: int, path: Path) -> None:
     """The LoRA base a whole bench seed shares: pretrained once, as `relief-mpi train` would at start
     (run.server_model: the server split, the --pretrain-* settings), and saved for --base."""
+    from relief_mpi.device.throttle import process_device
     from relief_mpi.model.pretrain import save_base
     from relief_mpi.run import server_model
     from relief_mpi.run_setup import build_setup
 
     setup = build_setup(dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, base=None)), n_clients)
+    setup.rank_device = process_device(cfg.device.device, None, [""], 0)  # pretrained where the runs' rank 0 trains
     model, _ = server_model(setup)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_base(model, setup.data.spec, path)

@@ -6,29 +6,15 @@ the same argv and reaches the same verdict; only rank 0 prints it.
 
 from __future__ import annotations
 
-import os
 import sys
 
 import click
 
-from relief_mpi import __version__
+from relief_mpi import __version__, signals
+from relief_mpi.cli.startup import launcher_rank
 from relief_mpi.errors import ReliefError, WriteFailed
 
-__all__ = ["cli", "fail", "launcher_rank", "main"]
-
-
-_RANK_VARS = ("PMI_RANK", "OMPI_COMM_WORLD_RANK", "PMIX_RANK", "MV2_COMM_WORLD_RANK", "SLURM_PROCID")
-
-
-def launcher_rank() -> int:
-    """This process's MPI rank as the launcher announced it (0 when not under a launcher)."""
-    for var in _RANK_VARS:
-        if var in os.environ:
-            try:
-                return int(os.environ[var])
-            except ValueError:
-                continue
-    return 0
+__all__ = ["cli", "entry", "fail", "launcher_rank", "main"]
 
 
 def fail(message: str, code: int = 2, printable: bool = True) -> None:
@@ -82,3 +68,13 @@ def main() -> None:
         sys.exit(e.exit_code)
     except ReliefError as e:
         fail(str(e), e.exit_code if isinstance(e, WriteFailed) else 2, printable=getattr(e, "printable", True))
+
+
+def entry() -> None:
+    """The program (`relief-mpi`, `python -m relief_mpi`): main(), then, once a run's log is complete,
+    signals.end_process: a signal after the final write is one line and its exit code, and none can
+    land in the interpreter's shutdown (which puts the default handlers back: a Ctrl-C there killed
+    the process with no line). Tests call main() in their own process and keep it."""
+    main()
+    if signals.done():
+        signals.end_process()

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
+from relief_mpi.bounds import check_clients_fit
 from relief_mpi.cli.errors import abort_job
 from relief_mpi.cli.options import build_config, common_options
 from relief_mpi.cli.settings import register_command
@@ -182,7 +183,7 @@ def _strategy_list(kw: dict[str, Any], paper: bool, known: set[str]) -> tuple[tu
     from relief_mpi.bench.runner import parse_list
 
     notes: list[str] = []
-    if kw["strategies"]:
+    if kw["strategies"] is not None:  # given, even empty (`--strategies ''` is an error, not the default set)
         strategies = parse_list(kw["strategies"], str, "--strategies")
     elif paper:
         extras = PAPER_EXTRAS + (FULL_EXTRAS if kw["budget"] == "full" else ())
@@ -209,6 +210,9 @@ def _summary_only(out_dir: Path, kw: dict[str, Any], strategies: tuple[str, ...]
         click.echo(f"wrote {p}")
 
 
+SEED_MAX = 2**32 - 1  # --seed's range (cli.options)
+
+
 def _seeds_and_lr_grid(ctx: click.Context, kw: dict[str, Any],
                        paper: bool) -> tuple[tuple[int, ...], tuple[float, ...]]:
     """The seeds (the quick budget's unless --seeds is given) and the --lr-grid, checked."""
@@ -216,9 +220,12 @@ def _seeds_and_lr_grid(ctx: click.Context, kw: dict[str, Any],
 
     quick = paper and kw["budget"] == "quick"
     seeds = parse_list(QUICK_SEEDS if quick and not _explicit(ctx, "seeds") else kw["seeds"], int, "--seeds")
-    grid = parse_list(kw["lr_grid"], float, "--lr-grid") if kw["lr_grid"] else ()
-    if any(x <= 0 for x in grid):
-        raise ReliefError("--lr-grid: learning rates must be > 0")
+    bad = next((s for s in seeds if not 0 <= s <= SEED_MAX), None)
+    if bad is not None:  # what --seed takes: a seed outside it would fail (or wrap) inside the first run
+        raise ReliefError(f"--seeds: {bad} is not a seed (0..{SEED_MAX}, as --seed)")
+    grid = parse_list(kw["lr_grid"], float, "--lr-grid") if kw["lr_grid"] is not None else ()
+    if any(not 0 < x <= 10 for x in grid):  # NaN fails the comparison too
+        raise ReliefError("--lr-grid: learning rates must be in (0, 10], as --lr")
     if _explicit(ctx, "lr") and grid:
         raise ReliefError("give --lr or --lr-grid, not both")
     return seeds, grid
@@ -232,8 +239,8 @@ def _paper_budget(kw: dict[str, Any], given: set[str], n_seeds: int) -> tuple[di
     kw = {**kw, **set_here}
     given = given | set(set_here)
     mine = " (--rounds / --local-epochs given)" if set(chosen) - set(set_here) else ""
-    budget = (f"{kw['budget']}: {kw['rounds']} rounds, {kw['local_epochs']} local epoch(s) per round, "
-              f"{n_seeds} seed(s){mine}; the paper: {FULL['rounds']} rounds, {FULL['local_epochs']} epochs")
+    budget = (f"{kw['budget']}: R = {kw['rounds']} rounds after round 0, {kw['local_epochs']} local epoch(s) per "
+              f"round, {n_seeds} seed(s){mine}; the paper: R = {FULL['rounds']}, {FULL['local_epochs']} epochs")
     return kw, given, budget
 
 
@@ -253,6 +260,7 @@ def _run_plan(plan: BenchPlan, kw: dict[str, Any]) -> None:
         click.echo(line)
 
     if kw["transport"] == "inprocess":
+        check_clients_fit(plan.base, kw["clients"])  # before any run allocates them (issue 22, case 7)
         files = run_bench(plan, "inprocess", kw["clients"], progress, say)
     else:
         files = _guarded(lambda: run_bench(plan, "mpi", 0, progress, say))
@@ -273,7 +281,7 @@ def corrected_variants(known: set[str]) -> tuple[tuple, list[str]]:
     # leak-free: the last 20% in time of every label run, z-score from training windows only (protocol
     # ours' normalisation and windows inside one label run; the paper's 256 / 50 windows and one client
     # per subject kept)
-    time_split = (("data.split", "time"), ("data.protocol", "ours"))
+    time_split = (("data.split", "time"), ("data.split_file", ""), ("data.protocol", "ours"))
     rows = [Variant("fedavg", "fedavg"), Variant("relief", "relief")]
     notes = []
     fair = "fedavg-fair" in known

@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from relief_mpi.cli.options import PARAM_KEYS, build_config
+from relief_mpi.cli.options import PARAM_KEYS, build_config, rounds_option
 from relief_mpi.cli.settings import long_names, option_settings, with_settings
 from relief_mpi.cli.train import train
 from relief_mpi.config import flatten
@@ -51,8 +51,9 @@ def options_for(saved: dict[str, Any]) -> tuple[dict[str, Any], dict[str, dict[s
         extra = [k for k in target if k not in option_settings() and got.get(k) != target.get(k)]
         if not diff and not extra:
             return chosen, tables
+        diff.sort(key=lambda p: p != "split_file")  # a split file implies --split file and --partition subject
         for p in diff[:1]:  # one at a time: an option can change what the defaults of others give
-            chosen[p] = target[PARAM_KEYS[p]]
+            chosen[p] = rounds_option(saved) if p == "rounds" else target[PARAM_KEYS[p]]
         if not diff:
             for k in extra:
                 section, field = k.split(".", 1)
@@ -68,7 +69,8 @@ def render(saved: dict[str, Any], clients: int | None, source: str) -> str:
              "# relief-mpi train --config THIS.toml repeats the run; options on the command line override it.",
              "# Options not listed have their default value (relief-mpi train --help)."]
     for name in ("strategy", "rounds", "seed"):  # the run's identity first, always written
-        chosen.setdefault(name, flatten(saved)[{"strategy": "strategy.name"}.get(name, name)])
+        chosen.setdefault(name, rounds_option(saved) if name == "rounds" else
+                          flatten(saved)[{"strategy": "strategy.name"}.get(name, name)])
     for name, v in chosen.items():
         lines.append(f"{long.get(name, name.replace('_', '-'))} = {_toml_value(v)}")
     if clients is not None:

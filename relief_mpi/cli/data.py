@@ -150,9 +150,12 @@ def _window_line(cfg: DataConfig, rate_hz: float, length: int) -> str:
 
 
 def _split_text(cfg: DataConfig, held: tuple[int, ...]) -> str:
-    if cfg.split == "paper":
-        return (f"split paper: a random {cfg.test_fraction:.0%} of each subject's windows, pooled (the authors'; it "
+    if cfg.split in ("paper", "paper-streams"):
+        how = "drawn as the authors' code draws it" if cfg.split == "paper" else "one stream per subject"
+        return (f"split {cfg.split}: a random {cfg.test_fraction:.0%} of each subject's windows, pooled ({how}; it "
                 f"leaks: overlapping windows put neighbours of training windows in the test set)")
+    if cfg.split == "file":
+        return f"split file: each subject's test windows from {cfg.split_file}, pooled"
     if cfg.split == "subject":
         return f"split subject: held-out subjects {', '.join(map(str, held))} (not clients; all their windows)"
     return f"split time: the last {cfg.test_fraction:.0%} of every label run (leak-free)"

@@ -12,6 +12,7 @@ import traceback
 
 import click
 
+from relief_mpi import signals
 from relief_mpi.cli.output import exit_process
 from relief_mpi.log.lock import release_all
 from relief_mpi.stops import Interrupted, RunStopped, describe
@@ -31,6 +32,7 @@ def stop_here(e: RunStopped | Interrupted) -> None:
     with); the library's own abort line is kept off stderr, the user has ours."""
     from relief_mpi.comm import mpi_loaded
 
+    signals.ignore()  # the line says it all: a second Ctrl-C while leaving changes nothing
     click.echo(stop_line(e), err=True)
     if mpi_loaded() and not e.clean:
         from relief_mpi.comm.world import abort, world_size

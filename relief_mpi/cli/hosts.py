@@ -2,9 +2,10 @@
 
 `hosts check [HOSTFILE]` runs under mpirun with the same options as `train`: every rank loads
 the fleet and the data exactly as the run would, and rank 0 prints one line per rank
-(rank -> host -> profile -> tier -> modalities -> torch device) plus the MPI library. All ranks
-must agree on the relief-mpi version, the Python and torch major versions, the MPI library and
-the data fingerprint, else one error line and exit 2 on every rank.
+(rank -> host -> profile -> tier -> modalities -> device and GPU share method, with the
+reasons) plus the MPI library. All ranks must agree on the relief-mpi version, the Python and
+torch major versions, the MPI library and the data fingerprint, else one error line and exit 2
+on every rank.
 
 `hosts list HOSTFILE` parses a hostfile (relief_mpi.hostfile) without MPI: it prints the hosts
 and slots, or converts the file to the other syntax (launch/cluster.sh uses it).
@@ -121,6 +122,18 @@ def torch_device(local_rank: int) -> str:
     return "cpu"
 
 
+def device_text(requested: str, profile: Any, hosts: Sequence[str], rank: int) -> str:
+    """The rank's device as `train` resolves it (device/gpu.py), its GPU's name, and its share
+    method with the reasons; ReliefError where it must use CUDA and sees none."""
+    import torch
+
+    from relief_mpi.device.throttle import process_device
+
+    rd = process_device(requested, profile, hosts, rank)
+    name = f" ({torch.cuda.get_device_name(rd.torch_device)})" if rd.device.startswith("cuda") else ""
+    return f"{rd.device}{name} [{rd.why}]; share {rd.share_method} [{rd.share_why}]"
+
+
 def local_info(cfg: Any, rank: int, size: int, hosts: Sequence[str], local_rank: int, mpi_version: str) -> RankInfo:
     """What this rank sees: versions, its device, and the fleet and data as `train` would build them."""
     import torch
@@ -133,6 +146,8 @@ def local_info(cfg: Any, rank: int, size: int, hosts: Sequence[str], local_rank:
                                 dataset=cfg.data.dataset, fingerprint="-", error="")
     try:
         base["device"] = torch_device(local_rank)
+        if rank == 0:
+            base["device"] = device_text(cfg.device.device, None, hosts, rank)
         devices = resolve_fleet(load_fleet(cfg.device.fleet), size - 1, load_profiles(cfg.device.profiles_dir),
                                 list(hosts))
         raw = load_raw(cfg.data, cfg.seed)
@@ -143,7 +158,8 @@ def local_info(cfg: Any, rank: int, size: int, hosts: Sequence[str], local_rank:
         else:
             d = devices[rank - 1]
             native = " (native)" if d.profile.native else ""
-            base.update(profile=d.profile.name + native, tier=d.tier, modalities=",".join(sets[rank - 1]) or "NONE")
+            base.update(profile=d.profile.name + native, tier=d.tier, modalities=",".join(sets[rank - 1]) or "NONE",
+                        device=device_text(cfg.device.device, d.profile, hosts, rank))
         check_sensors(devices, sets, raw.spec.name, names)
         base["fingerprint"] = build_federated(cfg.data, cfg.seed, sets, raw).fingerprint
     except ReliefError as e:
@@ -201,7 +217,7 @@ def disagreement(infos: Sequence[RankInfo]) -> str | None:
 
 
 def table(infos: Sequence[RankInfo]) -> list[str]:
-    rows = [("rank", "host (address)", "profile", "tier", "modalities", "torch device")]
+    rows = [("rank", "host (address)", "profile", "tier", "modalities", "device [why]; share method [why]")]
     rows += [(f"rank {i.rank}", f"{i.host} ({i.address})", i.profile, i.tier, i.modalities, i.device)
              for i in infos]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
@@ -297,8 +313,8 @@ def check(hostfile: str | None, **kw: Any) -> None:
 
     Takes the same options as `train` (--fleet, --profiles, --dataset, --data-dir, ...) and loads the
     fleet and the data exactly as `train` would. Prints one line per rank (rank -> host (address) ->
-    profile -> tier -> modalities -> torch device), the cohorts, the MPI library, and `ok`; or one
-    error line and exit 2 when the ranks disagree on the relief-mpi version, the Python or torch major
+    profile -> tier -> modalities -> device [why]; share method [why]), the cohorts, the MPI library,
+    and `ok`; or one error line and exit 2 when the ranks disagree on the relief-mpi version, the Python or torch major
     version, the MPI library or the data fingerprint, or when HOSTFILE is malformed or has fewer slots
     than the job has ranks.
 

@@ -16,6 +16,7 @@ from relief_mpi.config import (
     CLOCKS,
     COST_MODELS,
     DATASETS,
+    DEVICES,
     MODELS,
     MODES,
     PRETRAIN_OPTIMIZERS,
@@ -32,7 +33,8 @@ from relief_mpi.strategy import catalogue
 
 __all__ = [
     "COMMON", "DATA_OPTIONS", "MODEL_OPTIONS", "PAPER_RUN_DEFAULTS", "PARAM_KEYS", "POS_INT", "PRETRAIN_OPTIONS",
-    "Widths", "build_config", "common_options", "data_config", "given_options", "with_protocol_defaults"
+    "Widths", "build_config", "common_options", "data_config", "given_options", "rounds_option", "total_rounds",
+    "with_protocol_defaults"
 ]
 
 
@@ -41,10 +43,10 @@ def _deadline(ctx: click.Context, param: click.Parameter, value: str) -> str:
     if value in ("auto", "none"):
         return value
     try:
-        if float(value) <= 0:
+        if not 0 < float(value) < math.inf:  # NaN and inf are no deadline: refused like --round-timeout's
             raise ValueError
     except ValueError:
-        raise click.BadParameter(f"{value!r}: use auto, none or a number of seconds > 0") from None
+        raise click.BadParameter(f"{value!r}: use auto, none or a finite number of seconds > 0") from None
     return value
 
 
@@ -68,7 +70,8 @@ POS_INT = click.IntRange(min=1)
 
 COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--rounds", type=POS_INT, default=20, show_default=True,
-                 help="Federated rounds (--protocol paper: 200 unless given)."),
+                 help="Federated rounds. --protocol paper: the published R, the rounds after the seeding "
+                      "round 0, so R + 1 run in all (200 unless given, as published)."),
     click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
                  help="Seed for data, partition, model init and local batch order (same seed, same numbers)."),
     click.option("--dataset", type=click.Choice(DATASETS), default="synthetic", show_default=True,
@@ -93,7 +96,8 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                       "windows only, Dirichlet shards, time split. paper: the authors' (docs/data.md): PAMAP2 "
                       "subjects 101-108 at 50 Hz, NaNs forward-filled, per-subject z-score, 256-sample windows, "
                       "stride 50, majority labels, --partition subject --split paper, and unless given "
-                      "--fleet paper --rounds 200 --local-epochs 5 --batch-size 32."),
+                      "--fleet paper --rounds 200 (the published R: rounds 0..200) --local-epochs 5 "
+                      "--batch-size 32."),
     click.option("--partition", type=click.Choice(PARTITIONS), default=None,
                  help="Who holds which windows. dirichlet: label-skewed shards (--alpha) over the run's clients; "
                       "subject: one client per subject in sorted order (the run needs as many clients as "
@@ -101,10 +105,15 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                       "under --protocol paper."),
     click.option("--split", type=click.Choice(SPLITS), default=None,
                  help="Test set. time: the last 20% of every label run of every recording (leak-free); paper: a "
-                      "random 20% of each subject's windows, pooled (the authors' split; it leaks: with "
-                      "overlapping windows the test set holds neighbours of training windows); subject: whole "
-                      "held-out subjects (--test-subjects), who are not clients. paper and subject need "
+                      "random 20% of each subject's windows, pooled, drawn as the authors' code draws it (one "
+                      "generator, subject after subject: the same seed gives their test windows; it leaks: with "
+                      "overlapping windows the test set holds neighbours of training windows); paper-streams: "
+                      "the same share drawn from one stream per subject (ours); file: --split-file's; subject: "
+                      "whole held-out subjects (--test-subjects), who are not clients. All but time need "
                       "--partition subject. Default: time, paper under --protocol paper."),
+    click.option("--split-file", type=click.Path(dir_okay=False), default=None,
+                 help="Take the test windows from FILE: a run log (its /split group) or a JSON file (format in "
+                      "docs/data.md, 'Split files'); implies --split file and --partition subject."),
     click.option("--test-subjects", type=click.IntRange(1, 1000), default=None,
                  help="--split subject: how many subjects to hold out (a seeded choice); default about 20% of "
                       "them, at least 1."),
@@ -155,8 +164,10 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
                  show_default=True, help="Published divergence smoothing: d_bar <- gamma d + (1 - gamma) d_bar."),
     click.option("--t-star-bracket", type=click.Choice(T_STAR_BRACKETS), default="published", show_default=True,
                  help="published: bisect T* on [0.5 min tau, 2 max tau] as the authors do (never contains the "
-                      "communication time T_o); contains-overhead: our correction, [T_o + 0.5 min tau, "
-                      "T_o + 2 max tau max|G_n|] (docs/design.md)."),
+                      "communication time T_o, 4 steps); contains-overhead: our correction, [T_o + 0.5 min tau, "
+                      "T_o + 2 max tau max|G_n|], 4 steps; widened: the authors' search with its hi_mult and "
+                      "iters raised, [0.5 min tau, 1000 max tau], 30 steps: it holds T_o and converges on the "
+                      "smallest T that fits (docs/design.md)."),
     click.option("--cost-model", type=click.Choice(COST_MODELS), default="published", show_default=True,
                  help="Analytic cost model behind T*, the budgets and the logged analytic figures "
                       "(docs/design.md). published: a round computes |S_n| x the mean group time and downloads "
@@ -181,13 +192,17 @@ COMMON: list[Callable[[Callable[..., Any]], Callable[..., Any]]] = [
     click.option("--clock", type=click.Choice(CLOCKS), default="virtual", show_default=True,
                  help="virtual: emulated times computed, no sleeping (fast); real: clients sleep so each "
                       "step and transfer lasts as long as on the emulated device."),
+    click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+                 help="Where ranks train: auto = a profile's `device`, else CUDA where the rank's torch sees a "
+                      "GPU (client ranks of a host spread over its visible GPUs), else the CPU; cuda = fail "
+                      "(exit 2) where none is seen. docs/devices.md#gpu."),
     click.option("--eval-every", type=POS_INT, default=1, show_default=True,
                  help="Evaluate the global model every K rounds (and after the last)."),
 ]
 
 
 _DATA_NAMES = ("--dataset", "--data-dir", "--modality-by", "--alpha", "--window-s", "--downsample", "--protocol",
-               "--partition", "--split", "--test-subjects")
+               "--partition", "--split", "--split-file", "--test-subjects")
 _MODEL_NAMES = ("--model", "--rho", "--b-mode", "--encoder-channels")
 _PRETRAIN_NAMES = ("--pretrain-epochs", "--pretrain-lr", "--pretrain-optimizer")
 
@@ -252,8 +267,14 @@ def data_config(kw: dict[str, Any], given: set[str]) -> DataConfig:
     fixes (data.protocol.paper_data_config) unless the user gave that option; combinations that
     make no sense are one-line errors."""
     paper = kw.get("protocol", "ours") == "paper"
-    partition = kw.get("partition") or ("subject" if paper else "dirichlet")
-    split = kw.get("split") or ("paper" if paper and partition == "subject" else "time")
+    partition = kw.get("partition") or ("subject" if paper or kw.get("split_file") else "dirichlet")
+    split_file = kw.get("split_file") or ""
+    if split_file and kw.get("split") not in (None, "file"):
+        raise ReliefError(f"--split-file gives the split: drop --split {kw['split']} (or use --split file)")
+    if kw.get("split") == "file" and not split_file:
+        raise ReliefError("--split file needs --split-file FILE")
+    split = "file" if split_file else kw.get("split") or ("paper" if paper and partition == "subject"
+                                                          else "time")
     if partition == "dirichlet" and split != "time":
         raise ReliefError(f"--split {split} needs --partition subject (the Dirichlet partition cuts every label run "
                           "on time: --split time)")
@@ -268,7 +289,8 @@ def data_config(kw: dict[str, Any], given: set[str]) -> DataConfig:
                      alpha=kw["alpha"], window_s=kw["window_s"], downsample=kw.get("downsample", 1))
     if paper:
         cfg = replace(paper_data_config(cfg), **{k: kw[k] for k in ("modality_by", "downsample") if k in given})
-    return replace(cfg, partition=partition, split=split, test_subjects=kw.get("test_subjects") or 0)
+    return replace(cfg, partition=partition, split=split, split_file=split_file,
+                   test_subjects=kw.get("test_subjects") or 0)
 
 
 def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunConfig:
@@ -301,7 +323,8 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
     if lr is None:
         lr = entry.default_lr
     cfg = with_settings(RunConfig(
-        rounds=kw["rounds"], seed=kw["seed"], eval_every=kw["eval_every"],
+        rounds=total_rounds(kw["rounds"], data), seed=kw["seed"], rng=kw.get("rng") or "ours",
+        eval_every=kw["eval_every"],
         checkpoint_every=kw.get("checkpoint_every", 0) or 0,
         data=data,
         model=ModelConfig(mode=kw["mode"], base=kw.get("base"), groups_per_modality=kw["groups_per_modality"],
@@ -314,17 +337,29 @@ def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunC
                                 beta=kw["beta"], local_epochs=kw.get("local_epochs", 5), lam=kw.get("lam"),
                                 gamma=kw.get("gamma", 0.9), t_star_bracket=kw.get("t_star_bracket", "published"),
                                 cost_model=kw.get("cost_model", "published")),
-        device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"]),
+        device=DeviceConfig(fleet=kw.get("fleet"), profiles_dir=kw.get("profiles_dir"), clock=kw["clock"],
+                            device=kw.get("device", "auto")),
     ), kw.get("config"))  # a --config file's settings without an option (cli/config.py)
     entry.check(cfg)
     return cfg
+
+
+def total_rounds(rounds: int, data: DataConfig) -> int:
+    """The rounds a run makes for --rounds: under --protocol paper R is the published R, the rounds
+    after the seeding round 0, so R + 1 in all (the authors' range(1, R + 1) after round 0)."""
+    return rounds + 1 if data.protocol == "paper" else rounds
+
+
+def rounds_option(cfg: dict[str, Any]) -> int:
+    """The --rounds that gives a RunConfig dict's `rounds` (total_rounds inverted)."""
+    return int(cfg["rounds"]) - (1 if cfg.get("data", {}).get("protocol") == "paper" else 0)
 
 
 def _param_keys() -> dict[str, str]:
     probe = click.Command("probe")
     for opt in COMMON:
         opt(probe)  # click's option decorator appends its parameter to a Command's params
-    names = [p.name for p in probe.params if p.name] + ["checkpoint_every"]
+    names = [p.name for p in probe.params if p.name] + ["checkpoint_every", "rng"]
     return {n: k for n in names if (k := setting_key(n)) is not None}
 
 

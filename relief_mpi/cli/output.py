@@ -27,10 +27,17 @@ def eprint(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def format_round(rec: RoundRecord, rounds: int) -> str:
+def format_round(rec: RoundRecord, rounds: int, paper: bool = False) -> str:
+    """One progress line. Under the paper protocol the published round number (ours - 1) is beside
+    ours and macro-F1 is marked as the paper's metric; cohort-F1 is ours (the rare modality's
+    clients on their own windows), not the paper's rare-modality F1 (`bench` computes that)."""
     r = rec.row
-    return (f"round {int(r['round']):>3}/{rounds}  acc {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}  "
-            f"rare-F1 {r['rare_f1']:.3f}  round {r['wall_time_s']:.2f} s wall, {r['virtual_time_s']:.2f} s emulated")
+    rnd = int(r["round"])
+    published = f" (published {rnd - 1}/{rounds - 1})" if paper else ""
+    mark = (" (the paper's metric)", " (ours)") if paper else ("", "")
+    return (f"round {rnd:>3}/{rounds}{published}  acc {r['accuracy']:.3f}  macro-F1 {r['macro_f1']:.3f}{mark[0]}  "
+            f"rare-cohort-F1 {r['rare_f1']:.3f}{mark[1]}  round {r['wall_time_s']:.2f} s wall, "
+            f"{r['virtual_time_s']:.2f} s emulated")
 
 
 def startup_line(cfg: RunConfig, n_clients: int) -> str:
@@ -47,8 +54,10 @@ def connecting_line(n_clients: int) -> str:
     return f"start: connecting {n_clients} client(s) (handshake, communicators)"
 
 
-def ready_line(seconds: float, first: int, rounds: int) -> str:
-    return f"start: ready after {seconds:.1f} s; rounds {first}..{rounds}"
+def ready_line(seconds: float, first: int, rounds: int, paper: bool = False) -> str:
+    """Under the paper protocol the round range also in published numbers (ours - 1)."""
+    published = f" (published {first - 1}..{rounds - 1})" if paper else ""
+    return f"start: ready after {seconds:.1f} s; rounds {first}..{rounds}{published}"
 
 
 def exit_process(code: int) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +10,7 @@ import click
 
 from relief_mpi.cli.options import DATA_OPTIONS, MODEL_OPTIONS, PRETRAIN_OPTIONS, build_config
 from relief_mpi.cli.train import check_writable
+from relief_mpi.config import DEVICES
 from relief_mpi.data.registry import load_raw
 from relief_mpi.data.subjects import subject_index
 from relief_mpi.errors import ReliefError
@@ -24,6 +26,8 @@ __all__ = ["command"]
 @click.option("--seed", type=click.IntRange(0, 2**32 - 1), default=0, show_default=True,
               help="Seed; use the run's seed so the server split is the one the run holds out.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out.")
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True,
+              help="Where to train: auto = CUDA where torch sees a GPU, else the CPU; cuda = exit 2 without one.")
 def command(**kw: Any) -> None:
     """Train encoders, fusion and head centrally on the server split (a --server-fraction share of
     the training windows, all sensors) and save them as a LoRA base: then
@@ -34,6 +38,7 @@ def command(**kw: Any) -> None:
     import numpy as np
     import torch
 
+    from relief_mpi.device.throttle import process_device
     from relief_mpi.model.pretrain import pretrain, save_base
     from relief_mpi.run_setup import build_setup
 
@@ -49,9 +54,10 @@ def command(**kw: Any) -> None:
     cfg = build_config({**_defaults(), **kw, "mode": "lora", "base": None})
     n_clients = 1
     if cfg.data.partition == "subject":  # as many clients as the run has, so the server split is the run's
-
         n_clients = len(subject_index(cfg.data, cfg.seed, load_raw(cfg.data, cfg.seed)).clients)
+    rdev = process_device(cfg.device.device, None, [socket.gethostname()], 0)  # no GPU for cuda: exit 2 here
     setup = build_setup(cfg, n_clients)
+    setup.rank_device = rdev
     model = setup.make_model()
     mc = cfg.model
     res = pretrain(model, setup.data.spec, setup.data.server_train, mc.pretrain_epochs, kw["batch_size"],
@@ -60,8 +66,8 @@ def command(**kw: Any) -> None:
     test = setup.data.pooled_test if setup.data.pooled_test is not None else setup.data.clients_test[0]
     chans = [list(m.channels) for m in setup.data.spec.modalities]
     with torch.no_grad():
-        x = torch.from_numpy(np.ascontiguousarray(test.x))
-        pred = model([x[:, c, :] for c in chans]).argmax(1).numpy()
+        x = torch.from_numpy(np.ascontiguousarray(test.x)).to(rdev.torch_device)
+        pred = model([x[:, c, :] for c in chans]).argmax(1).cpu().numpy()
     f1 = macro_f1(test.y, pred, len(setup.data.spec.classes))
     save_base(model, setup.data.spec, out)  # atomic; a failed write is one line (errors.WriteFailed, exit 1)
     click.echo(f"pretrained on {len(setup.data.server_train)} server windows ({mc.pretrain_optimizer}, lr "

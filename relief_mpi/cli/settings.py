@@ -18,6 +18,8 @@ from typing import Any
 
 import click
 
+from relief_mpi.cli.strict import check_option_value
+from relief_mpi.cli.strict import check_tables as check_table_values
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
 
@@ -101,6 +103,7 @@ def load_config_file(ctx: click.Context, param: click.Parameter, value: str | No
     assert ctx.command is not None
     names = long_names(ctx.command)
     elsewhere = _other_commands_keys(ctx.command)
+    params = {p.name: p for p in ctx.command.params if p.name}
     defaults: dict[str, Any] = {}
     tables: dict[str, dict[str, Any]] = {}
     for key, v in doc.items():
@@ -111,11 +114,13 @@ def load_config_file(ctx: click.Context, param: click.Parameter, value: str | No
             continue
         name = key.replace("_", "-")
         if name in names:
+            check_option_value(params[names[name]], v, str(path))  # the flag's kind: no silent coercion
             defaults[names[name]] = v
         elif name not in elsewhere:  # another command's option (train's --out in a bench file) is skipped
             raise click.BadParameter(f"{path}: unknown option {key!r} (`relief-mpi {ctx.info_name} --help` lists "
                                      "them)")
     check_tables(tables, str(path))
+    check_table_values(tables, str(path))  # each setting's type and range (cli/strict.py)
     ctx.default_map = {**(ctx.default_map or {}), **defaults}
     return tables
 

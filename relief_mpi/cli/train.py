@@ -14,15 +14,18 @@ from typing import Any
 
 import click
 
+from relief_mpi.bounds import check_clients_fit
 from relief_mpi.cli.errors import abort_job, stop_here
-from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options
+from relief_mpi.cli.options import PARAM_KEYS, build_config, common_options, total_rounds
 from relief_mpi.cli.output import Progress
 from relief_mpi.cli.settings import register_command
-from relief_mpi.config import RunConfig
+from relief_mpi.cli.startup import loading_line, said_start
+from relief_mpi.comm.watchdog import ServerSilent
+from relief_mpi.config import RNG_STREAMS, RunConfig
 from relief_mpi.debug import DebugHooks
 from relief_mpi.errors import ReliefError
 from relief_mpi.job import Resolved
-from relief_mpi.log.lock import hold, launcher_size, release_all
+from relief_mpi.log.lock import hold, mpi_launch_size, release_all
 from relief_mpi.stops import Interrupted, RunStopped
 
 __all__ = ["check_out", "check_writable", "default_out", "find_log", "parse_fault", "resolve_resume", "train"]
@@ -85,6 +88,20 @@ def find_log(path: Path) -> Path:
     return path
 
 
+def check_rng(rng: str, transport: str, resuming: bool) -> None:
+    """--rng authors is one generator that the clients draw from in turn (relief_mpi/rng.py): it needs
+    every client in this process, and it is not in a checkpoint."""
+    if rng != "authors":
+        return
+    if transport != "inprocess":
+        raise ReliefError("--rng authors needs --transport inprocess: it is the authors' single global generator, "
+                          "drawn by the clients one after another, while under MPI each client rank owns its own "
+                          "stream (use --rng ours, the default, under mpirun)")
+    if resuming:
+        raise ReliefError("a run with --rng authors cannot be resumed: the authors' global generator is not in the "
+                          "checkpoint; rerun it from the start (same seed, same numbers)")
+
+
 def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     """The run to continue: its own config, the last checkpoint, and nothing the user changed."""
     from relief_mpi.config import flatten
@@ -118,16 +135,19 @@ def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     # A log written before a setting existed ran with that setting's default.
     saved_cfg = RunConfig.from_dict(saved)
     flat = flatten(saved_cfg.to_dict())
-    changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] != "rounds"
+    free = ("rounds", "device.device")  # an extended run; another device (numbers then within docs/devices.md#gpu)
+    changed = sorted(PARAM_KEYS[p] for p in given if p in PARAM_KEYS and PARAM_KEYS[p] not in free
                      and given_cfg[PARAM_KEYS[p]] != flat[PARAM_KEYS[p]])
     if changed:
         raise ReliefError(f"--resume {path}: the checkpoint was made with another config: "
                           f"{describe_differences(saved_json, given_cfg, changed)}; drop those options to resume")
-    rounds = kw["rounds"] if "rounds" in given else int(saved["rounds"])
+    rounds = total_rounds(kw["rounds"], saved_cfg.data) if "rounds" in given else int(saved["rounds"])
     if rounds <= ck.round:
         raise ReliefError(f"--resume {path}: the checkpoint is at round {ck.round} of {rounds}: nothing to do; "
                           "pass a larger --rounds to extend the run")
     cfg = dataclasses.replace(saved_cfg, rounds=rounds)
+    if "device" in given:  # a resumed run may move to another device (docs/devices.md#gpu)
+        cfg = dataclasses.replace(cfg, device=dataclasses.replace(cfg.device, device=kw["device"]))
     return Resolved(cfg, path, ck, world_size=int(log.attrs["world_size"]), n_clients=len(log.profiles))
 
 
@@ -154,6 +174,13 @@ def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> fl
 @click.option("--transport", type=click.Choice(["mpi", "inprocess"]), default="mpi", show_default=True,
               help="mpi: run under mpirun (rank 0 server, ranks 1..N-1 clients); inprocess: every client in "
                    "this one process (no MPI needed).")
+@click.option("--rng", type=click.Choice(RNG_STREAMS), default="ours", show_default=True,
+              help="Local batch order and dropout. ours: each client's own stream per (seed, round, client), "
+                   "the same in-process and under MPI. authors (--transport inprocess, on the CPU): the "
+                   "authors' simulator's single global torch generator in their order (model init, then per "
+                   "client in turn its DataLoader shuffles and dropout, one draw per round's evaluation), so with "
+                   "--protocol paper --split paper a run draws what their run of the same seed draws (docs/bench.md "
+                   "3.6: how close the numbers come, and why not closer).")
 @click.option("--clients", type=click.IntRange(min=1), default=None,
               help="Number of clients. In-process: default 4. Under MPI (N ranks): default N-1, one per client "
                    "rank (or the highest client a fleet file's tier `ranks` name, if more). More clients than "
@@ -171,8 +198,10 @@ def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> fl
               help="Round watchdog (MPI): if a round has not finished after this many seconds (a client stopped, "
                    "hung or lost its link), rank 0 ends the job with one line naming the rank and host, keeps "
                    "the log and the last checkpoint, and exits 4. auto = max(120 s, 10x the longest round so "
-                   "far; the first round: 120 s per client on the busiest rank, or no limit with --clock real); "
-                   "none = wait forever.")
+                   "far; the first round: 120 s per client on the busiest rank, plus with --clock real 10x the "
+                   "slowest client's emulated round from its profile); none = wait forever. The clients watch "
+                   "rank 0 the same way (plus at least 30 s for its work between rounds): a silent server is "
+                   "one line naming it, exit 4.")
 @click.option("--fault", hidden=True, default=None,
               help="Test only: KIND:RANK:ROUND injects nan (client update), raise or kill (any rank), or "
                    "logfull (the log write of ROUND fails as on a full disk).")
@@ -198,6 +227,8 @@ def train(ctx: click.Context, **kw: Any) -> None:
     """
     given = {p for p in kw if ctx.get_parameter_source(p) == click.core.ParameterSource.COMMANDLINE}
     progress = None if kw["quiet"] else (lambda line: click.echo(line))
+    if progress is not None and not said_start() and (line := loading_line(kw["transport"])) is not None:
+        progress(line)  # before torch is imported on every rank (issue 22, case 18)
     debug = DebugHooks(parse_fault(kw["fault"]), kw["debug_dump"])
 
     def resolve() -> Resolved:
@@ -207,11 +238,13 @@ def train(ctx: click.Context, **kw: Any) -> None:
             cfg = build_config(kw)
             p = Path(kw["out"]) if kw["out"] else default_out(cfg.strategy.name, cfg.data.dataset, cfg.seed)
             res = Resolved(cfg, check_out(p, kw["overwrite"]))
+        check_rng(res.config.rng, kw["transport"], res.resume is not None)
         res.round_timeout = kw["round_timeout"]
         if kw["clients"] is not None:
             if res.n_clients is not None and kw["clients"] != res.n_clients:
                 raise ReliefError(f"the run being resumed had {res.n_clients} clients, not {kw['clients']}")
             res.n_clients = kw["clients"]
+            check_clients_fit(res.config, res.n_clients)  # before anything is allocated (issue 22, case 7)
         return res
 
     try:  # the log's writer lock (log.lock) is held from resolve() to the end of the run
@@ -236,7 +269,7 @@ def train(ctx: click.Context, **kw: Any) -> None:
 
 def refuse_inprocess_under_launcher() -> None:
     """`mpirun -n 3 relief-mpi train --transport inprocess` would start three whole runs on one log."""
-    size = launcher_size()
+    size = mpi_launch_size()
     if size is not None and size[1] > 1:
         raise ReliefError(f"--transport inprocess runs the whole job in one process, but this was started as "
                           f"{size[1]} MPI ranks ({size[0]}={size[1]}): each would run it on the same log; drop "
@@ -252,6 +285,11 @@ def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug
         if e.printable:
             click.echo(f"error: {e}", err=True)
         sys.exit(2)
+    except ServerSilent as e:  # a client rank: the server is gone; this line is the job's one line
+        from relief_mpi.comm.world import abort
+
+        click.echo(f"error: {e}", err=True)
+        abort(e.exit_code, quiet=True)
     except BaseException:  # noqa: BLE001 - any failure on any rank must end the whole job, never hang
         abort_job(released_ok=True)
     if out is not None:

@@ -42,6 +42,7 @@ from relief_mpi.comm import wire
 from relief_mpi.comm.placement import Key, buckets, by_rank, check_fits, clients_of, members, split
 from relief_mpi.comm.transport import ClientTransport, Handshake, RoundExchange, ServerTransport
 from relief_mpi.comm.wait import WaitTimeout, wait_all
+from relief_mpi.comm.watchdog import ServerWatch
 from relief_mpi.errors import RoundTimeout, StartupRefused
 from relief_mpi.rounds import UPDATE_DTYPE, GroupSums, RoundPlan, update_len
 
@@ -377,6 +378,17 @@ class MpiClientTransport(_MpiBase, ClientTransport):
         self._ack = np.zeros(1, np.int64)
         self._plan_req = self._ack_req = self._report_req = MPI.REQUEST_NULL
         self._plan: RoundPlan | None = None  # last round's, reused while the body repeats
+        self.watch: ServerWatch | None = None  # the bound on the server's silence (comm.watchdog); None: none
+
+    def _wait(self, requests: list[MPI.Request]) -> None:
+        """wait_all, bounded by the watch on the server: ServerSilent when it passes."""
+        if self.watch is None:
+            wait_all(requests)
+            return
+        try:
+            wait_all(requests, deadline=self.watch.deadline())
+        except WaitTimeout:
+            raise self.watch.silent() from None
 
     def start(self, me: Handshake) -> np.ndarray | None:
         wait_all([self.world.Igather(encode_handshake(me), None, root=0)])
@@ -395,7 +407,9 @@ class MpiClientTransport(_MpiBase, ClientTransport):
         """The next round's plan (None: the server stopped), acknowledged at once. Its receive was
         posted when the last round's report went out (start(): before the first), so the plan lands
         in place whenever it comes."""
-        wait_all([self._plan_req, self._report_req])
+        self._wait([self._plan_req, self._report_req])
+        if self.watch is not None:
+            self.watch.plan_arrived()
         msg = self._msg
         if wire.is_stop(msg):
             self.cache.close()
@@ -415,7 +429,7 @@ class MpiClientTransport(_MpiBase, ClientTransport):
     def receive_blocks(self, plan: RoundPlan) -> dict[int, np.ndarray]:
         """The global value of every group one of this rank's clients owns (views, valid for this
         round: see blocks())."""
-        wait_all([self._ack_req] + self.start_blocks())
+        self._wait([self._ack_req] + self.start_blocks())
         return self.blocks()
 
     def send(self, plan: RoundPlan, updates: dict[int, np.ndarray], report: np.ndarray) -> None:
@@ -424,7 +438,7 @@ class MpiClientTransport(_MpiBase, ClientTransport):
         the next plan. The report goes only once this rank's part of every reduce is done, so a rank
         that stops mid-exchange is one the server has no report from, and the round watchdog can
         name it (as raw mpi4py would order it: Reduce, then Send). next_plan completes the send."""
-        wait_all(self.start_updates(updates))
+        self._wait(self.start_updates(updates))
         self._report = np.array(report, np.float64)  # kept until the send completes
         self._report_req = self.world.Isend(self._report, 0, TAG_REPORT)
         self._plan_req = self.world.Irecv(self._msg, 0, TAG_PLAN)

@@ -14,6 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from relief_mpi.data.split import SubjectSplit
+
 __all__ = ["DatasetSpec", "FederatedData", "Modality", "RawDataset", "Recording", "WindowCutter", "WindowSet",
            "group_modalities", "make_spec"]
 
@@ -236,6 +238,7 @@ class FederatedData:
     notes: tuple[str, ...] = field(default=())
     pooled_test: WindowSet | None = None
     client_subjects: tuple[int, ...] = ()
+    split: tuple[SubjectSplit, ...] = ()  # the random splits' per-subject test windows, for the log
 
     @property
     def n_clients(self) -> int:

@@ -3,7 +3,8 @@ device type each subject's client gets, and which modalities are rare.
 
 `paper_data_config(base)` is the DataConfig the published protocol implies: the authors'
 preprocessing, one client per subject, 256-sample windows with stride 50 and a random 20% of
-each client's windows pooled into one test set. That split leaks (see docs/data.md, "Three
+each client's windows pooled into one test set, drawn as the authors' code draws it (split
+"paper"; "paper-streams" draws the same share from one stream per subject). That split leaks (see docs/data.md, "Three
 test splits"); `replace(paper_data_config(cfg), split="time")` or `split="subject"` keeps the rest
 of the protocol and removes the leak.
 """
@@ -22,7 +23,9 @@ __all__ = ["DEVICE_TYPES", "PAPER_DEVICE_COUNTS", "PAPER_RARE", "PAPER_STRIDE", 
 
 PROTOCOLS = ("ours", "paper")
 PARTITIONS = ("dirichlet", "subject")
-SPLITS = ("time", "paper", "subject")
+SPLITS = ("time", "paper", "paper-streams", "subject", "file")
+# A random share of each subject's windows to test: the authors' draw, ours per subject, a file's.
+RANDOM_SPLITS = ("paper", "paper-streams", "file")
 
 PAPER_WINDOW = 256  # samples (5.12 s at 50 Hz)
 PAPER_STRIDE = 50
@@ -66,6 +69,9 @@ def check_data_config(cfg: DataConfig) -> None:
     for key, number in (("window", cfg.window), ("stride", cfg.stride), ("test_subjects", cfg.test_subjects)):
         if number < 0:
             raise ReliefError(f"data {key} must be >= 0, got {number}")
+    if (cfg.split == "file") != bool(cfg.split_file):
+        raise ReliefError("split=file and a split file (--split-file) go together"
+                          + ("" if cfg.split_file else "; none was given"))
     if cfg.test_subjects and cfg.split != "subject":
         raise ReliefError(f"test_subjects={cfg.test_subjects} only applies to split=subject (split is {cfg.split})")
 

@@ -47,15 +47,17 @@ def source_files(name: str, path: Path, protocol: str = "ours") -> list:
     return [f for _, f in mod.locate(path)[0]]
 
 
-def load_raw(cfg: DataConfig, seed: int, use_cache: bool = True) -> RawDataset:
+def load_raw(cfg: DataConfig, seed: int, use_cache: bool = True, n_clients: int | None = None) -> RawDataset:
     """The recordings of the configured dataset (raises ReliefError on unusable input). File
     datasets come back backed by the prepared cache when one is usable (recordings read lazily).
-    Protocol "paper" returns them preprocessed as the authors did (preprocess.py)."""
+    Protocol "paper" returns them preprocessed as the authors did (preprocess.py). The synthetic
+    dataset grows with `n_clients` where its 10 subjects are too few (synthetic.subjects_for)."""
     check_data_config(cfg)
     if cfg.downsample < 1:
         raise ReliefError(f"downsample must be >= 1, got {cfg.downsample}")
     if cfg.dataset == "synthetic":
-        raw = synthetic.generate(seed=seed, modality_by=cfg.modality_by)
+        n_subjects = synthetic.subjects_for(n_clients, cfg) if n_clients else synthetic.SUBJECTS
+        raw = synthetic.generate(seed=seed, modality_by=cfg.modality_by, n_subjects=n_subjects)
         if cfg.protocol == "paper":
             recs = [paper_recording(r, cfg.downsample) for r in raw.recordings]
         elif cfg.downsample > 1:
@@ -93,7 +95,7 @@ def build_federated(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[st
     The WindowSets are lazy: samples are cut (from memory or the cache) on the first `.x` read.
     partition=subject (one client per subject) is built by subjects.build_by_subject."""
     check_data_config(cfg)
-    raw = raw if raw is not None else load_raw(cfg, seed)
+    raw = raw if raw is not None else load_raw(cfg, seed, n_clients=len(modality_sets))
     if cfg.partition == "subject":
         return build_by_subject(cfg, seed, modality_sets, raw)
     spec = raw.spec

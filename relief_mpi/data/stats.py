@@ -60,6 +60,8 @@ def server_mask(y: np.ndarray, n_classes: int, fraction: float, seed: int) -> np
 # so fingerprints (and resumable checkpoints) of today's default runs stay what they were.
 NEW_FIELDS = {"protocol": "ours", "partition": "dirichlet", "split": "time", "window": 0, "stride": 0,
                "test_subjects": 0}
+# paper-streams is what split=paper drew before issue 23: it hashes as it did, so those checkpoints resume.
+_SPLIT_HASHED = {"paper-streams": "paper", "paper": "paper-one-generator"}
 
 
 def data_fingerprint(store: RecordingStore, spec: DatasetSpec, cfg: DataConfig, length: int,
@@ -73,7 +75,8 @@ def data_fingerprint(store: RecordingStore, spec: DatasetSpec, cfg: DataConfig, 
     for a in arrays:
         h.update(np.ascontiguousarray(a).tobytes())
         h.update(b"|")
-    new = {k: getattr(cfg, k) for k, default in NEW_FIELDS.items() if getattr(cfg, k) != default}
+    new = {k: _SPLIT_HASHED.get(getattr(cfg, k), getattr(cfg, k)) if k == "split" else getattr(cfg, k)
+           for k, default in NEW_FIELDS.items() if getattr(cfg, k) != default}
     if new or extra is not None:
         h.update(json.dumps([new, extra], sort_keys=True, default=str).encode())
     return h.hexdigest()[:16]

@@ -1,9 +1,11 @@
 """partition=subject: one client per subject, in sorted subject order, with three test splits.
 
-- split "paper": each client's windows are split at random (seeded), a test_fraction share to
-  test, and all clients' test windows pooled into one test set, as the authors did. With
-  overlapping windows (stride 50 of 256) most test windows share samples with training windows
-  of the same subject: the test score is optimistic (docs/data.md, "Three test splits").
+- split "paper" / "paper-streams" / "file": each client's windows are split at random (seeded), a
+  test_fraction share to test, and all clients' test windows pooled into one test set, as the
+  authors did; "paper" draws as their code does (one generator), "paper-streams" one stream per
+  subject, "file" takes a split from a file (data/split.py). With overlapping windows (stride 50
+  of 256) most test windows share samples with training windows of the same subject: the test
+  score is optimistic (docs/data.md, "Three test splits").
 - split "time": the last test_fraction of every label run is test, and no window crosses a cut
   (windows.index_recordings): leak-free in time, every class on both sides.
 - split "subject": whole subjects are held out (seeded choice); they are not clients, and their
@@ -23,13 +25,14 @@ import numpy as np
 
 from relief_mpi.config import DataConfig
 from relief_mpi.data.base import FederatedData, RawDataset, WindowSet
-from relief_mpi.data.protocol import n_test_subjects
+from relief_mpi.data.protocol import RANDOM_SPLITS, n_test_subjects
+from relief_mpi.data.split import SubjectSplit, check_split, draw_paper, draw_streams, read_split_file
 from relief_mpi.data.stats import data_fingerprint, server_mask, store_of, training_stats
 from relief_mpi.data.windows import WindowIndex, WindowTable, cut_windows, index_recordings, window_geometry
 from relief_mpi.errors import ReliefError
 
-__all__ = ["SubjectIndex", "build_by_subject", "client_count_error", "held_out_subjects", "random_split",
-           "subject_index"]
+__all__ = ["SubjectIndex", "apply_split", "build_by_subject", "client_count_error", "draw_split", "held_out_subjects",
+           "random_split", "subject_index", "subject_rows"]
 
 
 def held_out_subjects(subjects: Sequence[int], test_subjects: int, seed: int) -> tuple[int, ...]:
@@ -41,18 +44,40 @@ def held_out_subjects(subjects: Sequence[int], test_subjects: int, seed: int) ->
 
 def random_split(table: WindowTable, subjects: Sequence[int], fraction: float,
                  seed: int) -> tuple[WindowTable, WindowTable]:
-    """The paper's split: per subject, a random round(fraction * n) of its n windows (at most
-    n - 1) go to test; each subject has its own seeded stream, so adding one changes no other."""
+    """The paper's split drawn with one stream per subject (split=paper-streams; data/split.py)."""
+    rows = subject_rows(table, subjects)
+    return apply_split(table, rows, draw_streams([(int(s), len(r)) for s, r in zip(subjects, rows, strict=True)],
+                                                 fraction, seed))
+
+
+def subject_rows(table: WindowTable, subjects: Sequence[int]) -> list[np.ndarray]:
+    """Each subject's rows of `table`, in window order (the numbering a split uses)."""
+    return [np.flatnonzero(table.subject == s) for s in subjects]
+
+
+def apply_split(table: WindowTable, rows: Sequence[np.ndarray],
+                splits: Sequence[SubjectSplit]) -> tuple[WindowTable, WindowTable]:
+    """Train and test tables of a split: each subject's windows in window order, subject by subject."""
     tr, te = [], []
-    for s in subjects:
-        idx = np.flatnonzero(table.subject == s)
-        rng = np.random.default_rng(np.random.SeedSequence([seed, 0x9A9E, int(s)]))
-        perm = rng.permutation(idx)
-        n_test = max(0, min(int(round(len(idx) * fraction)), len(idx) - 1))
-        te.append(np.sort(perm[:n_test]))
-        tr.append(np.sort(perm[n_test:]))
+    for r, sp in zip(rows, splits, strict=True):
+        is_test = np.zeros(len(r), bool)
+        is_test[sp.test] = True
+        te.append(r[is_test])
+        tr.append(r[~is_test])
     cat = np.concatenate
     return table.take(cat(tr) if tr else np.zeros(0, np.int64)), table.take(cat(te) if te else np.zeros(0, np.int64))
+
+
+def draw_split(cfg: DataConfig, table: WindowTable, subjects: Sequence[int], seed: int) -> list[SubjectSplit]:
+    """The per-subject test windows of split paper, paper-streams or file (data/split.py)."""
+    counts = [(int(s), int(np.count_nonzero(table.subject == s))) for s in subjects]
+    if cfg.split == "paper":
+        return draw_paper(counts, cfg.test_fraction, seed)
+    if cfg.split == "paper-streams":
+        return draw_streams(counts, cfg.test_fraction, seed)
+    if not cfg.split_file:
+        raise ReliefError("split=file needs a split file (--split-file FILE)")
+    return check_split(read_split_file(cfg.split_file), counts)
 
 
 def client_count_error(name: str, n_subjects: int, n_held: int, n_clients: int) -> ReliefError:
@@ -109,14 +134,16 @@ def build_by_subject(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[s
     paper = cfg.protocol == "paper"
     si = subject_index(cfg, seed, raw)
     ix, clients, held, notes = si.index, list(si.clients), si.held, si.notes
+    splits: list[SubjectSplit] = []
     length, hop = ix.length, ix.hop
     subjects = sorted([*clients, *held])
     if len(modality_sets) != len(clients):
         raise client_count_error(spec.name, len(subjects), len(held), len(modality_sets))
     if cfg.split == "time":
         train_t, test_t = ix.train, ix.test
-    elif cfg.split == "paper":
-        train_t, test_t = random_split(ix.train, clients, cfg.test_fraction, seed)
+    elif cfg.split in RANDOM_SPLITS:
+        splits = draw_split(cfg, ix.train, clients, seed)
+        train_t, test_t = apply_split(ix.train, subject_rows(ix.train, clients), splits)
     else:
         is_test = np.isin(ix.train.subject, held)
         train_t, test_t = ix.train.take(np.flatnonzero(~is_test)), ix.train.take(np.flatnonzero(is_test))
@@ -149,4 +176,4 @@ def build_by_subject(cfg: DataConfig, seed: int, modality_sets: Sequence[tuple[s
     arrays = (*stats, train_t.rec, train_t.start, test_t.rec, test_t.start, np.flatnonzero(smask), *tr_idx, *te_idx)
     fp = data_fingerprint(store, spec, cfg, length, sets, arrays, [hop, clients, list(held), cfg.server_fraction])
     return FederatedData(spec, clients_train, clients_test, server, sets, fp, length, tuple(notes),
-                         pooled_test=test, client_subjects=tuple(clients))
+                         pooled_test=test, client_subjects=tuple(clients), split=tuple(splits))

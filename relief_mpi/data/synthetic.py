@@ -9,14 +9,21 @@ model that ignores the rare cohorts caps its macro-F1 near one half.
 
 from __future__ import annotations
 
+import math
+
+from relief_mpi.config import DataConfig
 from relief_mpi.data import cache
 from relief_mpi.data.base import DatasetSpec, RawDataset, Recording, group_modalities
 from relief_mpi.data.simulator import CLASS_NAMES, builtin_sessions
 
-__all__ = ["CHANNELS", "CLASSES", "POSITION_ORDER", "RATE_HZ", "TYPE_ORDER", "generate", "spec"]
+__all__ = ["CHANNELS", "CLASSES", "POSITION_ORDER", "RATE_HZ", "SUBJECTS", "SUBJECT_BYTES", "TYPE_ORDER", "generate",
+           "spec", "subjects_for"]
 
 CLASSES = CLASS_NAMES
 RATE_HZ = 50.0
+SUBJECTS = 10  # the dataset's size, unless more clients need more (subjects_for)
+SUBJECT_SAMPLES = 16800  # one subject's recording: 12 bouts of 26 s and 2 s rests, at 50 Hz
+SUBJECT_BYTES = 3 * SUBJECT_SAMPLES * 23 * 4  # its float32 signals, and the windows and copies made of them
 
 # (name, sensor type, body position)
 CHANNELS: tuple[tuple[str, str, str], ...] = (
@@ -43,10 +50,26 @@ def spec(modality_by: str = "type") -> DatasetSpec:
     )
 
 
-def generate(seed: int = 0, modality_by: str = "type", n_subjects: int = 10) -> RawDataset:
+def generate(seed: int = 0, modality_by: str = "type", n_subjects: int = SUBJECTS) -> RawDataset:
     """One recording per subject (about 5.6 minutes at 50 Hz, every class once in a random order,
     2 s rests between, label -1): deterministic for a seed."""
     sessions = cache.builtin_sessions(seed, n_subjects, lambda: builtin_sessions(seed, n_subjects))
     recs = [Recording(subject=k + 1, signals=x, labels=y, source=f"synthetic(seed={seed})")
             for k, (x, y) in enumerate(sessions)]
     return RawDataset(spec(modality_by), recs)
+
+
+def subjects_for(n_clients: int, cfg: DataConfig) -> int:
+    """How many subjects the built-in dataset simulates for `n_clients` clients: SUBJECTS, or, when
+    those would not give every client its 8 training windows with room to spare for the label
+    skew, enough for twice that (subject k is the same whatever the count, so 10 subjects are the
+    first 10 of any larger set; runs of up to about 190 clients keep the 10)."""
+    rate = RATE_HZ / max(1, cfg.downsample)
+    window = cfg.window or max(1, round(cfg.window_s * rate))
+    stride = cfg.stride or max(1, round(window * (1 - cfg.overlap)))
+    active = SUBJECT_SAMPLES / max(1, cfg.downsample) * 26 / 28  # the rests carry no label
+    per_subject = max(1.0, (1 - cfg.test_fraction) * active / stride)  # training windows, an upper estimate
+    need = 8 * n_clients
+    if need <= 0.8 * SUBJECTS * per_subject:
+        return SUBJECTS
+    return math.ceil(2 * need / per_subject)

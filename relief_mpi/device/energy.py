@@ -18,7 +18,10 @@ either way.
   package domains only (sub-domains are inside them), with wraparound at max_energy_range_uj.
   A background poll every `poll_s` seconds catches wraps between reads. Usually root-only.
 - NVML (NVIDIA GPUs, Volta or newer): nvmlDeviceGetTotalEnergyConsumption (mJ), if pynvml is
-  importable.
+  importable (the optional `[gpu]` extra: nvidia-ml-py). A client rank that trains on a GPU
+  meters that GPU alone by power sampling (nvml_power_meter: nvmlDeviceGetPowerUsage integrated
+  like INA3221's rails), and rank 0 splits each GPU's energy among the client ranks on it by
+  their measured compute time (attribute_gpu_energy), since they train on it at the same time.
 
 On an emulation host several client ranks share one meter: each one's difference then includes
 the others' consumption (docs/devices.md#energy).
@@ -38,8 +41,9 @@ from typing import Protocol
 
 import numpy as np
 
-__all__ = ["NONE", "CounterMeter", "EnergyMeter", "PowerSampler", "Rail", "SumMeter", "detect_meter", "ina3221_meter",
-           "modeled_energy", "nvml_meter", "pick_rails", "process_meter", "rapl_meter", "source_of"]
+__all__ = ["NONE", "CounterMeter", "EnergyMeter", "NvmlPower", "PowerReader", "PowerSampler", "Rail", "SumMeter",
+           "attribute_gpu_energy", "detect_meter", "ina3221_meter", "modeled_energy", "nvml_meter", "nvml_power_meter",
+           "pick_rails", "process_meter", "rapl_meter", "source_of"]
 
 NONE = "none"
 _INPUT_RAILS = ("VDD_IN", "POM_5V_IN")  # the module input rail: Orin Nano/NX, Xavier NX (VDD_IN), Nano/TX2 (POM_5V_IN)
@@ -246,7 +250,7 @@ def rapl_meter(root: str | Path = "/", poll_s: float = 10.0) -> CounterMeter | N
 def nvml_meter(gpu_index: int | None = None) -> CounterMeter | None:
     """NVIDIA GPUs through pynvml (total energy since driver load, mJ); None without pynvml or a GPU."""
     try:
-        import pynvml  # type: ignore[import-not-found]
+        import pynvml
     except ImportError:
         return None
     try:
@@ -264,6 +268,56 @@ def nvml_meter(gpu_index: int | None = None) -> CounterMeter | None:
         return lambda: float(pynvml.nvmlDeviceGetTotalEnergyConsumption(h))
 
     return CounterMeter("nvml", [(counter(h), math.inf) for h in handles], 1e-3)
+
+
+class NvmlPower:
+    """One GPU's power draw through pynvml (W). Tests pass their own object with `power_w()` in
+    its place (it stands in for NVML, which a CPU host does not have)."""
+
+    def __init__(self, gpu_index: int) -> None:
+        import pynvml
+
+        pynvml.nvmlInit()
+        self._nvml = pynvml
+        self._handle = pynvml.nvmlDeviceGetHandleByIndex(gpu_index)
+        self.power_w()
+
+    def power_w(self) -> float:
+        return float(self._nvml.nvmlDeviceGetPowerUsage(self._handle)) / 1000.0  # mW
+
+
+class PowerReader(Protocol):
+    def power_w(self) -> float:
+        """The GPU's power draw now (W)."""
+
+
+def nvml_power_meter(gpu_index: int, sampler: PowerReader | None = None, interval_s: float = 0.1,
+                     clock: Callable[[], float] = time.monotonic, background: bool = True) -> PowerSampler | None:
+    """The GPU `gpu_index`'s power integrated over time (source "nvml"); None without pynvml, a
+    driver or that GPU. `sampler` replaces NVML (tests)."""
+    if sampler is None:
+        try:
+            sampler = NvmlPower(gpu_index)
+        except Exception:  # noqa: BLE001 - ImportError, or NVMLError subclasses that vary by version
+            return None
+    return PowerSampler(sampler.power_w, "nvml", interval_s, clock=clock, background=background)
+
+
+def attribute_gpu_energy(measured_j: np.ndarray, compute_s: np.ndarray, ranks: np.ndarray,
+                         gpus: Sequence[str]) -> np.ndarray:
+    """Per client, its share of its GPU's energy. Client k's meter read the whole GPU `gpus[k]`
+    ("" = not a shared GPU meter: kept as measured) while it trained; ranks[k] is its rank. The
+    GPU's energy in the round is the mean over its ranks of what each rank's clients read (the
+    ranks train at the same time; a rank's clients in turn), split by compute time (equally when
+    none computed)."""
+    out = np.array(measured_j, np.float64, copy=True)
+    for gpu in sorted(set(gpus) - {""}):
+        members = np.array([g == gpu for g in gpus])
+        per_rank = [float(out[members & (ranks == r)].sum()) for r in np.unique(ranks[members])]
+        total = float(np.mean(per_rank))
+        t = compute_s[members]
+        out[members] = total * t / t.sum() if t.sum() > 0 else total / members.sum()
+    return out
 
 
 class SumMeter:
@@ -307,8 +361,9 @@ def detect_meter(root: str | Path = "/", gpu_index: int | None = None, nvml: boo
 _PROCESS_METER: dict[str, EnergyMeter | None] = {}
 
 
-def process_meter() -> EnergyMeter | None:
-    """This process's meter (detected once, shared by every trainer in the process).
+def process_meter(gpu: int | None = None) -> EnergyMeter | None:
+    """This process's meter (detected once, shared by every trainer in the process); `gpu`: the
+    index of the GPU the process trains on, whose meter it then is.
 
     RELIEF_MPI_ENERGY_ROOT points detection at another sysfs root (tests, or a copied tree);
     RELIEF_MPI_ENERGY=off disables measuring.
@@ -316,6 +371,11 @@ def process_meter() -> EnergyMeter | None:
     if os.environ.get("RELIEF_MPI_ENERGY", "").lower() in ("off", "0", "none"):
         return None
     root = os.environ.get("RELIEF_MPI_ENERGY_ROOT", "/")
+    if gpu is not None:  # a rank training on GPU `gpu`: a Jetson's INA3221, else that GPU's NVML power
+        key = f"{root}#gpu{gpu}"
+        if key not in _PROCESS_METER:
+            _PROCESS_METER[key] = ina3221_meter(root) or nvml_power_meter(gpu)
+        return _PROCESS_METER[key]
     if root not in _PROCESS_METER:
         local = os.environ.get("RELIEF_MPI_LOCAL_GPU")
         _PROCESS_METER[root] = detect_meter(root, gpu_index=int(local) if local else None)

@@ -40,6 +40,8 @@ class DeviceProfile:
     sensors: tuple[str, ...] | None  # None = every modality
     description: str = ""
     compute: str = "cpu"  # what trains on the real device: "cpu", "gpu" or "native" (the host itself)
+    gpu_share: float = 1.0  # share of a host GPU's compute a rank of this profile gets (device/gpu.py)
+    device: str = "auto"  # where it trains under --device auto: "auto", "cpu" or "cuda" (device/gpu.py)
 
     @property
     def native(self) -> bool:
@@ -55,8 +57,9 @@ class DeviceProfile:
 
 _REQUIRED = ("flops", "threads", "memory_mb", "p_busy_w", "p_idle_w", "uplink_mbps", "downlink_mbps",
              "latency_ms", "energy_per_bit_nj")
-_OPTIONAL = ("name", "description", "sensors", "compute")
+_OPTIONAL = ("name", "description", "sensors", "compute", "gpu_share", "device")
 _COMPUTE = ("cpu", "gpu", "native")
+_DEVICES = ("auto", "cpu", "cuda")
 
 
 def _number(path: Path, d: dict, key: str, minimum: float, open_min: bool) -> float:
@@ -113,6 +116,12 @@ def parse_profile(path: Path) -> DeviceProfile:
     compute = str(d.get("compute", "native" if math.isinf(flops) else "cpu"))
     if compute not in _COMPUTE:
         raise ReliefError(f"{where}: compute must be one of {', '.join(_COMPUTE)}, got {compute!r}")
+    share = d.get("gpu_share", 1.0)
+    if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0.0 < share <= 1.0:
+        raise ReliefError(f"{where}: gpu_share must be a number with 0 < gpu_share <= 1, got {share!r}")
+    device = d.get("device", "auto")
+    if device not in _DEVICES:
+        raise ReliefError(f"{where}: device must be one of {', '.join(_DEVICES)}, got {device!r}")
     return DeviceProfile(
         name=str(d.get("name", path.stem)), flops=flops, threads=threads,
         memory_mb=_number(path, d, "memory_mb", 0.0, True), p_busy_w=_number(path, d, "p_busy_w", 0.0, False),
@@ -121,6 +130,7 @@ def parse_profile(path: Path) -> DeviceProfile:
         latency_ms=_number(path, d, "latency_ms", 0.0, False),
         energy_per_bit_nj=_number(path, d, "energy_per_bit_nj", 0.0, False),
         sensors=sensors, description=str(d.get("description", "")), compute=compute,
+        gpu_share=float(share), device=str(device),
     )
 
 

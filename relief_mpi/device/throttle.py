@@ -8,9 +8,10 @@ records travel to rank 0 through comm.world):
   round-robin. A launcher that already bound the rank (its affinity is narrower than the host)
   is respected. RELIEF_MPI_AFFINITY=off skips pinning.
 - torch.set_num_threads: the profile's threads, capped by the cores this rank got.
-- CUDA (only when torch sees a GPU): device = local rank mod device count, and a per-process
-  memory fraction: the profile's memory cap over the device's memory, at most an equal share
-  of the device among its local ranks.
+- CUDA (where the rank trains on a GPU: --device and the profile's `device`, device/gpu.py):
+  device = local rank mod visible device count, and a per-process memory fraction: the
+  profile's memory cap over the device's memory, at most an equal share of the device among
+  its local ranks. The compute share (`gpu_share`: MPS, or the clock) is device/gpu.py's.
 - cgroup v2 cpu.max (opt-in, RELIEF_MPI_CGROUP=1, and only when the process's cgroup is
   writable): a child cgroup capped at the granted cores.
 - Memory: the profile's memory_mb is recorded, not enforced on the CPU (RLIMIT_AS breaks
@@ -30,12 +31,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from relief_mpi.device.energy import process_meter, source_of
+from relief_mpi.device.gpu import RankDevice, rank_device
 from relief_mpi.device.profiles import DeviceProfile
 
-__all__ = ["REPORT_LEN", "ThrottleReport", "apply_throttle", "cgroup_cpu_max", "local_placement", "plan_cores",
-           "rank_report", "read_reports"]
+__all__ = ["REPORT_LEN", "ThrottleReport", "apply_throttle", "cgroup_cpu_max", "energy_gpus", "local_placement",
+           "plan_cores", "process_device", "rank_report", "read_reports"]
 
-REPORT_LEN = 512
+REPORT_LEN = 640
 
 
 @dataclass
@@ -48,8 +50,13 @@ class ThrottleReport:
     cuda_device: int | None = None
     cuda_memory_fraction: float | None = None
     cgroup: str = "off"
-    memory_cap_mb: float = 0.0  # recorded, not enforced
+    memory_cap_mb: float = 0.0  # recorded, not enforced on the CPU
     energy_source: str = "none"
+    device: str = "cpu"  # where the rank trains, why, and how it gets its GPU share (device/gpu.py)
+    device_why: str = ""
+    share_method: str = "cpu"
+    share_why: str = ""
+    gpu_share: float = 1.0
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))
@@ -80,11 +87,25 @@ def _host_cpus() -> list[int]:
     return list(range(n))
 
 
-def apply_throttle(profile: DeviceProfile, local_index: int, local_clients: int, rank: int = 0) -> ThrottleReport:
-    """Pin, set threads, pick the GPU; returns what was done (never raises for a missing facility)."""
+def process_device(requested: str, profile: DeviceProfile | None, hosts: Sequence[str], rank: int) -> RankDevice:
+    """This rank's device and GPU share (device/gpu.py): a client rank by its (first) client's
+    profile and its index among the host's client ranks; rank 0 (profile None) as --device says.
+    Raises ReliefError where CUDA is required and none is visible (a start-up error)."""
+    if profile is None:
+        return rank_device(requested, "auto", 1.0, 0, "server", hosts[rank] if hosts else "")
+    idx, _ = local_placement(hosts, rank)
+    return rank_device(requested, profile.device, profile.gpu_share, idx, profile.name, hosts[rank])
+
+
+def apply_throttle(profile: DeviceProfile, local_index: int, local_clients: int, rank: int = 0,
+                   rdev: RankDevice | None = None) -> ThrottleReport:
+    """Pin, set threads, cap the GPU's memory; returns what was done (never raises for a missing facility)."""
     import torch
 
-    rep = ThrottleReport(local_index, local_clients, memory_cap_mb=profile.memory_mb)
+    rdev = rdev or RankDevice()
+    rep = ThrottleReport(local_index, local_clients, memory_cap_mb=profile.memory_mb, device=rdev.device,
+                         device_why=rdev.why, share_method=rdev.share_method, share_why=rdev.share_why,
+                         gpu_share=rdev.gpu_share)
     cores: list[int] = []
     if os.environ.get("RELIEF_MPI_AFFINITY", "").lower() in ("off", "0", "none"):
         rep.affinity = "off"
@@ -107,9 +128,9 @@ def apply_throttle(profile: DeviceProfile, local_index: int, local_clients: int,
     share = len(cores) if cores else max(1, len(_host_cpus()) // max(1, local_clients))
     rep.threads = max(1, min(profile.threads, share))
     torch.set_num_threads(rep.threads)
-    if torch.cuda.is_available():
+    if rdev.device.startswith("cuda"):
         n = torch.cuda.device_count()
-        dev = local_index % n
+        dev = torch.device(rdev.device).index or 0
         torch.cuda.set_device(dev)
         os.environ["RELIEF_MPI_LOCAL_GPU"] = str(dev)  # the NVML meter reads this GPU
         total_mb = torch.cuda.get_device_properties(dev).total_memory / 2**20
@@ -145,19 +166,33 @@ def cgroup_cpu_max(cpus: float, name: str, root: str | Path = "/", period_us: in
     return f"cpu.max {int(cpus * period_us)} {period_us}"
 
 
-def rank_report(profile: DeviceProfile, hosts: Sequence[str], rank: int) -> str:
-    """Throttle this client rank to `profile` and find its energy meter; the settings as one short
-    JSON record (at most REPORT_LEN bytes) for rank 0 to put in the log."""
+def rank_report(profile: DeviceProfile, hosts: Sequence[str], rank: int, rdev: RankDevice | None = None) -> str:
+    """Throttle this client rank to `profile` and find its energy meter (on a GPU: that GPU's);
+    the settings as one short JSON record (at most REPORT_LEN bytes) for rank 0 to put in the log."""
     idx, n_local = local_placement(hosts, rank)
-    rep = apply_throttle(profile, idx, n_local, rank)
-    rep.energy_source = source_of(process_meter())
+    rep = apply_throttle(profile, idx, n_local, rank, rdev)
+    rep.energy_source = source_of(process_meter(rep.cuda_device))
     text = rep.to_json()
     if len(text.encode()) > REPORT_LEN:  # many cores: keep the record short
         rep.cores = rep.cores[:1] + [-1]
         text = rep.to_json()
+    if len(text.encode()) > REPORT_LEN:
+        rep.device_why, rep.share_why = rep.device_why[:60], rep.share_why[:60]
+        text = rep.to_json()
     return text
 
 
-def read_reports(texts: Sequence[str]) -> dict[int, dict]:
-    """Rank 0's view of the gathered records (index = rank): {client rank: settings}."""
-    return {r: json.loads(t) if t else {} for r, t in enumerate(texts) if r > 0}
+def read_reports(texts: Sequence[str], hosts: Sequence[str] | None = None) -> dict[int, dict]:
+    """Rank 0's view of the gathered records (index = rank): {client rank: settings}. A rank that
+    meters its GPU through NVML also gets `energy_gpu` (host/device): the ranks sharing that GPU
+    split its energy (energy.attribute_gpu_energy)."""
+    out = {r: json.loads(t) if t else {} for r, t in enumerate(texts) if r > 0}
+    for r, rec in out.items():
+        if hosts is not None and rec.get("energy_source") == "nvml" and rec.get("cuda_device") is not None:
+            rec["energy_gpu"] = f"{hosts[r]}/cuda:{rec['cuda_device']}"
+    return out
+
+
+def energy_gpus(device_info: dict[int, dict], n_clients: int) -> list[str]:
+    """Per client, the GPU whose energy its meter read when other ranks share it ("" otherwise)."""
+    return [str(device_info.get(k, {}).get("energy_gpu", "")) for k in range(n_clients)]

@@ -55,4 +55,5 @@ def log_attrs(setup: RunSetup, hosts: list[str], mpi_library: str, world_size: i
         "writer_pid": os.getpid(), "writer_host": socket.gethostname(),
         # measured-energy meter per client ("ina3221", "rapl", "nvml", "rapl+nvml" or "none"); modeled always
         "energy_source": json.dumps([p["energy_source"] for p in profiles]),
+        "server_device": json.dumps(setup.rank_device.record()),  # where rank 0 evaluates (device/gpu.py)
     }

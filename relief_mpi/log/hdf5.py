@@ -27,7 +27,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,8 +60,15 @@ ROUND_FIELDS: tuple[tuple[str, str], ...] = (
     # Evaluation (evaluation.Evaluation): accuracy / macro_f1 above are the protocol's headline; these are
     # ours (each client's own windows and sensors) and the pooled full-modality test set, side by side.
     ("own_accuracy", "<f8"), ("own_macro_f1", "<f8"), ("pooled_accuracy", "<f8"), ("pooled_macro_f1", "<f8"),
+    # The authors' round number: their seeding round is round 0, so ours minus 1.
+    ("published_round", "<f8"),
+    # Ours beside the published trained_pct (which counts buffers over parameters, as the authors do):
+    # the share of the groups' parameters trained, mean over clients.
+    ("trained_params_pct", "<f8"),
 )
 ROUND_DTYPE = np.dtype(list(ROUND_FIELDS))
+WARNING_TEXT = 400
+WARNING_DTYPE = np.dtype([("round", "<i4"), ("kind", "S24"), ("text", f"S{WARNING_TEXT}")])  # /warnings rows
 
 CLIENT_METRICS = ("busy_s", "idle_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
                   "bytes_up", "bytes_down", "energy_j", "energy_measured_j", "steps", "samples",
@@ -161,7 +168,8 @@ class RoundLogWriter:
     """Writes one log; every write failure becomes LogWriteError and the file stays readable."""
 
     def __init__(self, path: Path, attrs: dict[str, Any], n_clients: int, block_names: Sequence[str],
-                 tier_names: Sequence[str], existing: list[RoundRecord] | None = None) -> None:
+                 tier_names: Sequence[str], existing: list[RoundRecord] | None = None,
+                 extra: Mapping[str, tuple[np.ndarray, dict[str, Any]]] | None = None) -> None:
         self.path = Path(path)
         self.n_complete = 0
         self.failed = False
@@ -204,8 +212,13 @@ class RoundLogWriter:
                     cg.create_dataset("names", data=np.array(classes, dtype=h5py.string_dtype()))
                     ds["classes/f1"] = cg.create_dataset("f1", (0, len(classes)), maxshape=(None, len(classes)),
                                                          dtype="f8", chunks=(16, len(classes)), fillvalue=np.nan)
+                for name, (arr, meta) in (extra or {}).items():  # fixed datasets, e.g. the split (data/split.py)
+                    f.create_dataset(name, data=arr).attrs.update(meta)
                 ds["n_rounds"] = f.create_dataset("n_rounds", data=np.int64(0))
                 ds["status"] = f.create_dataset("status", data=np.bytes_(RUNNING), dtype="S16")
+                # a run that is not learning (relief_mpi.learning): one row per warning line printed
+                ds["warnings"] = f.create_dataset("warnings", (0,), maxshape=(None,), dtype=WARNING_DTYPE,
+                                                  chunks=(16,))
                 f.flush()
                 f.swmr_mode = True
             if swallowed:
@@ -275,7 +288,7 @@ class RoundLogWriter:
         try:
             with _swallowed_errors() as swallowed:
                 for key, d in self._ds.items():
-                    if key not in ("n_rounds", "status") and d.shape[0] > n:
+                    if key not in ("n_rounds", "status", "warnings") and d.shape[0] > n:  # per-round ones
                         d.resize(n, axis=0)
                 self._ds["status"][()] = np.bytes_("failed")
                 self.f.flush()
@@ -288,6 +301,25 @@ class RoundLogWriter:
             return False
         self.failed = True
         return True
+
+    def add_warning(self, rnd: int, kind: str, text: str) -> None:
+        """One /warnings row (round, kind, the line printed), flushed; a failure is a LogWriteError."""
+        if self.failed or self.f is None or "warnings" not in self._ds:
+            return
+        d = self._ds["warnings"]
+        row = np.zeros(1, WARNING_DTYPE)
+        row["round"], row["kind"], row["text"] = rnd, kind.encode()[:24], text.encode()[:WARNING_TEXT]
+        try:
+            with _swallowed_errors() as swallowed:
+                d.resize(d.shape[0] + 1, axis=0)
+                d[d.shape[0] - 1] = row[0]
+                self.f.flush()
+            if swallowed:
+                raise swallowed[0]
+        except Exception as e:  # noqa: BLE001 - as append: any I/O failure is one line
+            self.cause = write_error_cause(e)
+            self._discard(keep_file=True)
+            raise LogWriteError(f"writing round log {self.path} failed: {self.cause}") from None
 
     def close(self, status: str = "complete") -> None:
         """Write the end marker and close; a failure here is a LogWriteError too (rounds stay complete)."""

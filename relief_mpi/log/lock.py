@@ -28,7 +28,7 @@ from pathlib import Path
 
 from relief_mpi.errors import ReliefError
 
-__all__ = ["LogBusy", "hold", "launcher_size", "lock_path", "release_all"]
+__all__ = ["LogBusy", "hold", "mpi_launch_size", "lock_path", "release_all"]
 
 _held: dict[Path, tuple[Path, int]] = {}  # log (resolved) -> (lock file, its descriptor)
 
@@ -40,9 +40,11 @@ class LogBusy(ReliefError):
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE")
 
 
-def launcher_size() -> tuple[str, int] | None:
+def mpi_launch_size() -> tuple[str, int] | None:
     """(variable, number of ranks) as an MPI launcher announced them, None when not under one: an
-    in-process run started as several ranks would be several writers of one log."""
+    in-process run started as several ranks would be several writers of one log. Unlike
+    launcher.launcher_size, Slurm's SLURM_NTASKS is not read: an `sbatch -n 4` script may well run
+    one in-process job."""
     for var in _SIZE_VARS:
         try:
             return var, int(os.environ[var])

@@ -66,7 +66,7 @@ def summary_table(run: RunLog) -> str:
         return "\n".join(lines) + "\n(no complete round yet)"
     last = r[-1]
     lines.append(f"final: accuracy {fmt(last['accuracy'])}  macro-F1 {fmt(last['macro_f1'])}  "
-                 f"rare-F1 {fmt(last['rare_f1'])}")
+                 f"rare-cohort-F1 {fmt(last['rare_f1'])} (ours)")
     if np.isfinite(last["pooled_macro_f1"]):
         lines.append(f"final, pooled full-modality test set (as published): accuracy {fmt(last['pooled_accuracy'])}  "
                      f"macro-F1 {fmt(last['pooled_macro_f1'])};  ours (own windows, own sensors): accuracy "

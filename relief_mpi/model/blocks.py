@@ -99,6 +99,8 @@ class BlockRegistry:
         self.kinds = tuple("shared" if b.modality is None else "block" for b in blocks)
         self.modality = tuple(b.modality for b in blocks)
         self.n_params = self.sizes  # no buffers in the small model
+        self.counted = self.sizes
+        self.n_model_params = sum(p.numel() for p in model.parameters())
         self.n_stages = 0
         self.n_head = 0
         self._per_modality = groups_per_modality
@@ -124,17 +126,20 @@ class BlockRegistry:
             out.append((enc + fusion) / self._per_modality)
         return out
 
-    def get(self, model: MultimodalNet, b: int) -> np.ndarray:
+    def get_tensor(self, model: MultimodalNet, b: int) -> torch.Tensor:
+        """Block b's values as a new flat tensor on the model's device."""
         params = dict(model.named_parameters())
         with torch.no_grad():
-            parts = [params[s.param][s.index].reshape(-1) for s in self.blocks[b].slices]
-            return torch.cat(parts).numpy().astype(np.float32, copy=True)
+            return torch.cat([params[s.param][s.index].reshape(-1) for s in self.blocks[b].slices])
+
+    def get(self, model: MultimodalNet, b: int) -> np.ndarray:
+        return self.get_tensor(model, b).cpu().numpy().astype(np.float32, copy=True)
 
     def set(self, model: MultimodalNet, b: int, vec: np.ndarray) -> None:
         params = dict(model.named_parameters())
         if vec.size != self.sizes[b]:
             raise ValueError(f"block {self.names[b]}: expected {self.sizes[b]} values, got {vec.size}")
-        t = torch.from_numpy(np.ascontiguousarray(vec, dtype=np.float32))
+        t = torch.from_numpy(np.ascontiguousarray(vec, dtype=np.float32)).to(next(iter(params.values())).device)
         off = 0
         with torch.no_grad():
             for s in self.blocks[b].slices:
@@ -148,7 +153,7 @@ class BlockRegistry:
         if not self.base_params:
             return np.zeros(0, np.float32)
         with torch.no_grad():
-            return torch.cat([params[n].reshape(-1) for n in self.base_params]).numpy().astype(np.float32)
+            return torch.cat([params[n].reshape(-1) for n in self.base_params]).cpu().numpy().astype(np.float32)
 
     def set_base(self, model: torch.nn.Module, vec: np.ndarray) -> None:
         params = dict(model.named_parameters())

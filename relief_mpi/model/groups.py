@@ -9,7 +9,9 @@ the factored fusion and H.<l> is the LoRA pair of head layer l.
 Every trainable tensor and every float buffer outside the base is in exactly one group; a group
 travels as one float32 vector, parameters first, then float buffers. BatchNorm's integer
 `num_batches_tracked` is not exchanged: it only matters when BatchNorm's momentum is None, and
-ours is 0.1 (the published code takes the max over clients; a documented departure).
+ours is 0.1 (the published code takes the max over clients; a documented departure). The
+published analytic model still counts it as the authors do (`counted`: 1 value per BatchNorm,
+4 bytes), so its payload, T_o, time and energy are theirs.
 """
 
 from __future__ import annotations
@@ -76,6 +78,12 @@ class GroupRegistry:
         self.n_params = tuple(sum(tensors[n].numel() for n in g.params) for g in self.groups)
         self.sizes = tuple(p + sum(tensors[n].numel() for n in g.buffers) for p, g in zip(self.n_params, self.groups,
                                                                                             strict=True))
+        # What the authors count per group (their GroupRegistry.numel): parameters and every buffer of
+        # the group's modules, BatchNorm's integer num_batches_tracked included (1 value each).
+        self.counted = tuple(s + sum(t.numel() for n, t in tensors.items() if g.module and not t.is_floating_point()
+                                     and n.startswith(g.module + ".")) for s, g in zip(self.sizes, self.groups,
+                                                                                       strict=True))
+        self.n_model_params = sum(p.numel() for p in model.parameters())  # the authors' total_params
         grouped = {n for g in self.groups for n in g.params + g.buffers}
         self.base_params = tuple(n for n, t in tensors.items() if n not in grouped and t.is_floating_point())
         self.n_stages = max((sum(1 for g in self.groups if g.kind == "enc" and g.modality == m)
@@ -91,10 +99,14 @@ class GroupRegistry:
     def _names(self, g: int) -> tuple[str, ...]:
         return self.groups[g].params + self.groups[g].buffers
 
-    def get(self, model: nn.Module, g: int) -> np.ndarray:
+    def get_tensor(self, model: nn.Module, g: int) -> torch.Tensor:
+        """Group g's values (parameters, then buffers as float) as a new flat tensor on the model's device."""
         t = _tensors(model)
         with torch.no_grad():
-            return torch.cat([t[n].reshape(-1).float() for n in self._names(g)]).numpy().astype(np.float32, copy=True)
+            return torch.cat([t[n].reshape(-1).float() for n in self._names(g)])
+
+    def get(self, model: nn.Module, g: int) -> np.ndarray:
+        return self.get_tensor(model, g).cpu().numpy().astype(np.float32, copy=True)
 
     def set(self, model: nn.Module, g: int, vec: np.ndarray) -> None:
         if vec.size != self.sizes[g]:
@@ -106,7 +118,7 @@ class GroupRegistry:
             return np.zeros(0, np.float32)
         t = _tensors(model)
         with torch.no_grad():
-            return torch.cat([t[n].reshape(-1) for n in self.base_params]).numpy().astype(np.float32)
+            return torch.cat([t[n].reshape(-1) for n in self.base_params]).cpu().numpy().astype(np.float32)
 
     def set_base(self, model: nn.Module, vec: np.ndarray) -> None:
         need = sum(_tensors(model)[n].numel() for n in self.base_params)

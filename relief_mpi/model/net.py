@@ -27,7 +27,7 @@ def _keep_first(t: torch.Tensor, keep: int) -> torch.Tensor:
     """Zero channels >= keep along dim 1 (by multiplication, so their weights get no gradient)."""
     if keep >= t.shape[1]:
         return t
-    mask = torch.zeros(t.shape[1], dtype=t.dtype)
+    mask = torch.zeros(t.shape[1], dtype=t.dtype, device=t.device)
     mask[:keep] = 1.0
     return t * mask.view(1, -1, *([1] * (t.dim() - 2)))
 
@@ -71,11 +71,11 @@ class MultimodalNet(nn.Module):
 
     def features(self, xs: Sequence[torch.Tensor | None], no_grad: frozenset[int] = frozenset(),
                  width: float = 1.0) -> torch.Tensor:
-        batch = next(x.shape[0] for x in xs if x is not None)
+        batch, dev = next((x.shape[0], x.device) for x in xs if x is not None)
         hs = []
         for m, (enc, x) in enumerate(zip(self.encoders, xs, strict=True)):
             if x is None:
-                hs.append(torch.zeros(batch, self.feature_dim))
+                hs.append(torch.zeros(batch, self.feature_dim, device=dev))  # where the inputs are (--device)
             elif m in no_grad:
                 with torch.no_grad():
                     hs.append(enc(x, width))

@@ -173,11 +173,11 @@ class PaperNet(nn.Module):
     def forward(self, xs: Sequence[torch.Tensor | None], no_grad: frozenset[int] = frozenset(),
                 width: float = 1.0) -> torch.Tensor:
         del width  # HeteroFL widths are defined on the small model only
-        batch = next(x.shape[0] for x in xs if x is not None)
+        batch, dev = next((x.shape[0], x.device) for x in xs if x is not None)
         hs = []
         for m, (enc, x) in enumerate(zip(self.encoders, xs, strict=True)):
             if x is None:
-                hs.append(torch.zeros(batch, self.feature_dim))
+                hs.append(torch.zeros(batch, self.feature_dim, device=dev))  # where the inputs are (--device)
             elif m in no_grad:
                 with torch.no_grad():
                     hs.append(enc(x))

@@ -36,7 +36,8 @@ def pretrain(model: nn.Module, spec: DatasetSpec, data: WindowSet, epochs: int, 
     loss on the server split did not drop: a federation on such a base only rejects updates."""
     if len(data) == 0:
         raise ReliefError("the server split is empty: raise --server-fraction to pretrain a LoRA base")
-    x, y = torch.from_numpy(data.x), torch.from_numpy(data.y)
+    dev = next(model.parameters()).device  # the batches go where the model is (--device)
+    x, y = torch.from_numpy(data.x).to(dev), torch.from_numpy(data.y).to(dev)
     chans = [list(m.channels) for m in spec.modalities]
     before = split_loss(model, x, y, chans)
     gen = torch.Generator().manual_seed(seed)
@@ -50,7 +51,7 @@ def pretrain(model: nn.Module, spec: DatasetSpec, data: WindowSet, epochs: int, 
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=gen)
         for i in range(0, len(y), batch_size):
-            idx = order[i:i + batch_size]
+            idx = order[i:i + batch_size].to(dev)
             xb = x[idx]
             loss = F.cross_entropy(model([xb[:, c, :] for c in chans]), y[idx])
             opt.zero_grad()
@@ -100,7 +101,7 @@ BASE_KEYS = ("encoders.", "fusion.", "head.")
 
 
 def save_base(model: nn.Module, spec: DatasetSpec, path: Path) -> None:
-    state = {n: p.detach().clone() for n, p in model.state_dict().items() if n.startswith(BASE_KEYS)}
+    state = {n: p.detach().cpu().clone() for n, p in model.state_dict().items() if n.startswith(BASE_KEYS)}
     meta = {"dataset": spec.name, "modalities": list(spec.modality_names()),
             "channels": [len(m.channels) for m in spec.modalities], "classes": list(spec.classes)}
     buf = io.BytesIO()

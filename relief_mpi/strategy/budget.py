@@ -7,8 +7,14 @@ mandatory groups, then the others by descending smoothed divergence up to k_n; a
 for Q rounds replaces the lowest-divergence optional pick (round-robin floor).
 
 The published bracket never contains T_o, so when T_o > hi x max tau the search ends below T_o and
-every budget falls to k_min. `bracket="contains-overhead"` is our correction: the bracket becomes
-[T_o + lo x min tau, T_o + hi x max tau x max |G_n|], which always holds a feasible T.
+every budget falls to k_min. Two ways out:
+- `bracket="contains-overhead"` (our correction): the bracket becomes [T_o + lo x min tau,
+  T_o + hi x max tau x max |G_n|], which always holds a feasible T; still 4 steps, so T_f stays
+  up to 1/16 of that wide bracket above the smallest feasible T (SPAR, fast tier: k_n 43-88).
+- `bracket="widened"` (the authors' own search with its knobs opened, their relief.tstar.hi_mult
+  and iters): [lo x min tau, WIDENED_HI_MULT x max tau] bisected WIDENED_ITERS times, which holds
+  T_o while T_o < 1000 max tau and converges on the smallest feasible T (SPAR: k_n 38-78, the
+  authors' run with the widened search).
 """
 
 from __future__ import annotations
@@ -19,12 +25,16 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 __all__ = [
-    "BRACKETS", "elastic_budget", "full_training_target", "greedy_selection", "interpolate_t_star",
-    "max_round_time", "random_selection", "round_robin_floor", "search_t_star"
+    "BRACKETS", "WIDENED_HI_MULT", "WIDENED_ITERS", "elastic_budget", "full_training_target", "greedy_selection",
+    "interpolate_t_star", "max_round_time", "random_selection", "round_robin_floor", "search_t_star"
 ]
 
 
-BRACKETS = ("published", "contains-overhead")
+BRACKETS = ("published", "contains-overhead", "widened")
+# The widened search: the authors' bracket and bisection with hi_mult and iters raised from their
+# defaults (2, 4) so that the bracket holds T_o on the published fleets and the search converges.
+WIDENED_HI_MULT = 1000.0
+WIDENED_ITERS = 30
 
 
 def elastic_budget(t_star: float, t_o: float, tau: float, k_min: int) -> int:
@@ -48,6 +58,8 @@ def search_t_star(t_o: float, tau: Sequence[float], k_min: Sequence[int], n_grou
         lo, hi = lo_mult * min(tau), hi_mult * max(tau)
     elif bracket == "contains-overhead":
         lo, hi = t_o + lo_mult * min(tau), t_o + hi_mult * max(tau) * max(n_groups)
+    elif bracket == "widened":
+        lo, hi, iters = lo_mult * min(tau), WIDENED_HI_MULT * max(tau), WIDENED_ITERS
     else:
         raise ValueError(f"bracket must be one of {BRACKETS}, got {bracket!r}")
     for _ in range(iters):

@@ -200,6 +200,10 @@ class PublishedRelief(Strategy):
         n_g = [len(a) for a in acc]
         cfg = self.ctx.config
         self.t_a = budget.full_training_target(t_o, taus, n_g)
+        # --t-star-bracket: published [0.5 min tau, 2 max tau] x 4 steps (below T_o when communication
+        # dominates: every k_n = k_min); contains-overhead (ours) shifts it by T_o, still 4 steps, so T_f
+        # can sit well above the smallest T that fits; widened is the authors' bracket with hi_mult 1000
+        # and 30 steps, which converges on it (budget.py; SPAR fast tier 43-88 against 38-78)
         self.t_f = budget.search_t_star(t_o, taus, k_min, n_g, bracket=cfg.t_star_bracket)
         self.t_star = budget.interpolate_t_star(self.lam, self.t_a, self.t_f)
 

@@ -42,7 +42,10 @@ BYTES_PER_VALUE = 4
 
 
 def payload_bytes(groups: GroupInfo, ids: Iterable[int]) -> int:
-    return BYTES_PER_VALUE * sum(groups.sizes[j] for j in ids)
+    """The analytic bytes of these groups, counted as the authors do (GroupInfo.counted: BatchNorm's
+    num_batches_tracked included, which our wire does not carry)."""
+    counted = groups.counted or groups.sizes
+    return BYTES_PER_VALUE * sum(counted[j] for j in ids)
 
 
 def group_time(groups: GroupInfo, fleet: FleetInfo, k: int, j: int, samples: float) -> float:
@@ -113,7 +116,9 @@ class AnalyticRound:
     compute_s: np.ndarray  # [K]
     comm_s: np.ndarray  # [K]
     client_energy_j: np.ndarray  # [K]
-    trained_fraction: float  # mean over clients of the share of parameters trained
+    trained_fraction: float  # the authors' % trained / 100: mean over clients of the values trained (buffers
+    # included) over the model's parameters, so FedAvg's is above 1 on a model with BatchNorm
+    trained_param_fraction: float = math.nan  # ours: mean over clients of the share of group parameters trained
 
 
 def analytic_round(groups: GroupInfo, fleet: FleetInfo, alloc: np.ndarray, accessible: Sequence[Sequence[int]],
@@ -126,17 +131,21 @@ def analytic_round(groups: GroupInfo, fleet: FleetInfo, alloc: np.ndarray, acces
     up = np.zeros(k_n)
     down = np.zeros(k_n)
     trained = np.zeros(k_n)
+    trained_params = np.zeros(k_n)
     total = sum(groups.n_params)
+    counted = groups.counted or groups.sizes
+    model_params = groups.n_model_params or total
     for k in range(k_n):
         chosen = [int(j) for j in np.flatnonzero(alloc[k])]
         compute[k] = cost.compute_s(k, chosen, accessible[k], samples[k])
         up[k] = payload_bytes(groups, chosen)
         down[k] = cost.down_bytes(k)
         comm[k] = cost.comm_time(k, int(up[k]))
-        trained[k] = sum(groups.n_params[j] for j in chosen) / max(total, 1)
+        trained[k] = sum(counted[j] for j in chosen) / max(model_params, 1)
+        trained_params[k] = sum(groups.n_params[j] for j in chosen) / max(total, 1)
     t_round = float((compute + comm).max()) if k_n else 0.0
     p = np.array(fleet.p_busy_w if fleet.p_busy_w else [0.0] * k_n)
     idle = np.maximum(t_round - compute - comm, 0.0)
     energy = p * compute + COMM_POWER_RATIO * p * comm + IDLE_POWER_RATIO * p * idle
     return AnalyticRound(t_round, float(energy.sum()), float(up.sum()), float(down.sum()), compute, comm, energy,
-                         float(trained.mean()) if k_n else 0.0)
+                         float(trained.mean()) if k_n else 0.0, float(trained_params.mean()) if k_n else 0.0)

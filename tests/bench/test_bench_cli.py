@@ -39,8 +39,9 @@ def test_mpi_paper_bench_lr_chosen_on_validation(tmp_path):
         log = read_log(out / f"{s}-seed0.h5")
         assert log.config["strategy"]["lr"] == chosen[s]
         assert log.config["data"]["validation"] == 0 and log.config["data"]["protocol"] == "paper"
-        assert len(log.rounds) == 2 and len(log.profiles) == 3
-        assert log.class_f1.shape == (2, 12)
+        # --rounds 2 under the paper protocol is the published R = 2: round 0, then 1..2
+        assert len(log.rounds) == 3 and len(log.profiles) == 3
+        assert log.class_f1.shape == (3, 12)
     md = (out / "summary.md").read_text()
     assert md.startswith("# relief-mpi bench: the paper's table")
     assert "final macro-F1 on the validation split" in md
@@ -160,6 +161,24 @@ def test_bad_options_exit_2_with_one_line(tmp_path, args, message):
     assert res.returncode == 2
     assert message in res.stderr
     assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seeds", "-1"], "error: --seeds: -1 is not a seed (0..4294967295, as --seed)"),
+    (["--seeds", "0,99999999999"], "error: --seeds: 99999999999 is not a seed (0..4294967295, as --seed)"),
+    (["--strategies", ""], "error: --strategies: give a comma-separated list"),
+    (["--strategies", " , "], "error: --strategies: give a comma-separated list"),
+    (["--lr-grid", "nan"], "error: --lr-grid: learning rates must be in (0, 10], as --lr"),
+    (["--lr-grid", ""], "error: --lr-grid: give a comma-separated list"),
+    (["--clients", "99999999999"], "error: --clients 99999999999: needs at least "),
+])
+def test_bad_seeds_and_strategies_are_one_line(tmp_path, args, message):
+    """Issue 22 case 15: a seed outside --seed's range and an empty --strategies (which ran the default
+    set) are one `error:` line, exit 2, before any run."""
+    res = run_here(["bench", "--transport", "inprocess", "--out-dir", str(tmp_path / "b"), *args])
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.strip().startswith(message) and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert not (tmp_path / "b").exists()
 
 
 def test_resume_keeps_complete_logs_and_summary_ignores_unplanned_ones(tmp_path):

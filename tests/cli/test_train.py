@@ -64,7 +64,8 @@ def test_start_up_phases_and_a_rejected_update_are_said_once(mpi_run: dict[str, 
     out = res.stdout.splitlines()
     first_round = next(i for i, x in enumerate(out) if x.startswith("round "))
     start = [x for x in out[:first_round] if x.startswith("start: ")]
-    assert len(start) == 4 and len(start) == first_round, out
+    assert len(start) == 5 and len(start) == first_round, out
+    assert start.pop(0) == "start: loading torch, MPI and the run's code on 3 ranks (then the data and model)"
     assert start[0] == "start: data (synthetic) and model (paper, cnn) for 4 client(s) on 2 client ranks"
     assert re.fullmatch(r"start: data and model ready in \d+\.\d s \(\d+ training windows, 15 parameter groups, "
                         r"strategy fedavg\)", start[1]), start[1]
@@ -163,7 +164,7 @@ def test_config_show_then_train_config_repeats_the_run(tmp_path: Path) -> None:
     b.write_bytes(b"")  # a 0-byte log, as a start killed before it wrote anything leaves: it must not block
     res = run_here(["train", "--transport", "inprocess", "--config", str(toml), "--out", str(b)])
     assert res.returncode == 0, res.stderr
-    assert res.stdout.splitlines()[0].startswith("start: data (synthetic) and model"), "start-up phases are printed"
+    assert res.stdout.splitlines()[1].startswith("start: data (synthetic) and model"), "start-up phases are printed"
     ra, rb = read_log(a), read_log(b)
     assert ra.config == rb.config
     for f in SAME:

@@ -102,3 +102,30 @@ def test_stopped_client_is_named_by_the_round_watchdog(tmp_path: Path) -> None:
                              f"(checkpoint at round {k})")
     assert run.status == "timeout" and list(run.rounds["round"]) == list(range(1, k + 1))
     assert load_checkpoint(checkpoint_path(log)).round == k
+
+
+def test_stopped_server_is_named_by_a_client(tmp_path: Path) -> None:
+    """Issue 22 case 6: a SIGSTOPped rank 0 hung the job (250 s, then killed). Each client bounds its
+    wait on the server (comm/watchdog.py: --round-timeout 4 s plus at least 30 s for the server's own
+    work between rounds), and the first to give up ends the job with one line naming rank 0 and its host."""
+    log = tmp_path / "z.h5"
+    proc = start(log, ["--round-timeout", "4"])
+    wait_rounds(proc, log, 1)
+    ranks = [p for p in psutil.Process(proc.pid).children(recursive=True)
+             if p.environ().get("PMI_RANK") == "0" or p.environ().get("OMPI_COMM_WORLD_RANK") == "0"]
+    assert len(ranks) == 1, "rank 0's process"
+    server = ranks[0]
+    server.suspend()  # SIGSTOP: alive, but it never answers again
+    try:
+        code, out, err = finish(proc, 150)
+    finally:
+        if server.is_running():
+            server.kill()
+    assert code == 4, (code, err)
+    lines = [x for x in err.splitlines() if x.strip()]
+    assert len(lines) == 1, err
+    host = os.uname().nodename
+    assert lines[0].startswith(f"error: rank 0 (the server) on {host} did not answer rank 1 within "), lines[0]
+    assert "the job was ended" in lines[0] and "Traceback" not in out + err
+    run = read_log(log)  # what the server completed before it stopped is kept
+    assert len(run.rounds) >= 1 and list(run.rounds["round"]) == list(range(1, len(run.rounds) + 1))

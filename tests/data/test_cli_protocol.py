@@ -37,7 +37,7 @@ def test_protocol_paper_sets_the_published_protocol() -> None:
             ("paper", 256, 50, "subject", "paper", 0.2)
         assert (d.modality_by, d.downsample, d.server_fraction) == ("type", 1, 0.0)
         assert (cfg.device.fleet, cfg.rounds, cfg.strategy.local_epochs, cfg.strategy.batch_size) == \
-            ("paper", 200, 5, 32)
+            ("paper", 201, 5, 32)  # --rounds 200 is the published R: round 0 then 1..200
         assert cfg.strategy.lr == 1e-3  # fedavg, a published preset: Adam 1e-3
     pa = parsed(["--protocol", "paper", "--dataset", "pamap2", "--data-dir", "x"]).data
     assert pa.downsample == 2  # 100 -> 50 Hz
@@ -49,7 +49,8 @@ def test_protocol_paper_sets_the_published_protocol() -> None:
 def test_options_given_win_over_the_protocol() -> None:
     cfg = parsed(["--protocol", "paper", "--rounds", "3", "--local-epochs", "1", "--batch-size", "8",
                   "--fleet", "my.toml", "--split", "time"])
-    assert (cfg.rounds, cfg.strategy.local_epochs, cfg.strategy.batch_size, cfg.device.fleet) == (3, 1, 8, "my.toml")
+    # --rounds 3 under the paper protocol is the published R = 3: round 0, then 1..3
+    assert (cfg.rounds, cfg.strategy.local_epochs, cfg.strategy.batch_size, cfg.device.fleet) == (4, 1, 8, "my.toml")
     assert (cfg.data.split, cfg.data.partition, cfg.data.window) == ("time", "subject", 256)
     cfg = parsed(["--protocol", "paper", "--split", "subject", "--test-subjects", "2"])
     assert (cfg.data.split, cfg.data.test_subjects) == ("subject", 2)
@@ -62,7 +63,7 @@ def test_options_given_win_over_the_protocol() -> None:
         ("ours", "subject", "paper", 0, 20)
     # a caller that sets a value itself says so, and the protocol leaves it alone
     with train.make_context("train", ["--protocol", "paper"]) as ctx:
-        assert build_config({**ctx.params, "rounds": 7}, {"rounds"}).rounds == 7
+        assert build_config({**ctx.params, "rounds": 7}, {"rounds"}).rounds == 8  # published R = 7
 
 
 BAD = [
@@ -103,8 +104,9 @@ def test_help_explains_the_new_options(relief) -> None:  # noqa: ANN001
     for cmd in (["train"], ["bench"], ["pretrain"], ["data", "info"]):
         code, out, _ = relief([*cmd, "--help"])
         assert code == 0
-        for text in ("--protocol [ours|paper]", "--partition [dirichlet|subject]", "--split [time|paper|subject]",
-                     "--test-subjects", "it leaks", "one client per subject", "held-out subjects"):
+        for text in ("--protocol [ours|paper]", "--partition [dirichlet|subject]",
+                     "--split [time|paper|paper-streams|subject|file]", "--split-file", "--test-subjects", "it leaks",
+                     "one client per subject", "held-out subjects"):
             assert text in " ".join(out.split()), (cmd, text)
 
 

@@ -68,7 +68,8 @@ def windows_of(fd, subject: int) -> list[tuple[int, int]]:
 def test_mhealth_paper_windows_labels_and_zscore(tmp_path: Path) -> None:
     tables = write_mhealth(tmp_path, subjects=(1, 2), labels=MH)
     cfg = paper_data_config(DataConfig(dataset="mhealth", data_dir=str(tmp_path)))
-    assert (cfg.window, cfg.stride, cfg.partition, cfg.split, cfg.downsample) == (256, 50, "subject", "paper", 1)
+    assert (cfg.window, cfg.stride, cfg.partition, cfg.split, cfg.downsample) == \
+        (256, 50, "subject", "paper", 1)
     fd = build_federated(cfg, 0, [("acc", "gyro", "mag", "ecg"), ("acc",)], load_raw(cfg, 0))
     assert fd.client_subjects == (1, 2) and fd.window_len == 256
     for k, s in enumerate((1, 2)):

@@ -159,5 +159,5 @@ def test_hosts_list_cli(tmp_path: Path) -> None:
     bad.write_text("a:2\nb:zz\n")
     r = run_here(["hosts", "list", str(bad)])
     assert r.returncode == 2
-    assert r.stderr.strip() == f"error: hostfile {bad} line 2: slot count 'zz' is not a whole number >= 1 " \
+    assert r.stderr.strip() == f"error: hostfile {bad} line 2: slot count 'zz' is not a whole number in 1..65536 " \
                                "(MPICH syntax is host:N): 'b:zz'"

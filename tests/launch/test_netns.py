@@ -184,7 +184,8 @@ def _run_on_head(hosts: list[Host], tmp: Path, args: list[str], timeout: float) 
     })
     inner = [str(REPO / "launch" / "cluster.sh"), str(hostfile), "--iface", IFACE,
              "--fleet", str(REPO / "hostfiles" / "workstation-2orin.fleet.toml"),
-             "--profiles", str(REPO / "hostfiles" / "profiles"), *args]
+             "--profiles", str(REPO / "hostfiles" / "profiles"), *args,
+             "--device", "cpu"]  # the namespaces' "Jetsons" have no GPU; their native profiles say device = "cuda"
     cmd = ["ip", "netns", "exec", head.ns, "unshare", "--uts", "/bin/sh", "-c",
            f'hostname {head.name} && exec "$@"', "sh", *inner]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp, env=env,

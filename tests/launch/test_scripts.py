@@ -108,6 +108,9 @@ def test_cluster_mpich_hosts_check_gets_the_hostfile(tmp_path: Path) -> None:
     ("a:2\nb slots=2\n", [], "line 2: uses Open MPI (host slots=N) syntax but line 1 uses MPICH"),
     ("localhost:2\n", ["-n", "3"], "-n 3 is more than the 2 slot(s)"),
     ("localhost:2\n", ["--fleet", "/nonexistent.toml"], "--fleet /nonexistent.toml: no such file"),
+    # issue 22 case 17: a slot count beyond any host (and beyond 64 bits) never reaches mpiexec
+    ("vm:99999999999999999999\n", [], "line 1: slot count '99999999999999999999' is not a whole number in 1..65536"),
+    ("vm slots=70000\n", [], "line 1: slots='70000' is not a whole number in 1..65536"),
 ])
 def test_cluster_errors(tmp_path: Path, text: str, args: list[str], words: str) -> None:
     hf = tmp_path / "hosts"

@@ -49,6 +49,20 @@ def test_corrected_bracket_contains_the_overhead_and_budgets_vary() -> None:
     assert budget.max_round_time(t_f, t_o, TAU, K_MIN, N_G) <= t_f
 
 
+def test_widened_search_converges_on_the_smallest_feasible_t() -> None:
+    """The authors' bracket with hi_mult 1000 and 30 steps. By hand: for T >= T_o a client with
+    floor((T - T_o) / tau) >= k_min finishes by T, so the smallest T that fits is
+    T_o + max_n k_min tau_n = 0.3 + max(0.008, 0.052, 0.11) = 0.41; 30 halvings of [0.001, 110]
+    leave it at most 110 / 2^30 = 1.03e-7 above (the search returns the feasible end)."""
+    t_o = 0.3
+    t_f = budget.search_t_star(t_o, TAU, K_MIN, N_G, bracket="widened")
+    assert 0.41 <= t_f <= 0.41 + 110 / 2**30
+    assert [budget.elastic_budget(t_f, t_o, TAU[n], K_MIN[n]) for n in range(3)] == [55, 4, 1]
+    # contains-overhead's 4 steps on [0.301, 3.6] stop up to 0.21 higher: bigger budgets for the fast client
+    t_c = budget.search_t_star(t_o, TAU, K_MIN, N_G, bracket="contains-overhead")
+    assert t_c > 0.41 + 1e-3 and budget.elastic_budget(t_c, t_o, TAU[0], K_MIN[0]) > 55
+
+
 D_BAR = {4: 0.5, 5: 2.0, 6: 0.1, 7: 0.3, 8: 1.0, 13: 0.7, 14: 0.05}
 GROUPS = [0, 4, 5, 6, 7, 8, 13, 14]
 
