@@ -284,3 +284,26 @@ def test_bench_outputs_on_a_full_disk_are_one_error_and_none_half_written(tmp_pa
             assert data.endswith(b"IEND\xaeB`\x82"), name
         else:
             assert data == ref[name], name
+
+
+def test_rollback_keeps_the_warnings_of_complete_rounds(tmp_path: Path) -> None:
+    """/warnings is a list of lines, not one row per round: the rollback of an unfinished round
+    must not shrink it to /n_rounds."""
+    from tests.log.test_stops import in_fresh_process
+
+    p = tmp_path / "w.h5"
+    res = in_fresh_process(f"""
+        w = RoundLogWriter({str(p)!r}, ATTRS, 3, ["acc", "shared"], ["high"])
+        w.append(record(1))
+        for i in range(3):
+            w.add_warning(1, "loss", f"warning {{i}}")
+        w.fail_after = 1
+        try:
+            w.append(record(2))
+        except LogWriteError as e:
+            print(e)
+    """)
+    assert "No space left on device" in res.stdout, res.stderr
+    with h5py.File(p, "r") as f:
+        assert f["rounds"].shape == (1,) and f["status"][()] == b"failed"
+        assert [r.decode() for r in f["warnings"]["text"]] == ["warning 0", "warning 1", "warning 2"]
