@@ -133,7 +133,6 @@ def command(ctx: click.Context, **kw: Any) -> None:
     paper = kw.get("protocol") == "paper"
     _check_paper_options(ctx, kw, paper)
     out_dir = Path(kw["out_dir"]) if kw["out_dir"] else Path("bench") / kw["dataset"]
-    check_writable(out_dir / "summary.md", "--out-dir")  # read-only or a file: one line before any run
     known = strategy_classes()
     strategies, notes = _strategy_list(kw, paper, set(known))
     if kw["summary_only"]:
@@ -261,8 +260,10 @@ def _run_plan(plan: BenchPlan, kw: dict[str, Any]) -> None:
 
     if kw["transport"] == "inprocess":
         check_clients_fit(plan.base, kw["clients"])  # before any run allocates them (issue 22, case 7)
+        check_writable(plan.out_dir / "summary.md", "--out-dir")  # read-only or a file: one line before any run
         files = run_bench(plan, "inprocess", kw["clients"], progress, say)
     else:
+        check_writable(plan.out_dir / "summary.md", "--out-dir")  # on every rank: the verdict is the same
         files = _guarded(lambda: run_bench(plan, "mpi", 0, progress, say))
     for p in files or []:
         click.echo(f"wrote {p}")
