@@ -14,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -22,6 +22,9 @@ import torch
 from relief_mpi.config import flatten
 from relief_mpi.errors import ReliefError
 from relief_mpi.stops import CheckpointWriteError
+
+if TYPE_CHECKING:
+    from relief_mpi.run_setup import RunSetup
 
 FORMAT = 1
 
@@ -96,3 +99,67 @@ def config_differences(saved: dict[str, Any], given: dict[str, Any],
 def describe_differences(saved_json: str, given: dict[str, Any], keys: list[str]) -> str:
     a, b = flatten(json.loads(saved_json)), flatten(given)
     return ", ".join(f"{k} (checkpoint {a.get(k)!r}, given {b.get(k)!r})" for k in keys)
+
+
+def check_against_log(ck: Checkpoint, rounds: np.ndarray, path: Path) -> None:
+    """A checkpoint resumes only the log it was written beside: its round must be one of the log's
+    complete rounds (a resume rewrites the log up to it, so a round outside would wipe or skip
+    rounds), and the elapsed times it saved must be the ones the log recorded for that round."""
+    n = len(rounds)
+    where = f"--resume {path}: the checkpoint {checkpoint_path(path).name}"
+    if ck.round < 1:
+        raise ReliefError(f"{where} is at round {ck.round}, which is no round; it is damaged (the log keeps rounds "
+                          f"1..{n})")
+    if ck.round > n:
+        raise ReliefError(f"{where} is at round {ck.round} but the log keeps rounds 1..{n}: they disagree (was the "
+                          "log replaced or truncated?); refusing to skip rounds")
+    row = rounds[ck.round - 1]
+    for name, saved in (("wall_elapsed_s", ck.wall_elapsed), ("virtual_elapsed_s", ck.virtual_elapsed)):
+        logged = float(row[name])
+        if not (np.isfinite(saved) and np.isclose(saved, logged, rtol=1e-9, atol=0.0)):
+            raise ReliefError(f"{where} and the log disagree on round {ck.round}: {name} {saved!r} in the checkpoint, "
+                              f"{logged!r} in the log; they are from different runs")
+
+
+def check_against_run(ck: Checkpoint, blocks: list[np.ndarray], base_size: int, state: dict[str, np.ndarray],
+                      load_state: Any, path: Path) -> None:
+    """Every field of the checkpoint fits the run it resumes (the model's groups, the frozen base,
+    the strategy's statistics), checked before the run starts, so a hand-edited or damaged file is
+    one line, not a traceback after `start: ready`. load_state loads the strategy's statistics
+    (the check includes loading them: an RNG state that does not parse fails here)."""
+    where = f"cannot resume {path}: the checkpoint {checkpoint_path(path).name}"
+    if len(ck.blocks) != len(blocks):
+        raise ReliefError(f"{where} has {len(ck.blocks)} parameter groups, the model has {len(blocks)}")
+    for j, (got, want) in enumerate(zip(ck.blocks, blocks, strict=True)):
+        if got.shape != want.shape or got.dtype.kind != "f":
+            raise ReliefError(f"{where}: parameter group {j} has shape {got.shape} ({got.dtype}), the model's has "
+                              f"{want.shape}")
+        if not np.isfinite(got).all():
+            raise ReliefError(f"{where}: parameter group {j} holds non-finite values")
+    if ck.base.ndim != 1 or ck.base.size != base_size:
+        raise ReliefError(f"{where} has a frozen base of {ck.base.size} values, the model needs {base_size}")
+    missing, extra = sorted(set(state) - set(ck.strategy)), sorted(set(ck.strategy) - set(state))
+    if missing or extra:
+        raise ReliefError(f"{where}: the strategy state {'lacks ' + ', '.join(missing) if missing else ''}"
+                          f"{'; ' if missing and extra else ''}{'has unknown ' + ', '.join(extra) if extra else ''}")
+    for k, want_v in state.items():
+        got_v = ck.strategy[k]
+        if k != "rng" and (got_v.shape != want_v.shape or got_v.dtype.kind not in "iuf"):
+            raise ReliefError(f"{where}: strategy state {k} has shape {got_v.shape} ({got_v.dtype}), the strategy's "
+                              f"has {want_v.shape}")
+    try:
+        load_state(ck.strategy)
+    except Exception as e:  # noqa: BLE001 - a garbled RNG string or value raises whatever the parser raises
+        raise ReliefError(f"{where}: the strategy state does not load ({type(e).__name__}: "
+                          f"{(str(e).splitlines() or [''])[0][:160]})") from None
+    for name, v in (("wall_elapsed", ck.wall_elapsed), ("virtual_elapsed", ck.virtual_elapsed)):
+        if not (np.isfinite(v) and v >= 0):
+            raise ReliefError(f"{where}: {name} is {v!r}")
+
+
+def check_fits_setup(ck: Checkpoint, setup: RunSetup, path: Path) -> None:
+    """check_against_run for the run `setup` builds (a fresh model gives the groups' and base's shapes)."""
+    model: Any = setup.make_model()  # the registry kind fits the model kind (run_setup.make_registry)
+    reg = setup.registry
+    check_against_run(ck, [reg.get(model, b) for b in range(len(reg))], reg.get_base(model).size,
+                      setup.strategy.state(), setup.strategy.load_state, path)

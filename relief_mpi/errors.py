@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["EXIT_FAILED", "EXIT_TIMEOUT", "ReliefError", "RoundTimeout", "RunStopped", "StartupRefused"]
+__all__ = ["EXIT_FAILED", "EXIT_TIMEOUT", "ReliefError", "RoundTimeout", "RunStopped", "StartupRefused",
+           "WriteFailed"]
 
 EXIT_FAILED = 1  # the log or a checkpoint could not be written
 EXIT_TIMEOUT = 4  # a round did not finish within --round-timeout
@@ -47,3 +48,10 @@ class RoundTimeout(RunStopped):
     exit_code = EXIT_TIMEOUT
     status = "timeout"
     ranks: list[int] = []  # the ranks named as not answering
+
+
+class WriteFailed(ReliefError):
+    """An output file could not be written (read-only folder, disk full): one line and exit 1, as
+    for a run's log (EXIT_FAILED), and no partial file left behind."""
+
+    exit_code = EXIT_FAILED

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from relief_mpi import signals
-from relief_mpi.checkpoint import Checkpoint
+from relief_mpi.checkpoint import Checkpoint, check_fits_setup
 from relief_mpi.cli.output import Progress, connecting_line, ready_line, setup_done_line, startup_line
 from relief_mpi.client import LocalClients
 from relief_mpi.comm.inprocess import InProcessServerTransport
@@ -57,6 +57,8 @@ def check_resumable(setup: RunSetup, resume: Checkpoint | None, out: Path) -> No
     if resume is not None and resume.fingerprint != setup.data.fingerprint:
         raise ReliefError(f"cannot resume {out}: the data differ from the checkpoint's (fingerprint "
                           f"{setup.data.fingerprint}, checkpoint {resume.fingerprint}); use the same dataset files")
+    if resume is not None:
+        check_fits_setup(resume, setup, out)  # every field, before the log is touched (checkpoint.check_against_run)
 
 
 def serve(setup: RunSetup, transport: ServerTransport, out: Path, hosts: list[str], mpi_library: str,

@@ -110,3 +110,76 @@ def test_checkpoint_on_a_full_disk_says_so_and_leaves_no_temp(small_disk: Path) 
     assert sorted(p.name for p in small_disk.iterdir()) == ["filler", "r.ckpt.pt"], "the temp file must be removed"
     kept = load_checkpoint(path)
     assert kept.round == 1 and float(kept.blocks[0][0]) == 1.0
+
+
+@pytest.fixture(scope="module")
+def relief_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-round RELIEF run (it checkpoints an RNG state) with a checkpoint after each round."""
+    log = tmp_path_factory.mktemp("ck") / "r.h5"
+    res = run_here(["train", "--transport", "inprocess", "--clients", "3", "--strategy", "relief", *FAST, "--quiet",
+                    "--rounds", "2", "--checkpoint-every", "1", "--out", str(log)])
+    assert res.returncode == 0, res.stderr
+    return log
+
+
+def _edited(log: Path, dest: Path, edit: str) -> Path:
+    import shutil
+
+    import torch
+
+    out = dest / "e.h5"
+    shutil.copy(log, out)
+    d = torch.load(checkpoint_path(log), weights_only=True)
+    if edit == "shape":
+        d["blocks"][3] = d["blocks"][3][:-2]
+    elif edit == "fewer-blocks":
+        d["blocks"] = d["blocks"][:-1]
+    elif edit == "no-strategy-state":
+        del d["strategy"]["d_bar"]
+    elif edit == "strategy-shape":
+        d["strategy"]["last_trained"] = d["strategy"]["last_trained"][:1]
+    elif edit == "bad-rng":
+        d["strategy"]["rng"] = torch.frombuffer(bytearray(b"{'bit_generator': 'PCG64', 'state': 7}"), dtype=torch.uint8)
+    elif edit == "garbled-rng":
+        d["strategy"]["rng"] = torch.frombuffer(bytearray(b"not python at all ("), dtype=torch.uint8)
+    elif edit == "base":
+        d["base"] = torch.zeros(5)
+    elif edit == "round-negative":
+        d["round"] = -3
+    elif edit == "round-beyond-log":
+        d["round"] = 5
+    elif edit == "elapsed-disagrees":
+        d["virtual_elapsed"] = d["virtual_elapsed"] + 100.0
+    torch.save(d, checkpoint_path(out))
+    return out
+
+
+@pytest.mark.parametrize(("edit", "says"), [
+    ("shape", "parameter group 3 has shape"), ("fewer-blocks", "parameter groups, the model has"),
+    ("no-strategy-state", "the strategy state lacks d_bar"),
+    ("strategy-shape", "strategy state last_trained has shape"),
+    ("bad-rng", "the strategy state does not load"), ("garbled-rng", "the strategy state does not load"),
+    ("base", "has a frozen base of 5 values, the model needs 0"),
+    ("round-negative", "is at round -3, which is no round"),
+    ("round-beyond-log", "is at round 5 but the log keeps rounds 1..2: they disagree"),
+    ("elapsed-disagrees", "and the log disagree on round 2: virtual_elapsed_s"),
+])
+def test_hand_edited_checkpoint_is_one_line_before_start_and_the_log_is_kept(relief_run: Path, tmp_path: Path,
+                                                                           edit: str, says: str) -> None:
+    # Before: `rank 0 failed, aborting the job:` and a traceback, some after `start: ready`; round -3
+    # rewrote the log without its two complete rounds; round 5 silently skipped rounds 3..5.
+    log = _edited(relief_run, tmp_path, edit)
+    res = run_here(["train", "--transport", "inprocess", "--resume", str(log), "--rounds", "6"], timeout=120)
+    lines = [x for x in res.stderr.splitlines() if x.strip()]
+    assert res.returncode == 2 and len(lines) == 1, res.stderr[-3000:]
+    assert lines[0].startswith("error: ") and says in lines[0], lines
+    assert "start: ready" not in res.stdout and "Traceback" not in res.stderr
+    kept = read_log(log)
+    assert list(kept.rounds["round"]) == [1, 2] and kept.status == "complete", "a refused resume keeps the log"
+
+
+def test_an_untouched_checkpoint_still_resumes(relief_run: Path, tmp_path: Path) -> None:
+    log = _edited(relief_run, tmp_path, "none")
+    res = run_here(["train", "--transport", "inprocess", "--resume", str(log), "--rounds", "3", "--quiet"], timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert list(read_log(log).rounds["round"]) == [1, 2, 3]

@@ -16,6 +16,7 @@ reaches a target has no time and takes no part in a ratio: nothing is extrapolat
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from relief_mpi.atomic import write_atomic
 from relief_mpi.bench.results import NAN, Reach, Stat, fmt, label_of, last_row, ratio, reach, reduction_pct
 from relief_mpi.log.hdf5 import RunLog
 from relief_mpi.metrics import CRITICAL_F1, TARGET_F1, critical_classes, rare_modality_f1
@@ -534,19 +536,20 @@ def _share(value: float, published: float, key: str) -> str:
 
 
 def write_csv(s: PaperSummary, path: Path) -> None:
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(["row", "seeds"] + [f"{k}_{x}" for k in ROW_METRICS for x in ("mean", "std", "n")])
-        for r in s.rows:
-            w.writerow([r.label, len(r.runs)] + [v for k in ROW_METRICS for v in
-                                                 (r.stats[k].mean, r.stats[k].std, r.stats[k].count)])
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(["row", "seeds"] + [f"{k}_{x}" for k in ROW_METRICS for x in ("mean", "std", "n")])
+    for r in s.rows:
+        w.writerow([r.label, len(r.runs)] + [v for k in ROW_METRICS for v in
+                                             (r.stats[k].mean, r.stats[k].std, r.stats[k].count)])
+    write_atomic(path, fh.getvalue().encode())
 
 
 def write_json(s: PaperSummary, path: Path) -> None:
     def stats(d: dict[str, Stat]) -> dict[str, dict[str, object]]:
         return {k: {"mean": v.mean, "std": v.std, "n": v.count, "values": list(v.values)} for k, v in d.items()}
 
-    path.write_text(json.dumps({
+    write_atomic(path, json.dumps({
         "target": s.target, "threshold": s.threshold,
         "critical": {str(k): [s.class_names[c] if c < len(s.class_names) else str(c) for c in v]
                      for k, v in s.critical.items()},
@@ -555,4 +558,4 @@ def write_json(s: PaperSummary, path: Path) -> None:
                         for c in s.comparisons],
         "corrections": [{"title": c.title, "label": c.label, "reference": c.reference, **stats(c.stats)}
                         for c in s.corrections],
-    }, indent=1, default=float))
+    }, indent=1, default=float).encode())

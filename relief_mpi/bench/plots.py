@@ -4,6 +4,7 @@ and the groups each tier trained per round (the allocation, published and correc
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Sequence
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from relief_mpi.atomic import write_atomic
 from relief_mpi.bench.paper import PaperSummary
 from relief_mpi.bench.results import label_of
 from relief_mpi.bench.summary import Summary
@@ -47,8 +49,12 @@ def _save(fig: Figure, path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=110, format="png")
+    finally:
+        plt.close(fig)
+    write_atomic(path, buf.getbuffer())  # whole or not at all (errors.WriteFailed)
     return path
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from relief_mpi.atomic import write_atomic
 from relief_mpi.bench import summary as sm
 from relief_mpi.config import RunConfig
 from relief_mpi.errors import ReliefError
@@ -413,13 +414,13 @@ def _write_bench_json(plan: BenchPlan, chosen: dict[str, float], bases: dict[str
                       measured: _Measured) -> None:
     """bench.json: the plan, the lrs chosen, the shared bases, and what was measured on this host
     (wall time, peak RSS, transport, hosts); --summary-only reads it back."""
-    (plan.out_dir / "bench.json").write_text(json.dumps({
+    write_atomic(plan.out_dir / "bench.json", json.dumps({
         "strategies": plan.strategies, "rows": [dataclasses.asdict(v) for v in plan.rows], "seeds": plan.seeds,
         "lr_grid": plan.lr_grid, "chosen_lr": chosen, "lr_chosen_on": "validation" if plan.lr_grid else None,
         "target_f1": plan.target_f1, "budget": plan.budget, "notes": plan.notes, "bases": sorted(set(bases.values())),
         "wall_s": measured.wall_s, "peak_rss_mb": measured.peak_rss_mb, "transport": measured.transport,
         "hosts": measured.hosts, "load_avg": list(_loadavg()),
-    }, indent=1, default=str))
+    }, indent=1, default=str).encode())
 
 
 def _preflight(configs: list[RunConfig], n_clients: int) -> str:

@@ -15,6 +15,7 @@ takes no part in a speedup: nothing is extrapolated.
 from __future__ import annotations
 
 import csv
+import io
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from relief_mpi.atomic import write_atomic
 from relief_mpi.bench.results import (
     NAN,
     RUN_NAME,
@@ -306,29 +308,31 @@ def write_csv(summary: Summary, path: Path) -> None:
     for k in METRICS:
         head += [f"{k}_mean", f"{k}_std", f"{k}_n"]
     head += ["speedup_virtual_max", "rare_gain_pp_max", "target_f1"]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(head)
-        for s in summary.strategies:
-            row: list[object] = [s.strategy, ";".join(f"{x:g}" for x in s.lrs), len(s.runs)]
-            for k in METRICS:
-                st = s.stats[k]
-                row += [st.mean, st.std, st.count]
-            row += [s.stats["speedup_virtual"].max, s.stats["rare_gain_pp"].max,
-                    ";".join(f"{summary.targets[r.seed]:.6g}" for r in s.runs)]
-            w.writerow(row)
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(head)
+    for s in summary.strategies:
+        row: list[object] = [s.strategy, ";".join(f"{x:g}" for x in s.lrs), len(s.runs)]
+        for k in METRICS:
+            st = s.stats[k]
+            row += [st.mean, st.std, st.count]
+        row += [s.stats["speedup_virtual"].max, s.stats["rare_gain_pp"].max,
+                ";".join(f"{summary.targets[r.seed]:.6g}" for r in s.runs)]
+        w.writerow(row)
+    write_atomic(path, fh.getvalue().encode())
 
 
 def write_runs_csv(summary: Summary, path: Path) -> None:
     fields = ["strategy", "seed", "lr", "rounds", "final_accuracy", "final_macro_f1", "final_rare_f1", "target",
               "round_reached", "time_virtual_s", "time_wall_s", "energy_j", "energy_to_target_j", "bytes_up",
               "bytes_down", "wall_s", "virtual_s", "path"]
-    with open(path, "w", newline="") as fh:
-        w = csv.writer(fh)
-        w.writerow(fields)
-        for s in summary.strategies:
-            for r in s.runs:
-                w.writerow([getattr(r, f) for f in fields])
+    fh = io.StringIO(newline="")
+    w = csv.writer(fh)
+    w.writerow(fields)
+    for s in summary.strategies:
+        for r in s.runs:
+            w.writerow([getattr(r, f) for f in fields])
+    write_atomic(path, fh.getvalue().encode())
 
 
 def write_summary(summary: Summary, out_dir: Path, extra_md: str = "", prefix: str = "") -> list[Path]:
@@ -339,7 +343,7 @@ def write_summary(summary: Summary, out_dir: Path, extra_md: str = "", prefix: s
     ours = markdown(summary) if not prefix else markdown(
         summary, "Ours on the same runs (our earlier protocol's metrics; target 95% of FedAvg's final macro-F1)",
         with_meta=False)
-    md.write_text(prefix + ours + (("\n" + extra_md) if extra_md else ""))
+    write_atomic(md, (prefix + ours + (("\n" + extra_md) if extra_md else "")).encode())
     csv_path = out_dir / "summary.csv"
     write_csv(summary, csv_path)
     runs_path = out_dir / "runs.csv"

@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from relief_mpi.atomic import write_atomic
 from relief_mpi.bench.runner import peak_rss_mb
 from relief_mpi.comm.exchange_bench import measure
 from relief_mpi.comm.placement import clients_of
@@ -172,7 +173,6 @@ def run_system(cfg: RunConfig, max_mb: int, json_out: Path | None, say: Say,
         return None
     out["load_avg_end"] = list(os.getloadavg())
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(out, indent=1))
+        write_atomic(json_out, json.dumps(out, indent=1).encode())  # whole or not at all (errors.WriteFailed)
         say(f"wrote {json_out}")
     return out

@@ -12,7 +12,7 @@ import click
 
 from relief_mpi import __version__, signals
 from relief_mpi.cli.startup import launcher_rank
-from relief_mpi.errors import ReliefError
+from relief_mpi.errors import ReliefError, WriteFailed
 
 __all__ = ["cli", "entry", "fail", "launcher_rank", "main"]
 
@@ -67,7 +67,7 @@ def main() -> None:
             e.show()
         sys.exit(e.exit_code)
     except ReliefError as e:
-        fail(str(e), printable=getattr(e, "printable", True))
+        fail(str(e), e.exit_code if isinstance(e, WriteFailed) else 2, printable=getattr(e, "printable", True))
 
 
 def entry() -> None:

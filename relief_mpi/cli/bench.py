@@ -20,6 +20,7 @@ from relief_mpi.bounds import check_clients_fit
 from relief_mpi.cli.errors import abort_job
 from relief_mpi.cli.options import build_config, common_options
 from relief_mpi.cli.settings import register_command
+from relief_mpi.cli.train import check_writable
 from relief_mpi.errors import ReliefError
 
 if TYPE_CHECKING:
@@ -259,8 +260,10 @@ def _run_plan(plan: BenchPlan, kw: dict[str, Any]) -> None:
 
     if kw["transport"] == "inprocess":
         check_clients_fit(plan.base, kw["clients"])  # before any run allocates them (issue 22, case 7)
+        check_writable(plan.out_dir / "summary.md", "--out-dir")  # read-only or a file: one line before any run
         files = run_bench(plan, "inprocess", kw["clients"], progress, say)
     else:
+        check_writable(plan.out_dir / "summary.md", "--out-dir")  # on every rank: the verdict is the same
         files = _guarded(lambda: run_bench(plan, "mpi", 0, progress, say))
     for p in files or []:
         click.echo(f"wrote {p}")

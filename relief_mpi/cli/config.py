@@ -95,15 +95,23 @@ def show(log: str) -> None:
     relief-mpi config show runs/r.h5 > run.toml
     relief-mpi train --config run.toml --out again.h5      # the same run again
     """
+    from relief_mpi.log.check import not_a_log, saved_config
     from relief_mpi.log.hdf5 import read_log
 
     path = Path(log)
     if not path.exists():
         raise ReliefError(f"{path}: no such file")
+    run = read_log(path)  # a damaged or foreign file is one line (log.check.LogReadError)
+    saved_config(path, run.attrs["config"])  # a garbled config is one line
+    saved = json.loads(run.attrs["config"])
     try:
-        run = read_log(path)
-        saved = json.loads(run.attrs["config"])
         world = int(run.attrs.get("world_size", 0))
-    except (OSError, KeyError, ValueError) as e:
-        raise ReliefError(f"{path}: not a relief-mpi round log ({e})") from None
-    click.echo(render(saved, world - 1 if world > 1 else None, str(path)), nl=False)
+    except (TypeError, ValueError):
+        raise not_a_log(path, f"its world_size attribute is {run.attrs.get('world_size')!r}") from None
+    try:
+        text = render(saved, world - 1 if world > 1 else None, str(path))
+    except ReliefError:
+        raise
+    except Exception as e:  # noqa: BLE001 - values no option accepts: the log's config is garbled
+        raise not_a_log(path, f"its config cannot be written as options ({type(e).__name__}: {e})") from None
+    click.echo(text, nl=False)

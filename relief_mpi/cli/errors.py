@@ -14,6 +14,7 @@ import click
 
 from relief_mpi import signals
 from relief_mpi.cli.output import exit_process
+from relief_mpi.log.lock import release_all
 from relief_mpi.stops import Interrupted, RunStopped, describe
 
 __all__ = ["abort_job", "stop_here", "stop_line"]
@@ -38,6 +39,7 @@ def stop_here(e: RunStopped | Interrupted) -> None:
 
         if world_size() > 1:
             abort(e.exit_code, quiet=True)
+    release_all()  # the log's writer lock; exit_process may leave by os._exit, past atexit
     exit_process(e.exit_code)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -61,16 +62,22 @@ def ready_line(seconds: float, first: int, rounds: int, paper: bool = False) -> 
 
 def exit_process(code: int) -> None:
     """Exit with `code`. After a failed log write, HDF5 holds data it can never flush and retries
-    (and may crash) at interpreter shutdown, so such a process finalizes MPI itself and leaves
-    with os._exit once its output is flushed."""
+    (and may crash) at interpreter shutdown, so such a process leaves with os._exit once its
+    output is flushed. Under MPI a non-zero exit waits for the clients (released by then) to be
+    gone: MPICH's launcher kills every rank still running when one exits non-zero, and prints
+    its BAD TERMINATION banner for them (exit 9 instead of ours)."""
     from relief_mpi.log.hdf5 import write_failed
 
-    if not write_failed():
-        sys.exit(code)
     sys.stdout.flush()
     sys.stderr.flush()
     if mpi_loaded():
-        from relief_mpi.comm.world import finalize
+        from relief_mpi.comm.world import finalize, world_size
 
-        finalize()
+        several = world_size() > 1
+        if (code != 0 and several) or write_failed():
+            finalize()  # a barrier: every rank is leaving; released clients exit with 0 right after it
+            if several:
+                time.sleep(1.0)
+    if not write_failed():
+        sys.exit(code)
     os._exit(code)

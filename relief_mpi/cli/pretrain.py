@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from relief_mpi.cli.options import DATA_OPTIONS, MODEL_OPTIONS, PRETRAIN_OPTIONS, build_config
+from relief_mpi.cli.train import check_writable
 from relief_mpi.config import DEVICES
 from relief_mpi.data.registry import load_raw
 from relief_mpi.data.subjects import subject_index
@@ -44,6 +45,9 @@ def command(**kw: Any) -> None:
     out = Path(kw["out"])
     if out.exists() and not kw["overwrite"]:
         raise ReliefError(f"--out {out} exists; pass --overwrite to replace it")
+    if out.is_dir():
+        raise ReliefError(f"--out {out} is a directory")
+    check_writable(out, "--out")  # a read-only or impossible path is one line now, not after the training
     from relief_mpi.run import set_process_threads
 
     set_process_threads()
@@ -65,8 +69,7 @@ def command(**kw: Any) -> None:
         x = torch.from_numpy(np.ascontiguousarray(test.x)).to(rdev.torch_device)
         pred = model([x[:, c, :] for c in chans]).argmax(1).cpu().numpy()
     f1 = macro_f1(test.y, pred, len(setup.data.spec.classes))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    save_base(model, setup.data.spec, out)
+    save_base(model, setup.data.spec, out)  # atomic; a failed write is one line (errors.WriteFailed, exit 1)
     click.echo(f"pretrained on {len(setup.data.server_train)} server windows ({mc.pretrain_optimizer}, lr "
                f"{mc.pretrain_lr:g}, {mc.pretrain_epochs} epochs): loss {res.loss_before:.3f} -> {res.loss_after:.3f}, "
                f"test macro-F1 {f1:.3f} (all sensors)")

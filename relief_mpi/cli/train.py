@@ -25,6 +25,7 @@ from relief_mpi.config import RNG_STREAMS, RunConfig
 from relief_mpi.debug import DebugHooks
 from relief_mpi.errors import ReliefError
 from relief_mpi.job import Resolved
+from relief_mpi.log.lock import hold, mpi_launch_size, release_all
 from relief_mpi.stops import Interrupted, RunStopped
 
 __all__ = ["check_out", "check_writable", "default_out", "find_log", "parse_fault", "resolve_resume", "train"]
@@ -41,9 +42,10 @@ def check_out(path: Path, overwrite: bool) -> Path:
         raise ReliefError(f"--out {path}: the log is HDF5; give a path ending in .h5")
     if path.exists() and path.is_dir():
         raise ReliefError(f"--out {path} is a directory")
+    check_writable(path, "--out")
+    hold(path, "--out")  # one writer per log, for the whole run (log.lock)
     if path.exists() and not overwrite and path.stat().st_size > 0:
         raise ReliefError(f"--out {path} exists; pass --overwrite to replace it (or pick another path)")
-    check_writable(path, "--out")
     return path
 
 
@@ -102,25 +104,33 @@ def check_rng(rng: str, transport: str, resuming: bool) -> None:
 
 def resolve_resume(kw: dict[str, Any], given: set[str]) -> Resolved:
     """The run to continue: its own config, the last checkpoint, and nothing the user changed."""
-    from relief_mpi.checkpoint import checkpoint_path, config_differences, describe_differences, load_checkpoint
     from relief_mpi.config import flatten
+    from relief_mpi.log.check import saved_config
     from relief_mpi.log.hdf5 import read_log
 
     if kw["out"]:
         raise ReliefError("--resume continues the log it names; drop --out")
     path = find_log(Path(kw["resume"]))
     check_writable(path, "--resume")
-    try:
-        log = read_log(path)
-        saved_json = log.attrs["config"]
-        saved = json.loads(saved_json)
-    except (OSError, KeyError, ValueError) as e:
-        raise ReliefError(f"--resume {path}: not a relief-mpi round log ({e})") from None
+    hold(path, "--resume")  # before reading: another run may be writing it (log.lock)
+    log = read_log(path)  # a damaged or foreign file is one line (log.check.LogReadError)
+    saved_json = log.attrs["config"]
+    saved_config(path, saved_json)
+    saved = json.loads(saved_json)
+    from relief_mpi.checkpoint import (  # torch: only once the log is known to be one
+        check_against_log,
+        checkpoint_path,
+        config_differences,
+        describe_differences,
+        load_checkpoint,
+    )
+
     ck = load_checkpoint(checkpoint_path(path))
     diff = config_differences(json.loads(ck.config_json), saved)  # rounds may differ: an extended run
     if diff:
         raise ReliefError(f"--resume {path}: the checkpoint {checkpoint_path(path).name} belongs to another config "
                           f"(differs in {', '.join(diff)}); refusing to mix them")
+    check_against_log(ck, log.rounds, path)  # a round the log keeps, with the times it logged
     given_cfg = flatten(build_config(kw).to_dict())
     # A log written before a setting existed ran with that setting's default.
     saved_cfg = RunConfig.from_dict(saved)
@@ -237,20 +247,33 @@ def train(ctx: click.Context, **kw: Any) -> None:
             check_clients_fit(res.config, res.n_clients)  # before anything is allocated (issue 22, case 7)
         return res
 
-    if kw["transport"] == "inprocess":
-        from relief_mpi import signals
-        from relief_mpi.run import run_inprocess
+    try:  # the log's writer lock (log.lock) is held from resolve() to the end of the run
+        if kw["transport"] == "inprocess":
+            refuse_inprocess_under_launcher()
+            res = resolve()  # before torch is imported: a bad --out or --resume is one line at once
+            from relief_mpi import signals
+            from relief_mpi.run import run_inprocess
 
-        res = resolve()
-        n_clients = res.n_clients or 4
-        signals.install("server")
-        try:
-            run_inprocess(res.config, n_clients, res.out, progress, debug, res.resume)
-        except (RunStopped, Interrupted) as e:
-            stop_here(e)
-        click.echo(f"log: {res.out}")
-        return
-    _train_mpi(resolve, progress, debug)
+            n_clients = res.n_clients or 4
+            signals.install("server")
+            try:
+                run_inprocess(res.config, n_clients, res.out, progress, debug, res.resume)
+            except (RunStopped, Interrupted) as e:
+                stop_here(e)
+            click.echo(f"log: {res.out}")
+            return
+        _train_mpi(resolve, progress, debug)
+    finally:
+        release_all()
+
+
+def refuse_inprocess_under_launcher() -> None:
+    """`mpirun -n 3 relief-mpi train --transport inprocess` would start three whole runs on one log."""
+    size = mpi_launch_size()
+    if size is not None and size[1] > 1:
+        raise ReliefError(f"--transport inprocess runs the whole job in one process, but this was started as "
+                          f"{size[1]} MPI ranks ({size[0]}={size[1]}): each would run it on the same log; drop "
+                          "mpirun, or drop --transport inprocess")
 
 
 def _train_mpi(resolve: Callable[[], Resolved], progress: Progress | None, debug: DebugHooks) -> None:

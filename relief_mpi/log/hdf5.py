@@ -2,14 +2,16 @@
 
 The file is in SWMR mode while it grows, so `h5py.File(path, "r", swmr=True)` reads it during a
 run and after a crash (a killed writer leaves the file marked open; a SWMR read still works, and
-`read_log` falls back to it).
+`read_log` falls back to it, after log.check has ruled out a truncated file).
 
 A round is complete only once it is on disk: each round writes the per-client, per-block and
 per-tier arrays and the /rounds row, flushes, and only then counts itself in the /n_rounds
 counter and flushes again. The reader trims everything to that counter, so a crash, a kill or a
 failed write (disk full) never leaves a partial round, or a row of zeros, visible as data.
 
-A write that fails stops the run with LogWriteError naming the file and the cause: h5py reports
+A write that fails is rolled back where HDF5 allows (every dataset shrunk to /n_rounds, /status
+"failed", closed: even raw /rounds then shows no unfinished round), and a log with no complete
+round is removed. The failure stops the run with LogWriteError naming the file and the cause: h5py reports
 some write failures only from object destructors ("Exception ignored in ObjectID.__dealloc__"),
 so the writer keeps its datasets open (errors then surface from flush) and also treats any such
 swallowed error during a write as a failure.
@@ -34,6 +36,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from relief_mpi.log.check import LogReadError, check_attrs, check_schema, check_shapes, not_a_log, open_for_reading
 from relief_mpi.stops import LogWriteError
 
 __all__ = [
@@ -269,9 +272,35 @@ class RoundLogWriter:
                 raise swallowed[0]
         except Exception as e:  # noqa: BLE001 - h5py raises RuntimeError, OSError, ... for the same I/O failure
             self.cause = write_error_cause(e)
-            self._discard(keep_file=True)
+            rolled_back = self._roll_back(n)
+            if n == 0 or not rolled_back:  # no complete round: a file would only block the rerun (`exists; pass
+                self._discard(keep_file=n > 0)  # --overwrite`)
             raise LogWriteError(f"writing round log {self.path} failed: {self.cause}") from None
         self.n_complete = n + 1
+
+    def _roll_back(self, n: int) -> bool:
+        """After a failed write of round n+1: shrink every per-round dataset back to the n complete
+        rounds, set /status to "failed" and close, so that even the raw datasets (read without
+        read_log's trimming, as the README's pandas example does) show no unfinished round. Shrinking
+        drops the unwritten chunks from HDF5's cache, so this often works on a full disk too; when
+        it does not (False), the file keeps /n_rounds = n and read_log still trims to it."""
+        assert self.f is not None
+        try:
+            with _swallowed_errors() as swallowed:
+                for key, d in self._ds.items():
+                    if key not in ("n_rounds", "status", "warnings") and d.shape[0] > n:  # per-round ones
+                        d.resize(n, axis=0)
+                self._ds["status"][()] = np.bytes_("failed")
+                self.f.flush()
+                if not swallowed:
+                    self._ds.clear()
+                    self.f.close()
+            if swallowed:
+                return False
+        except Exception:  # noqa: BLE001 - the write failed again: the caller closes quietly instead
+            return False
+        self.failed = True
+        return True
 
     def add_warning(self, rnd: int, kind: str, text: str) -> None:
         """One /warnings row (round, kind, the line printed), flushed; a failure is a LogWriteError."""
@@ -311,17 +340,26 @@ class RoundLogWriter:
 
     def remove(self) -> None:
         """Close without a trace: the file is deleted (a start that failed must not look like a run)."""
+        if self.f is not None and self.f.id.valid and not self.failed:
+            try:  # a clean close first: nothing stale is left in HDF5 (see write_failed)
+                with _swallowed_errors() as swallowed:
+                    self._ds.clear()
+                    self.f.close()
+                if swallowed:
+                    raise swallowed[0]
+            except Exception:  # noqa: BLE001, S110 - _discard closes it quietly
+                pass
         self._discard()
 
     def _discard(self, keep_file: bool = False) -> None:
         """Stop writing after a failure: close quietly (HDF5 may fail again on close) and, unless
         keep_file, delete the file. The on-disk /n_rounds still counts only complete rounds."""
         self.failed = True
-        _failed.append(self.path)
-        _quiet_stale_handles()
-        with _swallowed_errors():
-            self._ds.clear()
-            if self.f is not None:
+        if self.f is not None and self.f.id.valid:  # not closed cleanly (by _roll_back): HDF5 keeps stale buffers
+            _failed.append(self.path)
+            _quiet_stale_handles()
+            with _swallowed_errors():
+                self._ds.clear()
                 try:
                     self.f.close()
                 except Exception:  # noqa: BLE001, S110 - the failure was already reported
@@ -334,11 +372,9 @@ class RoundLogWriter:
 
 
 def open_log(path: str | Path) -> h5py.File:
-    """Open a log for reading, also one that is being written or whose writer was killed."""
-    try:
-        return h5py.File(path, "r")
-    except OSError:
-        return h5py.File(path, "r", swmr=True)
+    """Open a log for reading, also one that is being written or whose writer was killed; a
+    truncated or foreign file is a LogReadError at once (log.check says why an open could hang)."""
+    return open_for_reading(path)
 
 
 @dataclass
@@ -404,23 +440,54 @@ def complete_rounds(f: h5py.File, rows: np.ndarray) -> int:
 
 
 def read_log(path: str | Path) -> RunLog:
-    """Everything in a log, trimmed to the complete rounds."""
+    """Everything in a log, trimmed to the complete rounds; LogReadError (one line) when the file is
+    truncated, damaged, foreign or of a newer schema."""
     with open_log(path) as f:
-        rows = _all_fields(f["rounds"][:])
-        n = complete_rounds(f, rows)
-        status = f["status"][()].decode() if "status" in f else ""
-        attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-        attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
-        return RunLog(
-            attrs=attrs, rounds=rows[:n],
-            # logs before issue 25 also held wait_s, the same array as idle_s: read once, as idle_s
-            clients={k: f["clients"][k][:n] for k in f["clients"] if k != "wait_s"},
-            block_names=[s.decode() if isinstance(s, bytes) else s for s in f["blocks/names"][:]],
-            divergence=f["blocks/divergence"][:n], alloc=f["alloc"][:n],
-            tier_names=[s.decode() if isinstance(s, bytes) else s for s in f["tiers/names"][:]],
-            tier_f1=f["tiers/f1"][:n], rows_written=len(rows), status=status,
-            class_names=[s.decode() if isinstance(s, bytes) else s for s in f["classes/names"][:]]
-            if "classes" in f else [],
-            class_f1=f["classes/f1"][:n] if "classes" in f else np.zeros((n, 0)),
-            tier_arrays={name: f[f"tiers/{name}"][:n] for _, name in TIER_ARRAYS if name in f["tiers"]},
-        )
+        try:
+            return _read(path, f)
+        except LogReadError:
+            raise
+        except Exception as e:  # noqa: BLE001 - whatever a damaged file makes h5py or numpy raise is one line
+            raise not_a_log(path, (str(e).splitlines() or [type(e).__name__])[0][:200]) from None
+
+
+def _text(values: np.ndarray) -> list[str]:
+    return [s.decode() if isinstance(s, bytes) else str(s) for s in values]
+
+
+def _read(path: str | Path, f: h5py.File) -> RunLog:
+    check_schema(path, f.attrs, SCHEMA_VERSION)
+    attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+    attrs = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in attrs.items()}
+    check_attrs(path, attrs)
+    for name in ("rounds", "clients", "blocks/names", "blocks/divergence", "alloc", "tiers/names", "tiers/f1"):
+        if name not in f:
+            raise not_a_log(path, f"no /{name}")
+    raw = f["rounds"]
+    if not isinstance(raw, h5py.Dataset) or raw.dtype.names is None or "round" not in raw.dtype.names \
+            or raw.ndim != 1:
+        raise not_a_log(path, "/rounds is not a table of rounds")
+    rows = _all_fields(raw[:])
+    n = complete_rounds(f, rows)
+    if n < 0:
+        raise not_a_log(path, f"/n_rounds is {n}")
+    status = f["status"][()].decode() if "status" in f else ""
+    k = len(json.loads(attrs["profiles"]))
+    arrays = {f"clients/{name}": f["clients"][name] for name in f["clients"]}
+    arrays.update({"blocks/divergence": f["blocks/divergence"], "alloc": f["alloc"], "tiers/f1": f["tiers/f1"]})
+    arrays.update({f"tiers/{name}": f[f"tiers/{name}"] for _, name in TIER_ARRAYS if name in f["tiers"]})
+    if "classes" in f:
+        arrays["classes/f1"] = f["classes/f1"]
+    check_shapes(path, n, k, arrays)
+    return RunLog(
+        attrs=attrs, rounds=rows[:n],
+        # logs before issue 25 also held wait_s, the same array as idle_s: read once, as idle_s
+        clients={k: f["clients"][k][:n] for k in f["clients"] if k != "wait_s"},
+        block_names=_text(f["blocks/names"][:]),
+        divergence=f["blocks/divergence"][:n], alloc=f["alloc"][:n],
+        tier_names=_text(f["tiers/names"][:]),
+        tier_f1=f["tiers/f1"][:n], rows_written=len(rows), status=status,
+        class_names=_text(f["classes/names"][:]) if "classes" in f else [],
+        class_f1=f["classes/f1"][:n] if "classes" in f else np.zeros((n, 0)),
+        tier_arrays={name: f[f"tiers/{name}"][:n] for _, name in TIER_ARRAYS if name in f["tiers"]},
+    )

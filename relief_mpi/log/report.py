@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import socket
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from relief_mpi.atomic import write_atomic
 from relief_mpi.bench.results import fmt
 from relief_mpi.log.hdf5 import RunLog
 
@@ -130,7 +133,6 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     r = run.rounds
     paths = []
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
@@ -151,8 +153,7 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
     fig.suptitle(f"{run.attrs.get('strategy')} on {run.attrs.get('dataset')}")
     fig.tight_layout()
     p = out_dir / f"{stem}-f1.png"
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
+    _save(fig, p)
     paths.append(p)
 
     labels = [f"{p['client']} {p['tier']}" for p in run.profiles]
@@ -180,7 +181,18 @@ def write_plots(run: RunLog, out_dir: Path, stem: str) -> list[Path]:
         ax.set_xlabel("client and tier")
     fig.tight_layout()
     p = out_dir / f"{stem}-clients.png"
-    fig.savefig(p, dpi=100)
-    plt.close(fig)
+    _save(fig, p)
     paths.append(p)
     return paths
+
+
+def _save(fig: Any, path: Path) -> None:
+    """A PNG written whole or not at all (read-only folder, full disk: one WriteFailed line)."""
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, dpi=100, format="png")
+    finally:
+        plt.close(fig)
+    write_atomic(path, buf.getbuffer(), "writing plot")

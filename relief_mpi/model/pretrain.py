@@ -3,6 +3,7 @@ optimizer settings (--pretrain-lr, --pretrain-epochs, --pretrain-optimizer), nev
 
 from __future__ import annotations
 
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from relief_mpi.atomic import write_atomic
 from relief_mpi.data.base import DatasetSpec, WindowSet
 from relief_mpi.errors import ReliefError
 from relief_mpi.model.optim import Adam, Optimizer, Sgd
@@ -102,9 +104,9 @@ def save_base(model: nn.Module, spec: DatasetSpec, path: Path) -> None:
     state = {n: p.detach().cpu().clone() for n, p in model.state_dict().items() if n.startswith(BASE_KEYS)}
     meta = {"dataset": spec.name, "modalities": list(spec.modality_names()),
             "channels": [len(m.channels) for m in spec.modalities], "classes": list(spec.classes)}
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"state": state, "meta": meta}, tmp)
-    tmp.replace(path)
+    buf = io.BytesIO()
+    torch.save({"state": state, "meta": meta}, buf)  # in memory first: torch's file writer loses the OS error
+    write_atomic(path, buf.getbuffer(), "writing base")
 
 
 def load_base(model: nn.Module, spec: DatasetSpec, path: Path) -> None:

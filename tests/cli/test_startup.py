@@ -34,14 +34,15 @@ run()
 
 
 def _first_lines(tmp_path: Path, marked: str, entry: str, extra: list[str]) -> list[str]:
-    # --dataset spar without --data-dir is refused once the run is resolved, after the heavy
-    # imports: the job's whole start-up up to there, in one short process
+    # --dataset spar with a --data-dir that does not exist is refused when the data are loaded, after
+    # the heavy imports: the job's whole start-up up to there, in one short process (an option refused
+    # while the run is resolved comes before torch is imported: cli.train resolves first)
     env = {k: v for k, v in mpi_env().items() if not k.startswith(("PMI_", "OMPI_", "PMIX_"))}
     res = subprocess.run([sys.executable, "-c", HOOK, marked, entry, "train", "--transport", "inprocess",
-                          "--dataset", "spar", *extra], capture_output=True, text=True, timeout=120, cwd=tmp_path,
-                         env=env)
+                          "--dataset", "spar", "--data-dir", str(tmp_path / "absent"), *extra], capture_output=True,
+                         text=True, timeout=120, cwd=tmp_path, env=env)
     assert res.returncode == 2, res.stderr
-    assert "--data-dir" in res.stderr
+    assert "absent: no such file or folder" in res.stderr, res.stderr
     return res.stdout.splitlines()
 
 

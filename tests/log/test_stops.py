@@ -87,9 +87,12 @@ def test_failed_write_is_one_error_and_the_log_keeps_complete_rounds(tmp_path: P
     assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr, res.stderr
     log = read_log(p)
     assert list(log.rounds["round"]) == [1, 2]
-    assert log.rows_written == 3 and log.incomplete_rows == 1
     assert log.clients["busy_s"].shape == (2, 3) and log.alloc.shape[0] == 2
-    assert "note: 1 row(s) after round 2 were not completely written" in summary_table(log)
+    # the unfinished round is rolled back: raw /rounds (pandas, h5py) holds no row beyond /n_rounds
+    assert log.rows_written == 2 and log.incomplete_rows == 0 and log.status == "failed"
+    with h5py.File(p, "r") as f:
+        assert f["rounds"].shape == (2,) and int(f["n_rounds"][()]) == 2 and f["clients/busy_s"].shape == (2, 3)
+    assert "status: stopped early (failed) after 2 of 40 rounds" in summary_table(log)
 
 
 def test_disk_full_on_a_small_tmpfs(small_disk: Path) -> None:
@@ -111,6 +114,7 @@ def test_disk_full_on_a_small_tmpfs(small_disk: Path) -> None:
     n = len(log.rounds)
     assert n >= 1 and list(log.rounds["round"]) == list(range(1, n + 1)), "only complete rounds, none of zeros"
     assert np.all(log.rounds["accuracy"] > 0) and np.all(log.clients["busy_s"] > 0)
+    assert log.rows_written == n and log.status == "failed", "rolled back and marked even on a full disk"
 
 
 def test_log_creation_on_a_full_disk_leaves_no_file(small_disk: Path) -> None:
