@@ -13,6 +13,8 @@ from pathlib import Path
 
 from relief_mpi.errors import WriteFailed
 
+__all__ = ["write_atomic"]
+
 
 def write_atomic(path: Path, data: bytes | memoryview, what: str = "writing") -> None:
     """Write `data` to `path` atomically; WriteFailed (nothing left behind) when it cannot."""

@@ -23,6 +23,9 @@ from relief_mpi.config import flatten
 from relief_mpi.errors import ReliefError
 from relief_mpi.stops import CheckpointWriteError
 
+__all__ = ["Checkpoint", "FORMAT", "check_against_log", "check_against_run", "check_fits_setup", "checkpoint_path",
+           "config_differences", "describe_differences", "load_checkpoint", "save_checkpoint"]
+
 if TYPE_CHECKING:
     from relief_mpi.run_setup import RunSetup
 
