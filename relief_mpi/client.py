@@ -25,7 +25,7 @@ from relief_mpi.device.gpu import DeviceWindows
 from relief_mpi.model.flops import FlopCosts
 from relief_mpi.model.optim import Adam, Optimizer, Sgd
 from relief_mpi.model.registry import ParamRegistry
-from relief_mpi.rng import ClientStream, OursStream
+from relief_mpi.rng import AuthorsStream, ClientStream, OursStream
 from relief_mpi.rounds import (
     REPORT_FIELDS,
     REPORT_INDEX,
@@ -280,6 +280,7 @@ class LocalTrainer:
         delta zeroes them all, so a diverged client cannot poison the global model."""
         role, k = self.role, self.role.client
         updates: dict[int, np.ndarray] = {}
+        deltas: dict[int, np.ndarray] = {}
         for b in upload:
             # the delta on the device; only the packed update buffer comes back to host memory
             delta = (self.reg.get_tensor(self.model, b) - before[b]).cpu().numpy()
@@ -287,10 +288,14 @@ class LocalTrainer:
                 delta[:] = np.nan
             w = float(plan.coef[k, b]) * (samples if role.recipe.sample_weighted else 1.0)
             updates[b] = pack_update(delta, self.reg.n_params[b], w, bool(plan.plain[b]))
+            deltas[b] = delta
             if role.dump_dir:
                 np.save(Path(role.dump_dir) / f"r{plan.round}-c{k}-b{b}.npy", np.append(delta, w))
         if any(not np.all(np.isfinite(u)) for u in updates.values()):
             return {b: zero_update(self.reg.sizes[b], bool(plan.plain[b])) for b in updates}, 1.0
+        if isinstance(self.stream, AuthorsStream):  # --rng authors: also their float32 running sum
+            for b, delta in deltas.items():
+                self.stream.add_upload(b, torch.from_numpy(delta), float(plan.coef[k, b]))
         return updates, 0.0
 
     def _report(self, link: _RoundLink, tally: _StepTally, upload_s: float, rejected: float) -> np.ndarray:
@@ -333,3 +338,12 @@ class LocalClients:
             updates, reports[i] = t.train(plan, {b: blocks[b] for b in t.owned})
             add_updates(sums, updates)  # fresh buffers from pack_update: summed in place from here on
         return sums, reports
+
+    def authors_sums(self) -> dict[int, np.ndarray]:
+        """--rng authors: the float32 sums its clients' shared stream formed (rng.AuthorsStream.add_upload),
+        handed over once (every in-process rank shares the one stream: the first call takes them); {} otherwise."""
+        out: dict[int, np.ndarray] = {}
+        for s in {id(t.stream): t.stream for t in self.trainers}.values():
+            if isinstance(s, AuthorsStream):
+                out.update(s.pop_sums())
+        return out

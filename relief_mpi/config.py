@@ -60,6 +60,9 @@ class DataConfig:
     window: int = 0  # window length in samples; 0 = from window_s
     stride: int = 0  # window stride in samples; 0 = from overlap
     test_subjects: int = 0  # split=subject: subjects held out; 0 = ~20% of them, at least 1
+    # protocol paper's per-subject z-score: "float64" moments (ours) or "float32" (the authors' zscore,
+    # set by --rng authors so that run repeats theirs to the last bit; data/preprocess.py)
+    zscore_dtype: str = "float64"
     validation: float = 0.0  # > 0: this share of each client's training windows replaces the test sets
     # (relief_mpi/validation.py), so the bench's --lr-grid never chooses on the test set it reports
 

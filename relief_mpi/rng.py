@@ -25,6 +25,12 @@ generator: `train` refuses it there (cli/train.py, check_rng). It holds the CPU 
 (their run on the CPU); on a GPU, dropout would draw from the device's generator, so run_setup
 refuses a non-CPU device with it.
 
+Their arithmetic too, where it decides the numbers: the prepared data's per-subject z-score in
+float32 (data/preprocess.authors_zscore, DataConfig.zscore_dtype) and the server's sum of each
+group's uploads in a float32 buffer, client after client (AuthorsStream.add_upload), where ours
+sums float32 terms exactly in float64. Both differ from ours by rounding only, but Adam turns
+ulps into a different run within a few rounds (docs/bench.md 3.6).
+
 Our own code between the authors' draws (the server's model, evaluation, strategies) may use the
 global generator too: the authors' stream keeps its own state and puts it in place only while a
 client trains, so nothing else shifts it.
@@ -83,6 +89,27 @@ class AuthorsStream:
         self.state = state
         self.evaluated = 0
         self._live = False
+        self.sums: dict[int, torch.Tensor] = {}  # this round's float32 sum of w delta per group
+
+    def add_upload(self, group: int, delta: torch.Tensor, w: float) -> None:
+        """Add one client's upload to its group's sum as the authors' aggregator does
+        (RELIEF/algorithm/aggregation.py at cb76893): a float32 buffer of zeros, then
+        `delta.add_(upload, alpha=w_n)` client after client (here: in training order, the clients'
+        order, as their loop), one fused multiply-add in float32 per value. A client with w = 0 is
+        not among their weights: skipped. Flat over the group's tensors: add_ is elementwise."""
+        if w == 0.0:
+            return
+        flat = delta.detach().reshape(-1).to("cpu", torch.float32)
+        acc = self.sums.get(group)
+        if acc is None:
+            acc = self.sums[group] = torch.zeros(flat.numel(), dtype=torch.float32)
+        acc.add_(flat, alpha=w)
+
+    def pop_sums(self) -> dict[int, np.ndarray]:
+        """The round's sums (float32 arrays), handed over once; the next round starts from zero."""
+        out = {g: t.numpy() for g, t in self.sums.items()}
+        self.sums = {}
+        return out
 
     def batches(self, seed: int, rnd: int, client: int, n: int, batch: int) -> Iterator[torch.Tensor]:
         """The client's epochs of batches from the shared stream; nothing is drawn until the first

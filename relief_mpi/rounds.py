@@ -170,6 +170,9 @@ class GroupSums:
     count: float  # number of uploads
     weighted_sq: float  # sum_k w_k ||delta_k (parameters)||^2
     plain_sq: float  # sum_k ||delta_k (parameters)||^2
+    # --rng authors (in-process only): sum_k w_k delta_k as the authors' aggregator forms it, a float32
+    # buffer that adds each client's term in turn (rng.AuthorsStream.add_upload); None otherwise
+    authors: np.ndarray | None = None
 
     @staticmethod
     def unpack(buf: np.ndarray, size: int, plain: bool) -> GroupSums:

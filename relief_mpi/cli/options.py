@@ -289,8 +289,10 @@ def data_config(kw: dict[str, Any], given: set[str]) -> DataConfig:
                      alpha=kw["alpha"], window_s=kw["window_s"], downsample=kw.get("downsample", 1))
     if paper:
         cfg = replace(paper_data_config(cfg), **{k: kw[k] for k in ("modality_by", "downsample") if k in given})
+    # --rng authors repeats their arithmetic too: their float32 z-score (data/preprocess.authors_zscore)
+    zdtype = "float32" if paper and kw.get("rng") == "authors" else "float64"
     return replace(cfg, partition=partition, split=split, split_file=split_file,
-                   test_subjects=kw.get("test_subjects") or 0)
+                   test_subjects=kw.get("test_subjects") or 0, zscore_dtype=zdtype)
 
 
 def build_config(kw: dict[str, Any], given: Iterable[str] | None = None) -> RunConfig:

@@ -4,10 +4,14 @@ Used by the tests and by `relief-mpi train --transport inprocess`. The clients a
 the MPI transport places them on `n_ranks` client ranks (comm.placement; default one client per
 rank): each group adds up its clients' update buffers, then the groups' sums are added in rank
 order. Sums are float32 terms accumulated in float64 (rounds.UPDATE_DTYPE), exact, so runs give
-the MPI transport's numbers although MPI's Reduce adds in another order.
+the MPI transport's numbers although MPI's Reduce adds in another order. Under --rng authors
+(in-process only) each group also carries the authors' float32 client-after-client sum
+(GroupSums.authors), which the strategy applies in place of ours.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -39,10 +43,14 @@ class InProcessServerTransport(ServerTransport):
         acc: dict[int, np.ndarray] = {}
         reports = np.zeros((self.n_clients, len(wire.REPORT_FIELDS)), np.float64)
         everything = dict(enumerate(blocks))
+        authors: dict[int, np.ndarray] = {}
         for r, rank in enumerate(self.ranks):
             local, reports[r::self.n_ranks] = rank.train(plan, everything)
             add_updates(acc, local)
-        sums = {b: GroupSums.unpack(v, self.sizes[b], bool(plan.plain[b])) for b, v in sorted(acc.items())}
+        for rank in self.ranks:  # --rng authors: their float32 sums besides ours (after every rank trained)
+            authors.update(rank.authors_sums())
+        sums = {b: replace(GroupSums.unpack(v, self.sizes[b], bool(plan.plain[b])), authors=authors.get(b))
+                for b, v in sorted(acc.items())}
         return RoundExchange(sums, reports)
 
     def stop(self) -> None:

@@ -37,6 +37,11 @@ class HostedClients(Protocol):
         """The per-group sums of the hosted clients' update buffers and their reports [clients, fields]."""
         ...
 
+    def authors_sums(self) -> dict[int, np.ndarray]:
+        """--rng authors (in-process only): per group, the float32 sum of w delta formed as the authors'
+        aggregator forms it (GroupSums.authors), once per round; {} otherwise."""
+        ...
+
 
 @dataclass
 class RoundExchange:

@@ -13,7 +13,8 @@ to disable caching):
   <dataset>-<key>-s<skey>.npz normalisation statistics of any other set of training windows
                               (skey = hash of their positions); the index itself is cheap.
                               key also covers the protocol when it is not "ours" (the paper's
-                              preprocessing changes the stored signals).
+                              preprocessing changes the stored signals), and the z-score's
+                              precision when it is not float64 (--rng authors: float32).
 Both are written to a temporary name and renamed into place, under an exclusive file lock, so
 concurrent ranks (or runs) never see a half-written file and only one of them does the work;
 the others wait on the lock (a blocking call, no spinning) and then read.

@@ -301,7 +301,8 @@ def read_subjects(path: Path, cfg: DataConfig, locate: Callable[[Path], tuple[li
                 mismatched.append(f)
             rec = parse(subject, f, data)
             del data
-            yield paper_recording(rec, cfg.downsample) if cfg.protocol == "paper" else downsample(rec, cfg.downsample)
+            yield (paper_recording(rec, cfg.downsample, cfg.zscore_dtype) if cfg.protocol == "paper"
+                   else downsample(rec, cfg.downsample))
         note = checksum_note(spec.name, mismatched, len(files))
         if note:
             notes.append(note)

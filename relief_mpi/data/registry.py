@@ -59,7 +59,7 @@ def load_raw(cfg: DataConfig, seed: int, use_cache: bool = True, n_clients: int 
         n_subjects = synthetic.subjects_for(n_clients, cfg) if n_clients else synthetic.SUBJECTS
         raw = synthetic.generate(seed=seed, modality_by=cfg.modality_by, n_subjects=n_subjects)
         if cfg.protocol == "paper":
-            recs = [paper_recording(r, cfg.downsample) for r in raw.recordings]
+            recs = [paper_recording(r, cfg.downsample, cfg.zscore_dtype) for r in raw.recordings]
         elif cfg.downsample > 1:
             recs = [downsample(r, cfg.downsample) for r in raw.recordings]
         else:
@@ -74,7 +74,10 @@ def load_raw(cfg: DataConfig, seed: int, use_cache: bool = True, n_clients: int 
         files = source_files(cfg.dataset, path, cfg.protocol)
         identity: object = [f.identity for f in files]
         if cfg.protocol != "ours":  # other signals in the store; "ours" keeps its old cache keys
-            identity = {"files": identity, "protocol": cfg.protocol}
+            keyed: dict[str, object] = {"files": identity, "protocol": cfg.protocol}
+            if cfg.zscore_dtype != "float64":  # the authors' float32 z-score: other stored signals
+                keyed["zscore"] = cfg.zscore_dtype
+            identity = keyed
         store = open_store(cfg.dataset, identity, cfg.downsample, lambda: mod.read(path, cfg))
         if store is not None:
             return RawDataset(store.spec.regroup(cfg.modality_by), store=store, notes=store.notes)

@@ -85,7 +85,7 @@ def read(path: Path, cfg: DataConfig) -> tuple[DatasetSpec, Iterator[Recording],
         src = f"{f.display}[series {i}: subject {subj[i]}, {'right' if side[i] == 1 else 'left'}, {classes[y[i]]}]"
         return Recording(int(subj[i]), sig[a:b].astype(np.float32), np.full(b - a, y[i], np.int64), src)
 
-    recs = _paper_series(series, subj, cfg.downsample) if cfg.protocol == "paper" else \
+    recs = _paper_series(series, subj, cfg.downsample, cfg.zscore_dtype) if cfg.protocol == "paper" else \
         (downsample(series(i), cfg.downsample) for i in range(n))
     return sp, recs, notes
 
@@ -118,12 +118,14 @@ def _check_arrays(f: DataFile, arrs: dict[str, np.ndarray], sig: np.ndarray, off
     return classes
 
 
-def _paper_series(series: Callable[[int], Recording], subj: np.ndarray, factor: int) -> Iterator[Recording]:
+def _paper_series(series: Callable[[int], Recording], subj: np.ndarray, factor: int,
+                  zscore_dtype: str = "float64") -> Iterator[Recording]:
     """Protocol "paper": each subject's series z-scored together, yielded in series order."""
     done: dict[int, Recording] = {}
     for s in np.unique(subj):
         idx = np.flatnonzero(subj == s)
-        done.update(zip(idx.tolist(), paper_subject_series([series(int(i)) for i in idx], factor), strict=True))
+        normed = paper_subject_series([series(int(i)) for i in idx], factor, zscore_dtype)
+        done.update(zip(idx.tolist(), normed, strict=True))
     for i in range(len(subj)):
         yield done.pop(i)
 

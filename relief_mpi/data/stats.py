@@ -59,7 +59,7 @@ def server_mask(y: np.ndarray, n_classes: int, fraction: float, seed: int) -> np
 # Settings added with the paper protocol: hashed into the fingerprint when not at their default,
 # so fingerprints (and resumable checkpoints) of today's default runs stay what they were.
 NEW_FIELDS = {"protocol": "ours", "partition": "dirichlet", "split": "time", "window": 0, "stride": 0,
-               "test_subjects": 0}
+               "test_subjects": 0, "zscore_dtype": "float64"}
 # paper-streams is what split=paper drew before issue 23: it hashes as it did, so those checkpoints resume.
 _SPLIT_HASHED = {"paper-streams": "paper", "paper": "paper-one-generator"}
 

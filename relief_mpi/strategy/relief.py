@@ -288,7 +288,9 @@ class PublishedRelief(Strategy):
                     new[j] = weighted_mean_update(groups[j], s)
                     div[j] = weighted_divergence(s, self.ctx.groups.n_params[j])
                 continue
-            if s is not None and s.count > 0:
+            if s is not None and s.authors is not None:  # --rng authors: theta + delta in float32, as theirs
+                new[j] = groups[j].astype(np.float32) + s.authors
+            elif s is not None and s.count > 0:
                 new[j] = (groups[j].astype(np.float64) + s.weighted.astype(np.float64)).astype(np.float32)
             div[j] = self.divergence(j, s)
         div[self.cohort_size == 0] = np.nan
