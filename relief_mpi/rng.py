@@ -29,7 +29,7 @@ Their arithmetic too, where it decides the numbers: the prepared data's per-subj
 float32 (data/preprocess.authors_zscore, DataConfig.zscore_dtype) and the server's sum of each
 group's uploads in a float32 buffer, client after client (AuthorsStream.add_upload), where ours
 sums float32 terms exactly in float64. Both differ from ours by rounding only, but Adam turns
-ulps into a different run within a few rounds (docs/bench.md 3.6).
+ulps into a different run within a few rounds (docs/bench.md 3.7).
 
 Our own code between the authors' draws (the server's model, evaluation, strategies) may use the
 global generator too: the authors' stream keeps its own state and puts it in place only while a
@@ -42,6 +42,8 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
+
+__all__ = ["AuthorsStream", "ClientStream", "OursStream", "authors_stream", "shuffled_batches"]
 
 
 def shuffled_batches(n: int, batch: int, gen: torch.Generator) -> Iterator[torch.Tensor]:

@@ -14,9 +14,8 @@ from relief_mpi import config
 ROOT = Path(__file__).resolve().parents[1] / "relief_mpi"
 PUBLIC = sorted(
     ".".join(p.relative_to(ROOT.parent).with_suffix("").parts)
-    for folder in ("strategy", "model", "bench", "cli", "log")
-    for p in (ROOT / folder).glob("*.py") if p.name != "__init__.py"
-) + ["relief_mpi.config", "relief_mpi.metrics", "relief_mpi.cli"]
+    for p in [*ROOT.glob("*.py"), *ROOT.glob("*/*.py")] if p.name not in ("__init__.py", "__main__.py")
+) + ["relief_mpi.cli"]
 
 
 @pytest.mark.parametrize("name", PUBLIC)

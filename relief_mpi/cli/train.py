@@ -181,7 +181,7 @@ def _round_timeout(ctx: click.Context, param: click.Parameter, value: str) -> fl
                    "client in turn its DataLoader shuffles and dropout, one draw per round's evaluation), so with "
                    "--protocol paper --split paper a run draws what their run of the same seed draws, with their "
                    "float32 z-score of the data and their float32 client-after-client sum of the uploads "
-                   "(docs/bench.md 3.6).")
+                   "(docs/bench.md 3.7).")
 @click.option("--clients", type=click.IntRange(min=1), default=None,
               help="Number of clients. In-process: default 4. Under MPI (N ranks): default N-1, one per client "
                    "rank (or the highest client a fleet file's tier `ranks` name, if more). More clients than "
