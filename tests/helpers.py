@@ -8,6 +8,8 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -170,3 +172,19 @@ def run_here(args: list[str], cwd: Path | None = None, timeout: float = 240) -> 
         raw[fd].close()
     return subprocess.CompletedProcess(["relief-mpi", *args], code, out.getvalue() + texts[0],
                                        err.getvalue() + texts[1])
+
+
+@contextmanager
+def small_tmpfs(where: Path, size: str, covered_by: str) -> Iterator[Path]:
+    """A tmpfs of `size` (e.g. "1m") mounted at where/disk for the test, unmounted after; skip,
+    naming the test that covers the same path without a mount, where mounting is not allowed."""
+    mnt = where / "disk"
+    mnt.mkdir()
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)], capture_output=True,
+                         text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({res.stderr.strip() or 'mount failed'}); {covered_by}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)

@@ -14,7 +14,7 @@ import pytest
 
 from relief_mpi.log.hdf5 import read_log
 from relief_mpi.log.lock import lock_path
-from tests.helpers import FAST, run_cli, run_here, run_mpi
+from tests.helpers import FAST, run_cli, run_here, run_mpi, small_tmpfs
 
 QUICK = ["train", "--transport", "inprocess", "--clients", "2", *FAST]
 READERS = (["report", "--no-plots"], ["config", "show"], ["train", "--transport", "inprocess", "--resume"])
@@ -121,16 +121,9 @@ def test_newer_schema_is_refused_by_name(good_log: Path, tmp_path: Path) -> None
 @pytest.fixture
 def tiny_disk(tmp_path: Path) -> Iterator[Path]:
     """A 1 MB tmpfs the test fills to a given number of free bytes, or skip where mounting is not allowed."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({res.stderr.strip() or 'mount failed'}); "
-                    "test_failed_write_in_round_1_leaves_no_file covers the write path by fault injection")
-    try:
+    with small_tmpfs(tmp_path, "1m", "test_failed_write_in_round_1_leaves_no_file covers the write path by "
+                     "fault injection") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def leave_free(disk: Path, n_bytes: int) -> None:

@@ -16,7 +16,7 @@ import pytest
 
 from relief_mpi.log.hdf5 import RoundLogWriter, read_log
 from relief_mpi.log.report import summary_table
-from tests.helpers import REPO
+from tests.helpers import REPO, small_tmpfs
 from tests.log.test_hdf5 import record
 
 ATTRS = {"config": json.dumps({"rounds": 40}), "profiles": "[]", "hosts": "[]", "strategy": "fedavg"}
@@ -25,16 +25,8 @@ ATTRS = {"config": json.dumps({"rounds": 40}), "profiles": "[]", "hosts": "[]", 
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A 2 MB tmpfs, or skip where mounting is not permitted."""
-    mnt = tmp_path / "disk"
-    mnt.mkdir()
-    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
-    if res.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here ({res.stderr.strip() or 'mount failed'}); the writer's "
-                    "fail_after hook covers the same path")
-    try:
+    with small_tmpfs(tmp_path, "2m", "the writer's fail_after hook covers the same path") as mnt:
         yield mnt
-    finally:
-        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 def fill(disk: Path) -> None:
