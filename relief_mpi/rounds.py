@@ -103,7 +103,7 @@ REPORT_FIELDS = (
     "samples", "steps", "busy_s", "compute_wall_s", "lag_s", "download_s", "upload_s",
     "bytes_up", "bytes_down", "energy_measured_j", "rejected", "loss", "flops",
 )
-REPORT_INDEX = {name: i for i, name in enumerate(REPORT_FIELDS)}  # a report field's column (comm.wire.R)
+REPORT_INDEX = {name: i for i, name in enumerate(REPORT_FIELDS)}  # a report field's column
 HEADER_LEN = 4  # plan header: int64 [round, stop, K, G]
 
 

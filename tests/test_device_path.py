@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from relief_mpi.comm.wire import R
 from relief_mpi.evaluation import evaluate
+from relief_mpi.rounds import REPORT_INDEX as R
 from relief_mpi.run_setup import build_setup
 from tests.helpers import FAST, fast_config, run_cli, run_mpi
 

@@ -16,10 +16,9 @@ import math
 
 import numpy as np
 
-from relief_mpi.rounds import HEADER_LEN, REPORT_FIELDS, REPORT_INDEX, RoundPlan
+from relief_mpi.rounds import HEADER_LEN, REPORT_FIELDS, RoundPlan
 
-R = REPORT_INDEX  # the report's column of each field (defined with the round types, which the client imports)
-__all__ = ["HEADER_LEN", "R", "REPORT_FIELDS", "body_bytes", "decode_plan", "fixed_utf8", "is_stop", "plan_len",
+__all__ = ["HEADER_LEN", "REPORT_FIELDS", "body_bytes", "decode_plan", "fixed_utf8", "is_stop", "plan_len",
            "plan_message", "utf8_text"]
 
 

@@ -16,8 +16,8 @@ from mpi4py import MPI
 
 from relief_mpi.comm.mpi import MpiClientTransport, MpiServerTransport
 from relief_mpi.comm.transport import Handshake
-from relief_mpi.comm.wire import REPORT_FIELDS, R
-from relief_mpi.rounds import RoundPlan, pack_update
+from relief_mpi.rounds import REPORT_FIELDS, RoundPlan, pack_update
+from relief_mpi.rounds import REPORT_INDEX as R
 
 SIZES = (2, 3, 4, 2)
 OUT: list[str] = []  # written in one call at the end: lines of different ranks never interleave

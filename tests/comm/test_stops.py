@@ -73,14 +73,19 @@ def test_signal_to_mpiexec_is_one_line_and_a_resumable_log(tmp_path: Path, sig: 
     assert "Traceback" not in out + err
 
 
+def rank_process(proc: subprocess.Popen[str], rank: int) -> psutil.Process:
+    """The process of MPI rank `rank` among the launcher's descendants (MPICH or Open MPI)."""
+    ranks = [p for p in psutil.Process(proc.pid).children(recursive=True)
+             if str(rank) in (p.environ().get("PMI_RANK"), p.environ().get("OMPI_COMM_WORLD_RANK"))]
+    assert len(ranks) == 1, f"rank {rank}'s process"
+    return ranks[0]
+
+
 def test_stopped_client_is_named_by_the_round_watchdog(tmp_path: Path) -> None:
     log = tmp_path / "w.h5"
     proc = start(log, ["--round-timeout", "4"])
     wait_rounds(proc, log, 1)
-    ranks = [p for p in psutil.Process(proc.pid).children(recursive=True)
-             if p.environ().get("PMI_RANK") == "2" or p.environ().get("OMPI_COMM_WORLD_RANK") == "2"]
-    assert len(ranks) == 1, "rank 2's process"
-    client = ranks[0]
+    client = rank_process(proc, 2)
     client.suspend()  # SIGSTOP: alive, but it never answers again
     try:
         t0 = time.monotonic()
@@ -111,10 +116,7 @@ def test_stopped_server_is_named_by_a_client(tmp_path: Path) -> None:
     log = tmp_path / "z.h5"
     proc = start(log, ["--round-timeout", "4"])
     wait_rounds(proc, log, 1)
-    ranks = [p for p in psutil.Process(proc.pid).children(recursive=True)
-             if p.environ().get("PMI_RANK") == "0" or p.environ().get("OMPI_COMM_WORLD_RANK") == "0"]
-    assert len(ranks) == 1, "rank 0's process"
-    server = ranks[0]
+    server = rank_process(proc, 0)
     server.suspend()  # SIGSTOP: alive, but it never answers again
     try:
         code, out, err = finish(proc, 150)

@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 import torch
 
-from relief_mpi.comm.wire import R
 from relief_mpi.config import RunConfig, StrategyConfig
 from relief_mpi.model.flops import measure_costs
 from relief_mpi.model.paper import PaperNet
+from relief_mpi.rounds import REPORT_INDEX as R
 from tests.helpers import REPO
 
 

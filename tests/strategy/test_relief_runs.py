@@ -55,8 +55,7 @@ def test_deadline_stops_slow_clients_early(tmp_path: Path) -> None:
 
 
 def test_client_stops_at_the_deadline_and_reports_the_steps_done() -> None:
-    from relief_mpi.comm import wire
-    from relief_mpi.rounds import RoundPlan
+    from relief_mpi.rounds import REPORT_INDEX, RoundPlan
     from relief_mpi.run_setup import build_setup
 
     setup = build_setup(RunConfig(seed=0, model=NARROW, strategy=StrategyConfig(name="relief-ucb", lr=0.05)), 4)
@@ -71,18 +70,19 @@ def test_client_stops_at_the_deadline_and_reports_the_steps_done() -> None:
                          np.zeros(alloc.shape[1], np.uint8))
 
     _, free = trainer.train(plan(float("inf")), blocks)
-    transfers = free[wire.R["download_s"]] + free[wire.R["upload_s"]]
-    step_s = free[wire.R["busy_s"]] / free[wire.R["steps"]]  # the emulated time of one step on this device
+    transfers = free[REPORT_INDEX["download_s"]] + free[REPORT_INDEX["upload_s"]]
+    step_s = free[REPORT_INDEX["busy_s"]] / free[REPORT_INDEX["steps"]]  # the emulated time of one step on this device
     # Optimistic plan: 100 steps, but a deadline with room for the transfers and about 12 steps.
     plan_ = plan(transfers + 12.5 * step_s)
     updates, report = trainer.train(plan_, blocks)
-    steps = report[wire.R["steps"]]
+    steps = report[REPORT_INDEX["steps"]]
     assert 1 <= steps < 100
-    assert report[wire.R["samples"]] == steps * 32
+    assert report[REPORT_INDEX["samples"]] == steps * 32
     for buf in updates.values():
         assert buf[-4] == steps * 32  # the update is weighted by the samples actually processed
     assert 10 <= steps <= 13
-    assert report[wire.R["download_s"]] + report[wire.R["busy_s"]] + report[wire.R["upload_s"]] <= plan_.deadline_s
+    used = report[REPORT_INDEX["download_s"]] + report[REPORT_INDEX["busy_s"]] + report[REPORT_INDEX["upload_s"]]
+    assert used <= plan_.deadline_s
 
 
 def tier_mean(run, metric: str, tier: str) -> float:
