@@ -12,14 +12,11 @@ from __future__ import annotations
 import math
 
 from relief_mpi.comm.placement import clients_of
-from relief_mpi.comm.watchdog import ServerWatch
+from relief_mpi.comm.watchdog import FACTOR, FLOOR_S, ServerWatch
 from relief_mpi.run_setup import RunSetup
 from relief_mpi.strategy.system import CostModel, payload_bytes
 
 __all__ = ["FACTOR", "FLOOR_S", "first_round_emulated_s", "first_round_limit", "server_watch"]
-
-FLOOR_S = 120.0  # per client on the busiest rank: the virtual clock's first-round bound (run.round_timeout)
-FACTOR = 10.0
 
 
 def first_round_emulated_s(setup: RunSetup) -> float:

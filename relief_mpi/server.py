@@ -24,6 +24,7 @@ from relief_mpi.checkpoint import Checkpoint, checkpoint_path, save_checkpoint
 from relief_mpi.cli.output import Progress, eprint, format_round
 from relief_mpi.client import inject
 from relief_mpi.comm.transport import ServerTransport
+from relief_mpi.comm.watchdog import FACTOR, FLOOR_S
 from relief_mpi.debug import DebugHooks
 from relief_mpi.device.energy import attribute_gpu_energy, modeled_energy
 from relief_mpi.device.throttle import energy_gpus
@@ -41,8 +42,8 @@ __all__ = ["ROUND_TIMEOUT_FACTOR", "ROUND_TIMEOUT_FLOOR_S", "Server", "ServingSt
            "rejected_warning", "round_timeout"]
 
 
-ROUND_TIMEOUT_FLOOR_S = 120.0
-ROUND_TIMEOUT_FACTOR = 10.0
+ROUND_TIMEOUT_FLOOR_S = FLOOR_S  # the clients' watch on the server uses the same bound (comm/watchdog.py)
+ROUND_TIMEOUT_FACTOR = FACTOR
 
 
 def round_timeout(given: float | None, longest_wall_s: float, real_clock: bool, per_rank: int = 1,

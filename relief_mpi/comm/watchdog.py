@@ -18,6 +18,8 @@ from relief_mpi.errors import RoundTimeout
 
 __all__ = ["FACTOR", "FLOOR_S", "GAP_FLOOR_S", "STAGGER_S", "ServerSilent", "ServerWatch"]
 
+# The round bound rank 0's watchdog applies too (server.round_timeout, round_bound.first_round_limit):
+# at least FLOOR_S, else FACTOR x the longest round so far. Defined here, the lowest module that needs it.
 FLOOR_S = 120.0
 FACTOR = 10.0
 GAP_FLOOR_S = 30.0
